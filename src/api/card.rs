@@ -1,0 +1,119 @@
+//! Finding the funding card of a call: from the encrypted card data (`cipheredCardInfo`) or
+//! from the issuer's reference (`issuerCardRefId`).
+
+use super::AppState;
+use super::error::{ApiError, Code};
+use super::fields::Fields;
+use crate::domain::{Expiry, Pan};
+use crate::store::CardRow;
+use serde_json::Value;
+
+/// The card data TSH sent, decrypted and checked. The CVV is checked for form and dropped.
+pub struct CardInfo {
+    pub pan: Pan,
+    pub exp: Option<Expiry>,
+}
+
+/// Opens a `cipheredCardInfo` envelope and checks its content.
+pub fn open_card_info(state: &AppState, text: &str) -> Result<CardInfo, ApiError> {
+    let plain = state
+        .keys
+        .open(text)
+        .map_err(|e| ApiError::new(Code::Undecryptable, format!("cipheredCardInfo: {e}")))?;
+    let value: Value = serde_json::from_slice(&plain).map_err(|_| {
+        ApiError::new(
+            Code::BadCardData,
+            "decrypted card data is not a JSON object",
+        )
+    })?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::new(
+            Code::BadCardData,
+            "decrypted card data is not a JSON object",
+        ));
+    };
+    let fields = Fields(&map);
+    let fpan = match map.get("fpan") {
+        Some(Value::String(s)) => s.as_str(),
+        None | Some(Value::Null) => {
+            return Err(ApiError::new(
+                Code::BadCardData,
+                "decrypted card data has no fpan",
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                Code::BadCardData,
+                "decrypted fpan must be a string",
+            ));
+        }
+    };
+    let pan =
+        Pan::parse(fpan).map_err(|e| ApiError::new(Code::BadCardData, format!("decrypted {e}")))?;
+    let exp = match fields.signal("exp") {
+        None => None,
+        Some(s) => Some(
+            Expiry::parse_mmyy(&s)
+                .map_err(|_| ApiError::new(Code::BadCardData, "decrypted exp must be MMYY"))?,
+        ),
+    };
+    if let Some(cvv) = map.get("cvv").filter(|v| !v.is_null()) {
+        let ok = cvv
+            .as_str()
+            .is_some_and(|c| (3..=4).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()));
+        if !ok {
+            return Err(ApiError::new(
+                Code::BadCardData,
+                "decrypted cvv must be 3 or 4 digits",
+            ));
+        }
+    }
+    Ok(CardInfo { pan, exp })
+}
+
+/// Finds the card of a call that carries `cipheredCardInfo` and/or `issuerCardRefId` (at least
+/// one, 101 otherwise). The encrypted data wins when both are present; a reference that names
+/// another card is refused.
+pub async fn resolve(
+    state: &AppState,
+    body: &Fields<'_>,
+) -> Result<(CardRow, Option<CardInfo>), ApiError> {
+    let ciphered = body.opt_str("cipheredCardInfo", 1, 8196)?;
+    let card_ref = body.opt_id("issuerCardRefId", 1, 48)?;
+    match (ciphered, card_ref) {
+        (None, None) => Err(ApiError::new(
+            Code::Missing,
+            "cipheredCardInfo or issuerCardRefId is required",
+        )),
+        (Some(text), reference) => {
+            let info = open_card_info(state, text)?;
+            let index = state.data_keys.pan_index(&info.pan);
+            let card = state
+                .store
+                .card_by_pan_index(&index)
+                .await?
+                .ok_or_else(|| ApiError::new(Code::UnknownCard, "card is unknown to the issuer"))?;
+            if reference.is_some_and(|r| r != card.card_ref) {
+                return Err(ApiError::new(
+                    Code::UnknownCard,
+                    "issuerCardRefId does not match the card data",
+                ));
+            }
+            Ok((card, Some(info)))
+        }
+        (None, Some(reference)) => {
+            let card = state.store.card_by_ref(reference).await?.ok_or_else(|| {
+                ApiError::new(
+                    Code::UnknownCard,
+                    "issuerCardRefId is unknown to the issuer",
+                )
+            })?;
+            Ok((card, None))
+        }
+    }
+}
+
+/// The card's expiry on record; a record that cannot be read counts as expired.
+pub fn record_expiry(card: &CardRow) -> Option<Expiry> {
+    Expiry::parse_mmyy(&card.exp).ok()
+}

@@ -1,0 +1,132 @@
+//! `requestCardDigitization`: the decision (green / yellow with ID&V methods / red).
+
+use super::error::ApiError;
+use super::fields::Fields;
+use super::{AppState, Call, Operation, Success, card};
+use crate::decision::{self, Decision, Signals};
+use crate::domain::{CardStatus, Channel, LevelOfTrust};
+use crate::store::{CardRow, DecisionRecord, MethodRecord};
+use serde_json::{Value, json};
+
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
+    let state = call.state;
+    let wallet = body.opt_id("walletProviderId", 1, 128)?;
+    for name in [
+        "walletCardRefId",
+        "publicKeyIdentifier",
+        "tokenType",
+        "tncAcceptedDate",
+    ] {
+        body.opt_str(name, 0, 128)?;
+    }
+    body.opt_str("authenticationValue", 1, 8196)?;
+    body.opt_obj("tokenRequestor")?;
+    let (card, _info) = card::resolve(state, body).await?;
+    let active = CardStatus::parse(&card.status) == Some(CardStatus::Active);
+    let expired = card::record_expiry(&card).is_none_or(|e| e.is_expired_at(state.clock.now()));
+    let signals = Signals::from_request(body, active, expired)?;
+    let mut decision = decision::decide(&signals);
+    let mut methods = Vec::new();
+    if decision.outcome == LevelOfTrust::Yellow {
+        methods = offer_methods(state, call.correlation_id, &card);
+        if methods.is_empty() {
+            decision = Decision {
+                outcome: LevelOfTrust::Red,
+                rule: decision::NO_METHOD_RULE.into(),
+                reason: "step-up needed but no configured channel has a destination on file".into(),
+            };
+        }
+    }
+    let device_language = body
+        .opt_obj("deviceInformation")?
+        .and_then(|d| d.signal("language"))
+        .map(|l| normalise_language(&l))
+        .filter(|l| !l.is_empty());
+    let signals_json = serde_json::to_string(&signals).map_err(ApiError::internal)?;
+    let outcome = decision.outcome.as_str();
+    let mut rec = call.record(Operation::RequestCardDigitization, 200, outcome);
+    rec.card_ref = Some(&card.card_ref);
+    rec.wallet = wallet;
+    rec.state = Some(outcome);
+    rec.detail = Some(&decision.rule);
+    state
+        .store
+        .record_decision(
+            &rec,
+            &DecisionRecord {
+                decision: outcome,
+                rule: &decision.rule,
+                signals_json: &signals_json,
+                device_language: device_language.as_deref(),
+                methods: &methods,
+            },
+        )
+        .await?;
+    crate::admin::metrics::record_decision(outcome, &decision.rule);
+    let level = if state.config.server.level_of_trust_case == "upper" {
+        outcome.to_ascii_uppercase()
+    } else {
+        outcome.to_owned()
+    };
+    let mut resp = json!({
+        "levelOfTrust": level,
+        "issuerCardRefId": card.card_ref,
+        "productId": card.product_id,
+        "cardDetails": { "fpanLastDigits": card.last4, "fpanExpiryDate": card.exp },
+    });
+    if decision.outcome == LevelOfTrust::Yellow {
+        let list: Vec<Value> = methods
+            .iter()
+            .map(|m| json!({ "id": m.method_id, "type": m.method_type, "value": m.masked_value }))
+            .collect();
+        if let Some(obj) = resp.as_object_mut() {
+            obj.insert("idvMethodList".into(), Value::Array(list));
+        }
+    }
+    Ok(Success {
+        body: resp,
+        outcome: format!("{outcome} ({})", decision.rule),
+    })
+}
+
+/// The ID&V methods an enrolment can be offered: channels that are configured and have a
+/// destination on file, in the configured preference order. Ids are opaque, unique within the
+/// enrolment and stable if the call is repeated.
+pub fn offer_methods(state: &AppState, correlation_id: &str, card: &CardRow) -> Vec<MethodRecord> {
+    let mut out = Vec::new();
+    for channel in &state.channel_preference {
+        if !state.delivery.is_enabled(*channel) {
+            continue;
+        }
+        let (masked, method_type) = match channel {
+            Channel::Sms => (card.phone_masked.as_ref(), &state.config.idv.sms_type),
+            Channel::Email => (card.email_masked.as_ref(), &state.config.idv.email_type),
+        };
+        let Some(masked) = masked else { continue };
+        let fp = state.data_keys.fingerprint(
+            "idv-method",
+            &[correlation_id.as_bytes(), channel.as_str().as_bytes()],
+        );
+        let id: String = fp.chars().take(16).collect();
+        out.push(MethodRecord {
+            method_id: id,
+            channel: channel.as_str().to_owned(),
+            method_type: method_type.clone(),
+            masked_value: masked.clone(),
+        });
+    }
+    out
+}
+
+/// `en-GB`, `EN_gb`, `en` -> `en`.
+pub fn normalise_language(l: &str) -> String {
+    l.split(['-', '_'])
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .filter(char::is_ascii_alphabetic)
+        .take(8)
+        .collect()
+}

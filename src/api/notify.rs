@@ -1,0 +1,148 @@
+//! `notifyVirtualCardChange`: a token was activated, suspended, resumed, deleted... Recorded
+//! idempotently, linked to the enrolment of the same correlation id, answered once durable.
+
+use super::error::{ApiError, Code};
+use super::fields::Fields;
+use super::{AppState, Call, Operation, Success};
+use crate::domain::{Action, Expiry};
+use crate::store::{NoticeOutcome, NoticeRecord};
+use serde_json::{Value, json};
+
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
+    let state = call.state;
+    let card_ref = body.req_id("issuerCardRefId", 1, 48)?;
+    let virtual_card_id = body.req_id("virtualCardId", 1, 64)?;
+    let wallet = body.req_id("walletProviderId", 1, 128)?;
+    let action_text = body.req_id("action", 1, 64)?;
+    let action = Action::parse(action_text);
+    let token_storage_id = body.opt_str("tokenStorageId", 1, 128)?;
+    let is_primary = body.opt_bool("isPrimary")?;
+    for name in [
+        "walletCardRefId",
+        "walletVirtualCardId",
+        "primaryWalletVirtualCardId",
+    ] {
+        body.opt_str(name, 1, 128)?;
+    }
+    let source = body.opt_id("source", 1, 32)?.map(str::to_ascii_uppercase);
+    let error_code = body.opt_int("errorCode")?;
+    body.opt_obj("tokenRequestor")?;
+    body.opt_str("deviceBindingReference", 1, 128)?;
+    let token = match body.opt_str("tokenInfo", 1, 8196)? {
+        Some(text) => Some(open_token_info(state, text)?),
+        None => None,
+    };
+    if state.store.card_by_ref(card_ref).await?.is_none() {
+        return Err(ApiError::new(
+            Code::UnknownCard,
+            "issuerCardRefId is unknown to the issuer",
+        ));
+    }
+    let notice_fp = state.data_keys.fingerprint(
+        "notice",
+        &[
+            call.correlation_id.as_bytes(),
+            virtual_card_id.as_bytes(),
+            action.as_str().as_bytes(),
+            source.as_deref().unwrap_or("").as_bytes(),
+            error_code
+                .map(|c| c.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+            card_ref.as_bytes(),
+        ],
+    );
+    let mut rec = call.record(Operation::NotifyVirtualCardChange, 200, "recorded");
+    rec.card_ref = Some(card_ref);
+    rec.wallet = Some(wallet);
+    rec.detail = Some(action.as_str());
+    let outcome = state
+        .store
+        .apply_notice(
+            &rec,
+            &NoticeRecord {
+                virtual_card_id,
+                card_ref,
+                wallet_provider_id: wallet,
+                token_storage_id,
+                is_primary,
+                action: &action,
+                source: source.as_deref(),
+                error_code,
+                dpan_last4: token.as_ref().map(|t| t.last4.as_str()),
+                dpan_exp: token.as_ref().and_then(|t| t.exp.as_deref()),
+                notice_fp: &notice_fp,
+            },
+        )
+        .await?;
+    let outcome = match outcome {
+        NoticeOutcome::Duplicate => format!("{} duplicate: nothing changed", action.as_str()),
+        NoticeOutcome::Recorded { before, after } => {
+            format!(
+                "{} {} -> {after}",
+                action.as_str(),
+                before.as_deref().unwrap_or("new")
+            )
+        }
+    };
+    Ok(Success {
+        body: json!({}),
+        outcome,
+    })
+}
+
+/// What we keep of the token: the last 4 digits of the DPAN and its expiry.
+pub struct TokenInfo {
+    pub last4: String,
+    pub exp: Option<String>,
+}
+
+fn open_token_info(state: &AppState, text: &str) -> Result<TokenInfo, ApiError> {
+    let plain = state
+        .keys
+        .open(text)
+        .map_err(|e| ApiError::new(Code::Undecryptable, format!("tokenInfo: {e}")))?;
+    let value: Value = serde_json::from_slice(&plain).map_err(|_| {
+        ApiError::new(
+            Code::BadCardData,
+            "decrypted token data is not a JSON object",
+        )
+    })?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::new(
+            Code::BadCardData,
+            "decrypted token data is not a JSON object",
+        ));
+    };
+    let dpan = ["dpan", "tokenValue", "token", "pan"]
+        .iter()
+        .find_map(|k| map.get(*k).and_then(Value::as_str))
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::BadCardData,
+                "decrypted token data has no token number",
+            )
+        })?;
+    let ok = (12..=19).contains(&dpan.len()) && dpan.bytes().all(|b| b.is_ascii_digit());
+    if !ok {
+        return Err(ApiError::new(
+            Code::BadCardData,
+            "decrypted token number must be 12 to 19 digits",
+        ));
+    }
+    let last4: String = dpan.chars().skip(dpan.len() - 4).collect();
+    let exp = match ["exp", "expiryDate", "tokenExpiryDate"]
+        .iter()
+        .find_map(|k| map.get(*k).and_then(Value::as_str))
+    {
+        None => None,
+        Some(e) => Some(
+            Expiry::parse_mmyy(e)
+                .map_err(|_| {
+                    ApiError::new(Code::BadCardData, "decrypted token expiry must be MMYY")
+                })?
+                .mmyy(),
+        ),
+    };
+    Ok(TokenInfo { last4, exp })
+}

@@ -1,0 +1,293 @@
+//! `sendOTP`: deliver the network's OTP to the cardholder, exactly as received, on the chosen
+//! channel, and answer 200 only once the provider accepted it.
+
+use super::error::{ApiError, Code};
+use super::fields::Fields;
+use super::{Call, Operation, Success};
+use crate::delivery::template::{self, Values};
+use crate::delivery::{DeliveryError, Message};
+use crate::domain::{CardStatus, Channel, Email, Otp, Phone};
+use crate::store::{MethodRow, SendRecord};
+use serde_json::{Value, json};
+use std::time::Instant;
+
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
+    let state = call.state;
+    let card_ref = body.req_id("issuerCardRefId", 1, 48)?;
+    let otp_text = body.req_str("otpValue", 1, 32)?;
+    let otp = Otp::new(otp_text).map_err(|e| ApiError::new(Code::BadField, e.to_string()))?;
+    let wallet = body.opt_id("walletProviderId", 1, 128)?;
+    let method_id = body.opt_id("otpMethodId", 1, 64)?;
+    body.opt_id("virtualCardId", 1, 64)?;
+    body.opt_str("deviceBindingReference", 1, 128)?;
+    body.opt_obj("tokenRequestor")?;
+    let expires_at = expiration(body)?;
+
+    let refuse = |code: Code, msg: &str| ApiError::new(code, msg).with_card(card_ref);
+    let enrolment = state.store.enrolment(call.correlation_id).await?;
+    let enrolment = match enrolment {
+        Some(e)
+            if e.decision.as_deref() == Some("yellow")
+                && e.card_ref.as_deref() == Some(card_ref) =>
+        {
+            e
+        }
+        _ => {
+            return Err(refuse(
+                Code::NoStepUp,
+                "no enrolment in step-up for this correlation id and card",
+            ));
+        }
+    };
+    let methods = state.store.enrolment_methods(call.correlation_id).await?;
+    let method: MethodRow = match method_id {
+        Some(id) => methods
+            .into_iter()
+            .find(|m| m.method_id == id)
+            .ok_or_else(|| {
+                refuse(
+                    Code::UnknownMethod,
+                    "otpMethodId was not offered to this enrolment",
+                )
+            })?,
+        None => state
+            .channel_preference
+            .iter()
+            .find_map(|c| methods.iter().find(|m| m.channel == c.as_str()).cloned())
+            .ok_or_else(|| {
+                refuse(
+                    Code::UnknownMethod,
+                    "no ID&V method was offered to this enrolment",
+                )
+            })?,
+    };
+    let channel = Channel::parse(&method.channel)
+        .ok_or_else(|| ApiError::internal("stored method has an unknown channel"))?;
+    if !state.delivery.is_enabled(channel) {
+        return Err(refuse(
+            Code::UnknownMethod,
+            "the method's channel is no longer available",
+        ));
+    }
+    let card = state
+        .store
+        .card_by_ref(card_ref)
+        .await?
+        .ok_or_else(|| refuse(Code::NoStepUp, "the enrolment's card is no longer on file"))?;
+    if CardStatus::parse(&card.status) != Some(CardStatus::Active) {
+        return Err(refuse(Code::FraudRefused, "card is not active"));
+    }
+    if expires_at.is_some_and(|t| t <= call.at) {
+        return Err(refuse(
+            Code::OtpExpired,
+            "the OTP expired before it could be sent",
+        ));
+    }
+
+    let retry_fp = state.data_keys.fingerprint(
+        "send-retry",
+        &[
+            call.correlation_id.as_bytes(),
+            method.method_id.as_bytes(),
+            otp.expose().as_bytes(),
+        ],
+    );
+    if state.store.send_accepted(&retry_fp).await? {
+        let mut rec = call.record(Operation::SendOtp, 200, "already-sent");
+        rec.card_ref = Some(card_ref);
+        rec.detail = Some("retry of an accepted send: nothing sent");
+        state.store.record_call(&rec).await?;
+        return Ok(Success {
+            body: json!({}),
+            outcome: "already-sent".into(),
+        });
+    }
+
+    // The destination, opened from its sealed form only now, and only for this message.
+    let (to, masked, dest_fp) = match channel {
+        Channel::Sms => {
+            let sealed = card
+                .phone_sealed
+                .as_deref()
+                .ok_or_else(|| refuse(Code::NoDestination, "no phone number on file"))?;
+            let phone = state
+                .data_keys
+                .unseal("phone", sealed)
+                .map_err(ApiError::internal)?;
+            let phone = Phone::parse(&phone)
+                .map_err(|_| ApiError::internal("stored phone number is invalid"))?;
+            (
+                zeroize::Zeroizing::new(phone.expose().to_owned()),
+                phone.masked(),
+                card.phone_fp.clone().unwrap_or_default(),
+            )
+        }
+        Channel::Email => {
+            let sealed = card
+                .email_sealed
+                .as_deref()
+                .ok_or_else(|| refuse(Code::NoDestination, "no e-mail address on file"))?;
+            let email = state
+                .data_keys
+                .unseal("email", sealed)
+                .map_err(ApiError::internal)?;
+            let email = Email::parse(&email)
+                .map_err(|_| ApiError::internal("stored e-mail address is invalid"))?;
+            (
+                zeroize::Zeroizing::new(email.expose().to_owned()),
+                email.masked(),
+                card.email_fp.clone().unwrap_or_default(),
+            )
+        }
+    };
+    let templates = &state.config.templates;
+    let language = [
+        enrolment.device_language.as_deref(),
+        card.language.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(super::digitization::normalise_language)
+    .find(|l| templates.sms.contains_key(l))
+    .unwrap_or_else(|| templates.default_language.clone());
+    let pick = |m: &std::collections::BTreeMap<String, String>| -> String {
+        m.get(&language)
+            .or_else(|| m.get(&templates.default_language))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let wallet_name = template::wallet_display_name(
+        wallet
+            .or(enrolment.wallet_provider_id.as_deref())
+            .unwrap_or(""),
+    );
+    let values = Values {
+        otp: otp.expose(),
+        last4: &card.last4,
+        wallet: &wallet_name,
+    };
+    let message = match channel {
+        Channel::Sms => Message {
+            channel,
+            to,
+            subject: None,
+            body: template::render(&pick(&templates.sms), &values),
+        },
+        Channel::Email => Message {
+            channel,
+            to,
+            subject: Some(
+                template::render(
+                    &pick(&templates.email_subject),
+                    &Values { otp: "", ..values },
+                )
+                .to_string(),
+            ),
+            body: template::render(&pick(&templates.email_body), &values),
+        },
+    };
+
+    let sent_at = Instant::now();
+    let result = state.delivery.send(&message).await;
+    let latency_ms = i64::try_from(sent_at.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let (outcome, code, provider_message_id, provider_code, err) = match result {
+        Ok(receipt) => ("accepted", 200i64, receipt.provider_message_id, None, None),
+        Err(DeliveryError::Timeout(ms)) => (
+            "timeout",
+            i64::from(Code::ProviderTimeout.number()),
+            None,
+            None,
+            Some(ApiError::new(
+                Code::ProviderTimeout,
+                format!("the delivery provider did not answer within {ms} ms"),
+            )),
+        ),
+        Err(DeliveryError::Refused { code, reason: _ }) => (
+            "refused",
+            i64::from(Code::ProviderFailed.number()),
+            None,
+            code,
+            Some(ApiError::new(
+                Code::ProviderFailed,
+                "the delivery provider refused or failed",
+            )),
+        ),
+        Err(DeliveryError::Disabled) => (
+            "refused",
+            i64::from(Code::ProviderFailed.number()),
+            None,
+            None,
+            Some(ApiError::new(
+                Code::ProviderFailed,
+                "the channel is disabled",
+            )),
+        ),
+    };
+    crate::admin::metrics::record_send(channel.as_str(), outcome, sent_at.elapsed());
+    let mut rec = call.record(Operation::SendOtp, code, outcome);
+    rec.card_ref = Some(card_ref);
+    rec.detail = Some(channel.as_str());
+    state
+        .store
+        .record_send(
+            &rec,
+            &SendRecord {
+                card_ref,
+                method_id: &method.method_id,
+                channel: channel.as_str(),
+                provider: state.delivery.provider_name(channel),
+                destination_masked: &masked,
+                destination_fp: &dest_fp,
+                retry_fp: &retry_fp,
+                outcome,
+                provider_message_id: provider_message_id.as_deref(),
+                provider_code: provider_code.as_deref(),
+                latency_ms,
+            },
+        )
+        .await?;
+    match err {
+        // Already recorded with the send: the dispatcher must not record it again.
+        Some(mut e) => {
+            e.recorded = true;
+            Err(e)
+        }
+        None => Ok(Success {
+            body: json!({}),
+            outcome: format!("sent by {channel} to {masked}"),
+        }),
+    }
+}
+
+/// `expirationDate`: ISO 8601 / RFC 3339 date-time, or epoch milliseconds (number or digits).
+fn expiration(body: &Fields<'_>) -> Result<Option<i64>, ApiError> {
+    let bad = || {
+        ApiError::new(
+            Code::BadField,
+            "expirationDate must be an ISO 8601 date-time or epoch milliseconds",
+        )
+    };
+    match body.0.get("expirationDate") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(bad),
+        Some(Value::String(s)) => {
+            let s = s.trim();
+            if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) {
+                return s.parse::<i64>().map(Some).map_err(|_| bad());
+            }
+            if s.len() > 64 {
+                return Err(bad());
+            }
+            let t = time::OffsetDateTime::parse(
+                s,
+                &time::format_description::well_known::Iso8601::DEFAULT,
+            )
+            .or_else(|_| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            })
+            .map_err(|_| bad())?;
+            Ok(Some(crate::clock::to_ms(t)))
+        }
+        Some(_) => Err(bad()),
+    }
+}

@@ -1,0 +1,227 @@
+//! Building and running the gateway: load keys, connect the database, bind both listeners
+//! (port 0 works, for tests), then serve until told to stop and drain in-flight calls.
+
+use crate::api::{self, AppState, SharedState};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::delivery::Delivery;
+use crate::domain::Channel;
+use crate::envelope::KeyRing;
+use crate::secrets::{self, DataKeys};
+use crate::store::Store;
+use anyhow::Context;
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+
+/// How long in-flight calls may take to finish once shutdown starts.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct Application {
+    state: SharedState,
+    api_listener: TcpListener,
+    admin_listener: TcpListener,
+}
+
+impl Application {
+    /// Validates the configuration, loads the keys, connects the database (applying its
+    /// migrations) and binds the two listeners. Every failure names the setting at fault.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Application> {
+        config.validate_for_serve()?;
+        let keys = load_key_ring(&config)?;
+        let key_file = config
+            .keys
+            .pan_index_key_file
+            .as_ref()
+            .context("keys.pan_index_key_file: required")?;
+        let data_keys = DataKeys::from_file(key_file)
+            .map_err(|e| anyhow::anyhow!("keys.pan_index_key_file: {e}"))?;
+        let store = Store::connect(
+            &config.database.url,
+            config.database.max_connections,
+            Duration::from_millis(config.database.timeout_ms),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
+        let delivery = Delivery::from_config(&config)?;
+        let channel_preference = config
+            .idv
+            .channel_preference
+            .iter()
+            .filter_map(|c| Channel::parse(c))
+            .collect();
+        let api_listener = TcpListener::bind(&config.server.listen)
+            .await
+            .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
+        let admin_listener = TcpListener::bind(&config.admin.listen)
+            .await
+            .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
+        crate::admin::metrics::install();
+        let state = Arc::new(AppState {
+            config,
+            keys,
+            data_keys,
+            store,
+            delivery,
+            clock,
+            channel_preference,
+        });
+        Ok(Application {
+            state,
+            api_listener,
+            admin_listener,
+        })
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn state(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight calls finish
+    /// (up to [`DRAIN_TIMEOUT`]) and closes the database.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        if state.config.server.tls.is_none() {
+            tracing::warn!(
+                "server.tls is not set: the TSH-facing API speaks plain HTTP (use TLS termination in front, or set server.tls.*)"
+            );
+        }
+        let api = api_service(state.clone());
+        let admin = crate::admin::router(state.clone());
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        tracing::info!(api = %self.api_addr(), admin = %self.admin_addr(), backend = state.store.backend_name(), "issuer-gateway listening");
+        let api_server =
+            axum::serve(self.api_listener, api).with_graceful_shutdown(wait(rx.clone()));
+        let admin_server =
+            axum::serve(self.admin_listener, admin).with_graceful_shutdown(wait(rx.clone()));
+        let api_task = tokio::spawn(async move { api_server.await });
+        let admin_task = tokio::spawn(async move { admin_server.await });
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight calls");
+        let _ = tx.send(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            let _ = api_task.await;
+            let _ = admin_task.await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "some calls were still running after {} s; stopping anyway",
+                DRAIN_TIMEOUT.as_secs()
+            );
+        }
+        state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// The TSH-facing router with its layers: panics become 500 with the contract's body, and
+/// beyond `server.max_concurrency` calls are shed with 503 instead of queueing.
+pub fn api_service(state: SharedState) -> Router {
+    let max = state.config.server.max_concurrency;
+    api::router(state).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({"responseCode": 500, "errorMessage": "overloaded, try again"})),
+                )
+                    .into_response()
+            }))
+            .load_shed()
+            .concurrency_limit(max)
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(serde_json::json!({"responseCode": 500, "errorMessage": "internal error"})),
+                )
+                    .into_response()
+            })),
+    )
+}
+
+/// Loads every configured PKCS#7 private key (and certificate), refusing key files that other
+/// users can read.
+pub fn load_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
+    let mut ring = KeyRing::new();
+    for path in &config.keys.pkcs7_private_keys {
+        let shown = path.display();
+        match secrets::check_private_file(path) {
+            Ok(()) => {}
+            Err(secrets::PermError::Io(e)) => {
+                anyhow::bail!("keys.pkcs7_private_keys: cannot read {shown}: {e}")
+            }
+            Err(secrets::PermError::Mode(m)) => {
+                anyhow::bail!(
+                    "keys.pkcs7_private_keys: {shown} is readable by other users (mode {m:o}); run: chmod 600 {shown}"
+                )
+            }
+        }
+        let pem = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("keys.pkcs7_private_keys: cannot read {shown}"))?,
+        );
+        ring.add_private_key_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("keys.pkcs7_private_keys: {shown}: {e}"))?;
+    }
+    for path in &config.keys.pkcs7_certificates {
+        let shown = path.display();
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("keys.pkcs7_certificates: cannot read {shown}"))?;
+        ring.add_certificate_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("keys.pkcs7_certificates: {shown}: {e}"))?;
+    }
+    Ok(ring)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

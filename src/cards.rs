@@ -1,0 +1,377 @@
+//! The card file (CSV) and its import: the issuer's card registry feed.
+//! Errors name the line and the column, never the PAN.
+
+use crate::domain::{CardStatus, Email, Expiry, Pan, Phone, ProductId, card::valid_card_ref};
+use crate::secrets::DataKeys;
+use crate::store::{NewCard, Store, StoreError, Upserted};
+use std::collections::HashMap;
+use std::io::Read;
+
+/// One valid line of the card file.
+#[derive(Debug, Clone)]
+pub struct CardLine {
+    pub pan: Pan,
+    pub exp: Expiry,
+    pub status: CardStatus,
+    pub product_id: ProductId,
+    pub phone: Option<Phone>,
+    pub email: Option<Email>,
+    pub language: Option<String>,
+    pub card_ref: Option<String>,
+    pub wallets: Vec<String>,
+    pub phone_changed_at: Option<i64>,
+    pub email_changed_at: Option<i64>,
+}
+
+const REQUIRED: [&str; 4] = ["pan", "exp", "status", "product_id"];
+const KNOWN: [&str; 11] = [
+    "pan",
+    "exp",
+    "status",
+    "product_id",
+    "phone",
+    "email",
+    "language",
+    "issuer_card_ref_id",
+    "wallets",
+    "phone_changed_at",
+    "email_changed_at",
+];
+
+/// A file-level problem (no usable header).
+#[derive(Debug, thiserror::Error)]
+pub enum CardFileError {
+    #[error(
+        "line 1: the header is missing column(s): {0} (required: pan, exp, status, product_id)"
+    )]
+    MissingColumns(String),
+    #[error("line 1: the header cannot be read: {0}")]
+    Header(String),
+    #[error("line 1: column '{0}' appears twice")]
+    DuplicateColumn(String),
+}
+
+/// Parses a card file: the header, then each line as a card or a reason (with its line number).
+/// Unknown columns are reported in `ignored_columns` and otherwise ignored.
+pub struct CardFile {
+    pub lines: Vec<(u64, Result<CardLine, String>)>,
+    pub ignored_columns: Vec<String>,
+}
+
+pub fn parse(input: impl Read) -> Result<CardFile, CardFileError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(input);
+    let headers = rdr
+        .headers()
+        .map_err(|e| CardFileError::Header(csv_reason(&e)))?
+        .clone();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut ignored = Vec::new();
+    for (i, h) in headers.iter().enumerate() {
+        let name = h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
+        if index.insert(name.clone(), i).is_some() {
+            return Err(CardFileError::DuplicateColumn(name));
+        }
+        if !KNOWN.contains(&name.as_str()) {
+            ignored.push(name);
+        }
+    }
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|c| !index.contains_key(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CardFileError::MissingColumns(missing.join(", ")));
+    }
+    let mut lines = Vec::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line_no = rdr.position().line();
+        match rdr.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = record.position().map(|p| p.line()).unwrap_or(line_no);
+                if record.iter().all(str::is_empty) {
+                    continue;
+                }
+                if record.len() != headers.len() {
+                    lines.push((
+                        line,
+                        Err(format!(
+                            "has {} fields, the header has {}",
+                            record.len(),
+                            headers.len()
+                        )),
+                    ));
+                    continue;
+                }
+                lines.push((
+                    line,
+                    parse_line(&Line {
+                        index: &index,
+                        record: &record,
+                    }),
+                ));
+            }
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(line_no);
+                lines.push((line, Err(csv_reason(&e))));
+                if !matches!(
+                    e.kind(),
+                    csv::ErrorKind::Utf8 { .. } | csv::ErrorKind::UnequalLengths { .. }
+                ) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(CardFile {
+        lines,
+        ignored_columns: ignored,
+    })
+}
+
+/// A csv error as a reason that never quotes the data.
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "is not valid UTF-8".into(),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
+            format!("has {len} fields, the header has {expected_len}")
+        }
+        csv::ErrorKind::Io(err) => format!("cannot be read: {}", err.kind()),
+        _ => "is not valid CSV".into(),
+    }
+}
+
+struct Line<'a> {
+    index: &'a HashMap<String, usize>,
+    record: &'a csv::StringRecord,
+}
+
+impl<'a> Line<'a> {
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.index
+            .get(name)
+            .and_then(|i| self.record.get(*i))
+            .filter(|s| !s.is_empty())
+    }
+}
+
+fn parse_line(l: &Line<'_>) -> Result<CardLine, String> {
+    let get = |name: &str| l.get(name);
+    let pan = Pan::parse(get("pan").ok_or("pan is empty")?).map_err(|e| format!("pan: {e}"))?;
+    let exp =
+        Expiry::parse_mmyy(get("exp").ok_or("exp is empty")?).map_err(|e| format!("exp: {e}"))?;
+    let status_text = get("status").ok_or("status is empty")?;
+    let status = CardStatus::parse(status_text).ok_or_else(|| {
+        format!(
+            "status: '{}' is not one of active, blocked, lost, stolen, closed",
+            safe(status_text)
+        )
+    })?;
+    let product_id = ProductId::parse(get("product_id").ok_or("product_id is empty")?)
+        .ok_or("product_id: must be 1 to 64 printable characters without spaces")?;
+    let phone = get("phone")
+        .map(Phone::parse)
+        .transpose()
+        .map_err(|e| format!("phone: {e}"))?;
+    let email = get("email")
+        .map(Email::parse)
+        .transpose()
+        .map_err(|e| format!("email: {e}"))?;
+    let language = match get("language") {
+        None => None,
+        Some(l) => {
+            let norm = crate::api::digitization::normalise_language(l);
+            if norm.len() < 2 {
+                return Err(format!(
+                    "language: '{}' is not a language code such as en or fr",
+                    safe(l)
+                ));
+            }
+            Some(norm)
+        }
+    };
+    let card_ref = match get("issuer_card_ref_id") {
+        None => None,
+        Some(r) if valid_card_ref(r) => Some(r.to_owned()),
+        Some(_) => {
+            return Err(
+                "issuer_card_ref_id: must be 1 to 48 printable characters without spaces".into(),
+            );
+        }
+    };
+    let wallets: Vec<String> = get("wallets")
+        .map(|w| {
+            w.split(';')
+                .map(|s| s.trim().to_ascii_uppercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if wallets
+        .iter()
+        .any(|w| w.len() > 128 || !w.chars().all(|c| c.is_ascii_graphic()))
+    {
+        return Err("wallets: each wallet id must be 1 to 128 printable characters".into());
+    }
+    let time = |name: &str| -> Result<Option<i64>, String> {
+        match get(name) {
+            None => Ok(None),
+            Some(t) => {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map(|d| Some(crate::clock::to_ms(d)))
+                    .map_err(|_| {
+                        format!("{name}: must be an RFC 3339 time such as 2026-01-31T09:00:00Z")
+                    })
+            }
+        }
+    };
+    Ok(CardLine {
+        pan,
+        exp,
+        status,
+        product_id,
+        phone,
+        email,
+        language,
+        card_ref,
+        wallets,
+        phone_changed_at: time("phone_changed_at")?,
+        email_changed_at: time("email_changed_at")?,
+    })
+}
+
+/// A value quoted in an error, cut short and stripped of digits runs that could be a PAN.
+fn safe(s: &str) -> String {
+    let cut: String = s.chars().take(24).collect();
+    crate::api::headers::log_safe(&cut)
+}
+
+impl CardLine {
+    /// The stored form: keyed PAN index, BIN, last 4, sealed and masked contact details.
+    pub fn to_new_card(&self, keys: &DataKeys) -> NewCard {
+        NewCard {
+            card_ref: self.card_ref.clone(),
+            pan_index: keys.pan_index(&self.pan),
+            bin: self.pan.bin(),
+            last4: self.pan.last4(),
+            exp: self.exp.mmyy(),
+            status: self.status.as_str().to_owned(),
+            product_id: self.product_id.as_str().to_owned(),
+            phone_sealed: self.phone.as_ref().map(|p| keys.seal("phone", p.expose())),
+            phone_masked: self.phone.as_ref().map(Phone::masked),
+            phone_fp: self
+                .phone
+                .as_ref()
+                .map(|p| keys.fingerprint("destination", &[b"sms", p.expose().as_bytes()])),
+            phone_changed_at: self.phone_changed_at,
+            email_sealed: self.email.as_ref().map(|e| keys.seal("email", e.expose())),
+            email_masked: self.email.as_ref().map(Email::masked),
+            email_fp: self.email.as_ref().map(|e| {
+                keys.fingerprint(
+                    "destination",
+                    &[b"email", e.expose().to_ascii_lowercase().as_bytes()],
+                )
+            }),
+            email_changed_at: self.email_changed_at,
+            language: self.language.clone(),
+            wallets: self.wallets.join(";"),
+        }
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub added: u64,
+    pub updated: u64,
+    pub rejected: Vec<(u64, String)>,
+    pub ignored_columns: Vec<String>,
+}
+
+/// Imports a parsed card file. `progress` is called every 1,000 lines with the lines done.
+pub async fn import(
+    store: &Store,
+    keys: &DataKeys,
+    file: CardFile,
+    now_ms: i64,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ImportReport, StoreError> {
+    let total = file.lines.len() as u64;
+    let mut report = ImportReport {
+        ignored_columns: file.ignored_columns,
+        ..ImportReport::default()
+    };
+    for (i, (line, parsed)) in file.lines.into_iter().enumerate() {
+        match parsed {
+            Err(reason) => report.rejected.push((line, reason)),
+            Ok(card) => match store.upsert_card(&card.to_new_card(keys), now_ms).await {
+                Ok((Upserted::Added, _)) => report.added += 1,
+                Ok((Upserted::Updated, _)) => report.updated += 1,
+                Err(StoreError::Conflict(reason)) => report.rejected.push((line, reason)),
+                Err(e) => return Err(e),
+            },
+        }
+        let done = i as u64 + 1;
+        if done % 1000 == 0 {
+            progress(done, total);
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_each_bad_line_by_number_without_the_pan() {
+        let csv = "product_id,pan,exp,status,phone,email,extra\n\
+                   P1,4111111111111111,1229,active,+447700900123,a@example.com,x\n\
+                   P1,4111111111111112,1229,active,,,\n\
+                   P1,5555555555554444,1329,active,,,\n\
+                   P1,4000056655665556,1229,frozen,,,\n\
+                   P1,4242424242424242,1229,active,07700,,\n\
+                   P1,378282246310005,1229,active\n";
+        let f = parse(csv.as_bytes()).unwrap();
+        assert_eq!(f.ignored_columns, vec!["extra".to_owned()]);
+        let errs: Vec<(u64, String)> = f
+            .lines
+            .iter()
+            .filter_map(|(l, r)| r.as_ref().err().map(|e| (*l, e.clone())))
+            .collect();
+        assert_eq!(
+            errs.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+            vec![3, 4, 5, 6, 7]
+        );
+        assert!(errs[0].1.contains("Luhn"));
+        assert!(errs[1].1.starts_with("exp"));
+        assert!(errs[2].1.contains("frozen"));
+        assert!(errs[3].1.starts_with("phone"));
+        for (_, e) in &errs {
+            for pan in [
+                "4111111111111112",
+                "5555555555554444",
+                "4000056655665556",
+                "4242424242424242",
+                "378282246310005",
+            ] {
+                assert!(!e.contains(pan), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_required_columns_are_named() {
+        let e = parse("pan,exp\n".as_bytes()).err().unwrap().to_string();
+        assert!(e.contains("status") && e.contains("product_id"), "{e}");
+    }
+}

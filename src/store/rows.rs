@@ -1,0 +1,198 @@
+//! Rows as stored, and the records written. Nothing here holds a PAN, an OTP or a destination
+//! in clear: contact details are sealed, masked, or fingerprinted before they reach this module.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CardRow {
+    pub card_ref: String,
+    pub pan_index: String,
+    pub bin: String,
+    pub last4: String,
+    pub exp: String,
+    pub status: String,
+    pub product_id: String,
+    pub phone_sealed: Option<String>,
+    pub phone_masked: Option<String>,
+    pub phone_fp: Option<String>,
+    pub phone_changed_at: Option<i64>,
+    pub email_sealed: Option<String>,
+    pub email_masked: Option<String>,
+    pub email_fp: Option<String>,
+    pub email_changed_at: Option<i64>,
+    pub language: Option<String>,
+    pub wallets: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl CardRow {
+    /// True when the card may be used in `wallet` (an empty list allows every wallet).
+    pub fn allows_wallet(&self, wallet: &str) -> bool {
+        let list: Vec<&str> = self
+            .wallets
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        list.is_empty() || list.iter().any(|w| w.eq_ignore_ascii_case(wallet))
+    }
+}
+
+/// A card to insert or update (from the card file or the admin API).
+#[derive(Debug, Clone)]
+pub struct NewCard {
+    pub card_ref: Option<String>,
+    pub pan_index: String,
+    pub bin: String,
+    pub last4: String,
+    pub exp: String,
+    pub status: String,
+    pub product_id: String,
+    pub phone_sealed: Option<String>,
+    pub phone_masked: Option<String>,
+    pub phone_fp: Option<String>,
+    pub phone_changed_at: Option<i64>,
+    pub email_sealed: Option<String>,
+    pub email_masked: Option<String>,
+    pub email_fp: Option<String>,
+    pub email_changed_at: Option<i64>,
+    pub language: Option<String>,
+    pub wallets: String,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EnrolmentRow {
+    pub correlation_id: String,
+    pub card_ref: Option<String>,
+    pub wallet_provider_id: Option<String>,
+    pub state: String,
+    pub decision: Option<String>,
+    pub decision_rule: Option<String>,
+    pub decision_signals: Option<String>,
+    pub device_language: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct MethodRow {
+    pub method_id: String,
+    pub channel: String,
+    pub method_type: String,
+    pub masked_value: String,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CallRow {
+    pub operation: String,
+    pub card_ref: Option<String>,
+    pub response_code: i64,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub duration_ms: i64,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SendRow {
+    pub method_id: String,
+    pub channel: String,
+    pub provider: String,
+    pub destination_masked: String,
+    pub outcome: String,
+    pub response_code: i64,
+    pub provider_message_id: Option<String>,
+    pub provider_code: Option<String>,
+    pub latency_ms: i64,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TokenRow {
+    pub virtual_card_id: String,
+    pub card_ref: String,
+    pub wallet_provider_id: String,
+    pub token_storage_id: Option<String>,
+    pub is_primary: Option<bool>,
+    pub state: String,
+    pub dpan_last4: Option<String>,
+    pub dpan_exp: Option<String>,
+    pub correlation_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TokenEventRow {
+    pub correlation_id: String,
+    pub action: String,
+    pub source: Option<String>,
+    pub error_code: Option<i64>,
+    pub state_before: Option<String>,
+    pub state_after: String,
+    pub at: i64,
+}
+
+/// One call of an enrolment, as recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRecord<'a> {
+    pub correlation_id: &'a str,
+    pub operation: &'a str,
+    pub card_ref: Option<&'a str>,
+    pub wallet: Option<&'a str>,
+    /// The enrolment's new state, if this call changes it.
+    pub state: Option<&'a str>,
+    pub response_code: i64,
+    pub outcome: &'a str,
+    pub detail: Option<&'a str>,
+    pub duration_ms: i64,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MethodRecord {
+    pub method_id: String,
+    pub channel: String,
+    pub method_type: String,
+    pub masked_value: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionRecord<'a> {
+    pub decision: &'a str,
+    pub rule: &'a str,
+    pub signals_json: &'a str,
+    pub device_language: Option<&'a str>,
+    pub methods: &'a [MethodRecord],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SendRecord<'a> {
+    pub card_ref: &'a str,
+    pub method_id: &'a str,
+    pub channel: &'a str,
+    pub provider: &'a str,
+    pub destination_masked: &'a str,
+    pub destination_fp: &'a str,
+    pub retry_fp: &'a str,
+    pub outcome: &'a str,
+    pub provider_message_id: Option<&'a str>,
+    pub provider_code: Option<&'a str>,
+    pub latency_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct NoticeRecord<'a> {
+    pub virtual_card_id: &'a str,
+    pub card_ref: &'a str,
+    pub wallet_provider_id: &'a str,
+    pub token_storage_id: Option<&'a str>,
+    pub is_primary: Option<bool>,
+    pub action: &'a crate::domain::Action,
+    pub source: Option<&'a str>,
+    pub error_code: Option<i64>,
+    pub dpan_last4: Option<&'a str>,
+    pub dpan_exp: Option<&'a str>,
+    pub notice_fp: &'a str,
+}
