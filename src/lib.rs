@@ -30,3 +30,12 @@ pub mod secrets;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+
+/// Installs the process-wide TLS crypto provider (aws-lc-rs) once. Every TLS client or server
+/// (the SMS gateway client, SMTP, the simulator) calls this before building its configuration.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}

@@ -21,10 +21,13 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     }
     body.opt_str("authenticationValue", 1, 8196)?;
     body.opt_obj("tokenRequestor")?;
+    // Every field is checked before any card lookup, so a malformed call is always a 400 of
+    // its own kind (101/102), whatever card it names.
+    let mut signals = Signals::from_request(body, false, false)?;
     let (card, _info) = card::resolve(state, body).await?;
-    let active = CardStatus::parse(&card.status) == Some(CardStatus::Active);
-    let expired = card::record_expiry(&card).is_none_or(|e| e.is_expired_at(state.clock.now()));
-    let signals = Signals::from_request(body, active, expired)?;
+    signals.card_active = CardStatus::parse(&card.status) == Some(CardStatus::Active);
+    signals.card_expired =
+        card::record_expiry(&card).is_none_or(|e| e.is_expired_at(state.clock.now()));
     let mut decision = decision::decide(&signals);
     let mut methods = Vec::new();
     if decision.outcome == LevelOfTrust::Yellow {

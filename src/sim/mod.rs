@@ -48,6 +48,7 @@ impl Tsh {
     pub fn new(base_url: &str, issuer_id: &str, certificate_pem: &str) -> anyhow::Result<Tsh> {
         let recipient = Recipient::from_certificate_pem(certificate_pem)
             .map_err(|e| anyhow::anyhow!("issuer certificate: {e}"))?;
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)

@@ -1,0 +1,20 @@
+//! Black-box tests: real HTTP against a running gateway, a real database, envelopes sealed with
+//! real RSA keys. Scenarios run on SQLite, and on PostgreSQL too when IG_TEST_POSTGRES_URL is set.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::panic
+)]
+
+mod common;
+
+mod cli;
+mod delivery;
+mod enrolment;
+mod errors;
+mod hostile;
+mod logs;
+mod notices;

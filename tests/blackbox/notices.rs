@@ -1,0 +1,185 @@
+//! Token notices: idempotent, out-of-order safe, linked to the enrolment.
+
+use crate::common::*;
+use crate::on_both_backends;
+use serde_json::json;
+
+on_both_backends!(
+    duplicate_and_out_of_order_notices,
+    delete_fails_enrolment_and_erase_wipes
+);
+
+async fn duplicate_and_out_of_order_notices(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tsh = app.tsh();
+    let store = &app.gw.state.store;
+    let (card_ref, _) = app.enrol_to_yellow("nt-1", ALICE, "APPLE_PAY").await;
+    // ACTIVATE twice: recorded once.
+    for _ in 0..2 {
+        let a = tsh
+            .notify(
+                "nt-1",
+                &card_ref,
+                "VC-1",
+                "ACTIVATE",
+                "APPLE_PAY",
+                Some(("4895370012345678", "1229")),
+            )
+            .await
+            .unwrap();
+        assert_eq!((a.status, a.body), (200, json!({})));
+    }
+    let events = store.token_events("VC-1").await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(store.token("VC-1").await.unwrap().unwrap().state, "active");
+    // Life cycle with its own correlation ids; mixed case actions.
+    assert_eq!(
+        tsh.notify("lcm-1", &card_ref, "VC-1", "Suspend", "APPLE_PAY", None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        store.token("VC-1").await.unwrap().unwrap().state,
+        "suspended"
+    );
+    // A late ACTIVATE (another session id) does not undo the suspension.
+    assert_eq!(
+        tsh.notify("late-1", &card_ref, "VC-1", "ACTIVATE", "APPLE_PAY", None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        store.token("VC-1").await.unwrap().unwrap().state,
+        "suspended"
+    );
+    assert_eq!(
+        tsh.notify("lcm-2", &card_ref, "VC-1", "RESUME", "APPLE_PAY", None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(store.token("VC-1").await.unwrap().unwrap().state, "active");
+    assert_eq!(
+        tsh.notify("lcm-3", &card_ref, "VC-1", "DELETE", "APPLE_PAY", None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // Late notices never resurrect a deleted token.
+    // ("lcm-2", "RESUME") is a replay of a notice already recorded: it changes nothing at all.
+    for (cid, action) in [
+        ("late-3", "RESUME"),
+        ("late-2", "ACTIVATE"),
+        ("lcm-4", "RENEW"),
+        ("lcm-2", "RESUME"),
+    ] {
+        assert_eq!(
+            tsh.notify(cid, &card_ref, "VC-1", action, "APPLE_PAY", None)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+        assert_eq!(
+            store.token("VC-1").await.unwrap().unwrap().state,
+            "deleted",
+            "{action}"
+        );
+    }
+    // The enrolment stays complete; the token history has every distinct notice.
+    assert_eq!(
+        store.enrolment("nt-1").await.unwrap().unwrap().state,
+        "complete"
+    );
+    let history: Vec<(String, String)> = store
+        .token_events("VC-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.state_after))
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("ACTIVATE".into(), "active".into()),
+            ("SUSPEND".into(), "suspended".into()),
+            ("ACTIVATE".into(), "suspended".into()),
+            ("RESUME".into(), "active".into()),
+            ("DELETE".into(), "deleted".into()),
+            ("RESUME".into(), "deleted".into()),
+            ("ACTIVATE".into(), "deleted".into()),
+            ("RENEW".into(), "deleted".into()),
+        ]
+    );
+    // An unknown action is kept, not refused.
+    assert_eq!(
+        tsh.notify("lcm-5", &card_ref, "VC-2", "TELEPORT", "APPLE_PAY", None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(store.token("VC-2").await.unwrap().unwrap().state, "pending");
+    app.gw.stop().await;
+}
+
+async fn delete_fails_enrolment_and_erase_wipes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tsh = app.tsh();
+    let store = &app.gw.state.store;
+    let (card_ref, _) = app.enrol_to_yellow("nt-2", BOB, "GOOGLE_PAY").await;
+    let body = json!({"issuerCardRefId": card_ref, "virtualCardId": "VC-9", "walletProviderId": "GOOGLE_PAY", "action": "DELETE", "source": "TSP", "errorCode": 221});
+    assert_eq!(
+        tsh.call("notifyVirtualCardChange", "nt-2", &body)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        store.enrolment("nt-2").await.unwrap().unwrap().state,
+        "failed"
+    );
+    let ev = store.token_events("VC-9").await.unwrap();
+    assert_eq!(
+        (ev[0].source.as_deref(), ev[0].error_code),
+        (Some("TSP"), Some(221))
+    );
+    // ERASE wipes what we kept of the token.
+    let (card_ref, _) = app.enrol_to_yellow("nt-3", BOB, "GOOGLE_PAY").await;
+    tsh.notify(
+        "nt-3",
+        &card_ref,
+        "VC-10",
+        "ACTIVATE",
+        "GOOGLE_PAY",
+        Some(("5204730000009876", "1130")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store
+            .token("VC-10")
+            .await
+            .unwrap()
+            .unwrap()
+            .dpan_last4
+            .as_deref(),
+        Some("9876")
+    );
+    tsh.notify("gdpr-1", &card_ref, "VC-10", "ERASE", "GOOGLE_PAY", None)
+        .await
+        .unwrap();
+    let t = store.token("VC-10").await.unwrap().unwrap();
+    assert_eq!(
+        (t.state.as_str(), t.dpan_last4, t.dpan_exp),
+        ("deleted", None, None)
+    );
+    app.gw.stop().await;
+}
