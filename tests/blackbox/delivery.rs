@@ -29,17 +29,26 @@ fn twilio(c: &mut issuer_gateway::config::Config, base_url: &str, timeout_ms: u6
 }
 
 fn accepted(sid: &str) -> ResponseTemplate {
-    ResponseTemplate::new(201).set_body_json(json!({"sid": sid, "status": "queued", "to": "+447700900123"}))
+    ResponseTemplate::new(201)
+        .set_body_json(json!({"sid": sid, "status": "queued", "to": "+447700900123"}))
 }
 
 /// The form fields of one request the mock gateway received.
 fn form(req: &wiremock::Request) -> Vec<(String, String)> {
     let body = std::str::from_utf8(&req.body).unwrap();
-    reqwest::Url::parse(&format!("http://x/?{body}")).unwrap().query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    reqwest::Url::parse(&format!("http://x/?{body}"))
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 fn field(fields: &[(String, String)], name: &str) -> String {
-    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
 }
 
 async fn sms_requests(server: &MockServer) -> Vec<wiremock::Request> {
@@ -47,11 +56,21 @@ async fn sms_requests(server: &MockServer) -> Vec<wiremock::Request> {
 }
 
 fn sms_method(methods: &[(String, String, String)]) -> String {
-    methods.iter().find(|m| m.1 == "sms").expect("sms method offered").0.clone()
+    methods
+        .iter()
+        .find(|m| m.1 == "sms")
+        .expect("sms method offered")
+        .0
+        .clone()
 }
 
 fn email_method(methods: &[(String, String, String)]) -> String {
-    methods.iter().find(|m| m.1 == "email").expect("email method offered").0.clone()
+    methods
+        .iter()
+        .find(|m| m.1 == "email")
+        .expect("email method offered")
+        .0
+        .clone()
 }
 
 /// No phone number, e-mail address or OTP in an error answer.
@@ -75,26 +94,63 @@ async fn sms_gateway_receives_the_exact_otp_once() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| twilio(c, &gateway.uri(), 2000)).await;
 
     // Leading zeros, then letters, punctuation, form-encoding metacharacters and non-ASCII.
-    for (i, (card, otp)) in [(ALICE, "000042"), (BOB, "0a-B+9 &=%2F é€")].into_iter().enumerate() {
+    for (i, (card, otp)) in [(ALICE, "000042"), (BOB, "0a-B+9 &=%2F é€")]
+        .into_iter()
+        .enumerate()
+    {
         let cid = format!("sms-exact-{i}");
         let (card_ref, methods) = app.enrol_to_yellow(&cid, card, "GOOGLE_PAY").await;
-        let a = app.tsh().send_otp(&cid, &card_ref, otp, Some(&sms_method(&methods)), "GOOGLE_PAY").await.unwrap();
+        let a = app
+            .tsh()
+            .send_otp(
+                &cid,
+                &card_ref,
+                otp,
+                Some(&sms_method(&methods)),
+                "GOOGLE_PAY",
+            )
+            .await
+            .unwrap();
         assert_eq!((a.status, a.body.clone()), (200, json!({})), "{otp}");
         let reqs = sms_requests(&gateway).await;
         assert_eq!(reqs.len(), i + 1);
         let f = form(&reqs[i]);
         assert_eq!(field(&f, "To"), card.phone.unwrap());
         assert_eq!(field(&f, "From"), "+15005550006");
-        assert!(field(&f, "Body").starts_with(&format!("{otp} is your code to add your card ending")), "{:?}", field(&f, "Body"));
+        assert!(
+            field(&f, "Body").starts_with(&format!("{otp} is your code to add your card ending")),
+            "{:?}",
+            field(&f, "Body")
+        );
         let sends = app.gw.state.store.sends(&cid).await.unwrap();
         assert_eq!(sends.len(), 1);
-        assert_eq!((sends[0].provider.as_str(), sends[0].outcome.as_str()), ("twilio", "accepted"));
-        assert_eq!(sends[0].provider_message_id.as_deref(), Some("SM00000000000000000000000000000001"));
+        assert_eq!(
+            (sends[0].provider.as_str(), sends[0].outcome.as_str()),
+            ("twilio", "accepted")
+        );
+        assert_eq!(
+            sends[0].provider_message_id.as_deref(),
+            Some("SM00000000000000000000000000000001")
+        );
 
         // The same call again: 200, and nothing new reaches the gateway.
-        let again = app.tsh().send_otp(&cid, &card_ref, otp, Some(&sms_method(&methods)), "GOOGLE_PAY").await.unwrap();
+        let again = app
+            .tsh()
+            .send_otp(
+                &cid,
+                &card_ref,
+                otp,
+                Some(&sms_method(&methods)),
+                "GOOGLE_PAY",
+            )
+            .await
+            .unwrap();
         assert_eq!(again.status, 200);
-        assert_eq!(sms_requests(&gateway).await.len(), i + 1, "a retry after success sent again");
+        assert_eq!(
+            sms_requests(&gateway).await.len(),
+            i + 1,
+            "a retry after success sent again"
+        );
     }
     app.gw.stop().await;
 }
@@ -112,49 +168,100 @@ async fn sms_gateway_refusals_answer_136_and_a_retry_sends_again() {
         .await;
     Mock::given(method("POST"))
         .and(path(MESSAGES))
-        .respond_with(ResponseTemplate::new(500).set_body_string("<html>internal error for +447700900123</html>"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_string("<html>internal error for +447700900123</html>"),
+        )
         .up_to_n_times(1)
         .with_priority(2)
         .mount(&gateway)
         .await;
-    Mock::given(method("POST")).and(path(MESSAGES)).respond_with(accepted("SM00000000000000000000000000000002")).with_priority(3).mount(&gateway).await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(accepted("SM00000000000000000000000000000002"))
+        .with_priority(3)
+        .mount(&gateway)
+        .await;
     let app = TestApp::spawn_with(Backend::Sqlite, |c| twilio(c, &gateway.uri(), 2000)).await;
     let cid = "sms-refused";
     let otp = "731904";
     let (card_ref, methods) = app.enrol_to_yellow(cid, ALICE, "GOOGLE_PAY").await;
     let m = sms_method(&methods);
 
-    let a = app.tsh().send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY").await.unwrap();
+    let a = app
+        .tsh()
+        .send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY")
+        .await
+        .unwrap();
     assert_eq!((a.status, a.code()), (400, 136), "{:?}", a.body);
     assert_clean(&a, otp);
-    let b = app.tsh().send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY").await.unwrap();
+    let b = app
+        .tsh()
+        .send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY")
+        .await
+        .unwrap();
     assert_eq!(b.code(), 136, "{:?}", b.body);
     assert_clean(&b, otp);
-    assert_eq!(sms_requests(&gateway).await.len(), 2, "a retry after failure sends again");
+    assert_eq!(
+        sms_requests(&gateway).await.len(),
+        2,
+        "a retry after failure sends again"
+    );
     // Third try: accepted.
-    let c = app.tsh().send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY").await.unwrap();
+    let c = app
+        .tsh()
+        .send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY")
+        .await
+        .unwrap();
     assert_eq!(c.status, 200, "{:?}", c.body);
     assert_eq!(sms_requests(&gateway).await.len(), 3);
 
     let sends = app.gw.state.store.sends(cid).await.unwrap();
-    let got: Vec<(&str, Option<&str>)> = sends.iter().map(|s| (s.outcome.as_str(), s.provider_code.as_deref())).collect();
-    assert_eq!(got, vec![("refused", Some("21211")), ("refused", Some("500")), ("accepted", None)]);
+    let got: Vec<(&str, Option<&str>)> = sends
+        .iter()
+        .map(|s| (s.outcome.as_str(), s.provider_code.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("refused", Some("21211")),
+            ("refused", Some("500")),
+            ("accepted", None)
+        ]
+    );
     app.gw.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sms_gateway_that_never_answers_gives_137_within_the_deadline() {
     let gateway = MockServer::start().await;
-    Mock::given(method("POST")).and(path(MESSAGES)).respond_with(accepted("SMlate").set_delay(Duration::from_secs(60))).mount(&gateway).await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(accepted("SMlate").set_delay(Duration::from_secs(60)))
+        .mount(&gateway)
+        .await;
     let timeout_ms = 700;
     let app = TestApp::spawn_with(Backend::Sqlite, |c| twilio(c, &gateway.uri(), timeout_ms)).await;
     let cid = "sms-silent";
     let (card_ref, methods) = app.enrol_to_yellow(cid, ALICE, "GOOGLE_PAY").await;
     let started = Instant::now();
-    let a = app.tsh().send_otp(cid, &card_ref, "123456", Some(&sms_method(&methods)), "GOOGLE_PAY").await.unwrap();
+    let a = app
+        .tsh()
+        .send_otp(
+            cid,
+            &card_ref,
+            "123456",
+            Some(&sms_method(&methods)),
+            "GOOGLE_PAY",
+        )
+        .await
+        .unwrap();
     let elapsed = started.elapsed();
     assert_eq!(a.code(), 137, "{:?}", a.body);
-    assert!(elapsed < Duration::from_millis(timeout_ms + 1000), "answered after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(timeout_ms + 1000),
+        "answered after {elapsed:?}"
+    );
     let sends = app.gw.state.store.sends(cid).await.unwrap();
     assert_eq!(sends[0].outcome, "timeout");
     app.gw.stop().await;
@@ -165,7 +272,11 @@ async fn serve_refuses_a_bad_sms_gateway_url_naming_the_setting() {
     let fx = Fixture::new(&Backend::Sqlite).await;
     let mut config = fx.config.clone();
     twilio(&mut config, "api.twilio.com", 2000);
-    let e = Application::build(config).await.err().expect("refused").to_string();
+    let e = Application::build(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.starts_with("sms.base_url:"), "{e}");
     assert!(!e.contains(TOKEN), "{e}");
 }
@@ -201,7 +312,12 @@ impl SmtpServer {
     async fn start() -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let server = SmtpServer { port, mode: Arc::new(AtomicU8::new(ACCEPT)), received: Arc::new(Mutex::new(Vec::new())), sessions: Arc::default() };
+        let server = SmtpServer {
+            port,
+            mode: Arc::new(AtomicU8::new(ACCEPT)),
+            received: Arc::new(Mutex::new(Vec::new())),
+            sessions: Arc::default(),
+        };
         let s = server.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -266,7 +382,10 @@ impl SmtpServer {
                 }
                 "RCPT" => {
                     if self.mode.load(Ordering::SeqCst) == REFUSE_RCPT {
-                        format!("550 5.1.1 {}: recipient address rejected\r\n", cmd.trim_start_matches("RCPT TO:"))
+                        format!(
+                            "550 5.1.1 {}: recipient address rejected\r\n",
+                            cmd.trim_start_matches("RCPT TO:")
+                        )
                     } else {
                         rcpt.push(cmd.clone());
                         "250 2.1.5 OK\r\n".into()
@@ -289,7 +408,11 @@ impl SmtpServer {
                         muted = true;
                         continue;
                     }
-                    self.received.lock().unwrap().push(Received { mail_from: std::mem::take(&mut from), rcpt_to: std::mem::take(&mut rcpt), data });
+                    self.received.lock().unwrap().push(Received {
+                        mail_from: std::mem::take(&mut from),
+                        rcpt_to: std::mem::take(&mut rcpt),
+                        data,
+                    });
                     "250 2.0.0 OK: queued as 7F3A2\r\n".into()
                 }
                 "QUIT" => {
@@ -326,12 +449,21 @@ fn parse_message(data: &str) -> (Vec<(String, String)>, String) {
             headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
-    let cte = headers.iter().find(|(k, _)| k == "content-transfer-encoding").map(|(_, v)| v.to_ascii_lowercase()).unwrap_or_else(|| "7bit".into());
+    let cte = headers
+        .iter()
+        .find(|(k, _)| k == "content-transfer-encoding")
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .unwrap_or_else(|| "7bit".into());
     let text = match cte.as_str() {
         "base64" => {
             use base64::Engine;
             let compact: String = body.split_whitespace().collect();
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(compact).unwrap()).unwrap()
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(compact)
+                    .unwrap(),
+            )
+            .unwrap()
         }
         "7bit" | "8bit" => body.to_owned(),
         other => panic!("unexpected transfer encoding {other}"),
@@ -340,18 +472,28 @@ fn parse_message(data: &str) -> (Vec<(String, String)>, String) {
 }
 
 fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_relay_receives_the_exact_otp_once() {
     let relay = SmtpServer::start().await;
     let app = TestApp::spawn_with(Backend::Sqlite, |c| smtp(c, relay.port, 2000)).await;
-    for (i, (card, otp)) in [(ALICE, "000731"), (BOB, "Zx-7 .é€=?0A")].into_iter().enumerate() {
+    for (i, (card, otp)) in [(ALICE, "000731"), (BOB, "Zx-7 .é€=?0A")]
+        .into_iter()
+        .enumerate()
+    {
         let cid = format!("mail-exact-{i}");
         let (card_ref, methods) = app.enrol_to_yellow(&cid, card, "GOOGLE_PAY").await;
         let m = email_method(&methods);
-        let a = app.tsh().send_otp(&cid, &card_ref, otp, Some(&m), "GOOGLE_PAY").await.unwrap();
+        let a = app
+            .tsh()
+            .send_otp(&cid, &card_ref, otp, Some(&m), "GOOGLE_PAY")
+            .await
+            .unwrap();
         assert_eq!((a.status, a.body.clone()), (200, json!({})), "{otp}");
         let got = relay.received();
         assert_eq!(got.len(), i + 1);
@@ -361,25 +503,62 @@ async fn smtp_relay_receives_the_exact_otp_once() {
         assert_eq!(msg.rcpt_to, vec![format!("RCPT TO:<{to}>")]);
         let (headers, text) = parse_message(&msg.data);
         assert_eq!(header_of(&headers, "to"), Some(to));
-        assert_eq!(header_of(&headers, "from"), Some("\"Card Services\" <no-reply@bank.example>"));
-        assert_eq!(header_of(&headers, "subject"), Some("Your code to add your card to Google Pay"));
+        assert_eq!(
+            header_of(&headers, "from"),
+            Some("\"Card Services\" <no-reply@bank.example>")
+        );
+        assert_eq!(
+            header_of(&headers, "subject"),
+            Some("Your code to add your card to Google Pay")
+        );
         assert_eq!(header_of(&headers, "mime-version"), Some("1.0"));
-        assert_eq!(header_of(&headers, "content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            header_of(&headers, "content-type"),
+            Some("text/plain; charset=utf-8")
+        );
         assert!(header_of(&headers, "date").is_some_and(|d| !d.is_empty()));
-        let message_id = header_of(&headers, "message-id").expect("Message-ID").to_owned();
-        assert!(message_id.starts_with('<') && message_id.ends_with("@bank.example>"), "{message_id}");
-        assert!(!msg.data.contains(otp), "the raw message is encoded, so an OTP seen raw would be a second copy");
-        let expected = format!("Hello,\n\nYour verification code to add your card ending {} to Google Pay is:\n\n{otp}\n\n", &card.pan[card.pan.len() - 4..]);
-        assert!(text.replace("\r\n", "\n").starts_with(&expected), "{text:?}");
+        let message_id = header_of(&headers, "message-id")
+            .expect("Message-ID")
+            .to_owned();
+        assert!(
+            message_id.starts_with('<') && message_id.ends_with("@bank.example>"),
+            "{message_id}"
+        );
+        assert!(
+            !msg.data.contains(otp),
+            "the raw message is encoded, so an OTP seen raw would be a second copy"
+        );
+        let expected = format!(
+            "Hello,\n\nYour verification code to add your card ending {} to Google Pay is:\n\n{otp}\n\n",
+            &card.pan[card.pan.len() - 4..]
+        );
+        assert!(
+            text.replace("\r\n", "\n").starts_with(&expected),
+            "{text:?}"
+        );
         assert!(text.contains(&format!("\r\n{otp}\r\n")), "{text:?}");
 
         let sends = app.gw.state.store.sends(&cid).await.unwrap();
-        assert_eq!((sends[0].provider.as_str(), sends[0].outcome.as_str()), ("smtp", "accepted"));
-        assert_eq!(sends[0].provider_message_id.as_deref(), Some(message_id.as_str()));
+        assert_eq!(
+            (sends[0].provider.as_str(), sends[0].outcome.as_str()),
+            ("smtp", "accepted")
+        );
+        assert_eq!(
+            sends[0].provider_message_id.as_deref(),
+            Some(message_id.as_str())
+        );
 
-        let again = app.tsh().send_otp(&cid, &card_ref, otp, Some(&m), "GOOGLE_PAY").await.unwrap();
+        let again = app
+            .tsh()
+            .send_otp(&cid, &card_ref, otp, Some(&m), "GOOGLE_PAY")
+            .await
+            .unwrap();
         assert_eq!(again.status, 200);
-        assert_eq!(relay.received().len(), i + 1, "a retry after success sent again");
+        assert_eq!(
+            relay.received().len(),
+            i + 1,
+            "a retry after success sent again"
+        );
     }
     app.gw.stop().await;
 }
@@ -393,17 +572,32 @@ async fn smtp_refused_recipient_answers_136_and_a_retry_sends_again() {
     let (card_ref, methods) = app.enrol_to_yellow(cid, ALICE, "GOOGLE_PAY").await;
     let m = email_method(&methods);
     relay.set_mode(REFUSE_RCPT);
-    let a = app.tsh().send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY").await.unwrap();
+    let a = app
+        .tsh()
+        .send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY")
+        .await
+        .unwrap();
     assert_eq!((a.status, a.code()), (400, 136), "{:?}", a.body);
     assert_clean(&a, otp);
     assert!(relay.received().is_empty());
 
     relay.set_mode(ACCEPT);
-    let b = app.tsh().send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY").await.unwrap();
+    let b = app
+        .tsh()
+        .send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY")
+        .await
+        .unwrap();
     assert_eq!(b.status, 200, "{:?}", b.body);
-    assert_eq!(relay.received().len(), 1, "a retry after failure sends again");
+    assert_eq!(
+        relay.received().len(),
+        1,
+        "a retry after failure sends again"
+    );
     let sends = app.gw.state.store.sends(cid).await.unwrap();
-    let got: Vec<(&str, Option<&str>)> = sends.iter().map(|s| (s.outcome.as_str(), s.provider_code.as_deref())).collect();
+    let got: Vec<(&str, Option<&str>)> = sends
+        .iter()
+        .map(|s| (s.outcome.as_str(), s.provider_code.as_deref()))
+        .collect();
     assert_eq!(got, vec![("refused", Some("550")), ("accepted", None)]);
     app.gw.stop().await;
 }
@@ -417,7 +611,17 @@ async fn smtp_relay_that_never_answers_gives_137_within_the_deadline() {
     // One message through, so a kept connection exists; then the relay goes silent, both on
     // that connection and on new ones.
     let (card_ref, methods) = app.enrol_to_yellow("mail-before", BOB, "GOOGLE_PAY").await;
-    let a = app.tsh().send_otp("mail-before", &card_ref, "111111", Some(&email_method(&methods)), "GOOGLE_PAY").await.unwrap();
+    let a = app
+        .tsh()
+        .send_otp(
+            "mail-before",
+            &card_ref,
+            "111111",
+            Some(&email_method(&methods)),
+            "GOOGLE_PAY",
+        )
+        .await
+        .unwrap();
     assert_eq!(a.status, 200, "{:?}", a.body);
 
     relay.set_mode(SILENT);
@@ -425,16 +629,39 @@ async fn smtp_relay_that_never_answers_gives_137_within_the_deadline() {
     let (card_ref, methods) = app.enrol_to_yellow(cid, ALICE, "GOOGLE_PAY").await;
     for _ in 0..2 {
         let started = Instant::now();
-        let a = app.tsh().send_otp(cid, &card_ref, "222222", Some(&email_method(&methods)), "GOOGLE_PAY").await.unwrap();
+        let a = app
+            .tsh()
+            .send_otp(
+                cid,
+                &card_ref,
+                "222222",
+                Some(&email_method(&methods)),
+                "GOOGLE_PAY",
+            )
+            .await
+            .unwrap();
         let elapsed = started.elapsed();
         assert_eq!(a.code(), 137, "{:?}", a.body);
-        assert!(elapsed < Duration::from_millis(timeout_ms + 1000), "answered after {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(timeout_ms + 1000),
+            "answered after {elapsed:?}"
+        );
     }
     assert_eq!(relay.received().len(), 1);
 
     // The relay answers again: the next send goes through on a fresh connection.
     relay.set_mode(ACCEPT);
-    let a = app.tsh().send_otp(cid, &card_ref, "222222", Some(&email_method(&methods)), "GOOGLE_PAY").await.unwrap();
+    let a = app
+        .tsh()
+        .send_otp(
+            cid,
+            &card_ref,
+            "222222",
+            Some(&email_method(&methods)),
+            "GOOGLE_PAY",
+        )
+        .await
+        .unwrap();
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(relay.received().len(), 2);
     app.gw.stop().await;
@@ -446,7 +673,17 @@ async fn smtp_cut_off_after_data_gives_137_and_its_connection_is_not_reused() {
     let timeout_ms = 700;
     let app = TestApp::spawn_with(Backend::Sqlite, |c| smtp(c, relay.port, timeout_ms)).await;
     let (card_ref, methods) = app.enrol_to_yellow("mail-first", ALICE, "GOOGLE_PAY").await;
-    let a = app.tsh().send_otp("mail-first", &card_ref, "333333", Some(&email_method(&methods)), "GOOGLE_PAY").await.unwrap();
+    let a = app
+        .tsh()
+        .send_otp(
+            "mail-first",
+            &card_ref,
+            "333333",
+            Some(&email_method(&methods)),
+            "GOOGLE_PAY",
+        )
+        .await
+        .unwrap();
     assert_eq!(a.status, 200, "{:?}", a.body);
     let sessions = relay.sessions();
 
@@ -456,21 +693,32 @@ async fn smtp_cut_off_after_data_gives_137_and_its_connection_is_not_reused() {
     let (card_ref, methods) = app.enrol_to_yellow(cid, BOB, "GOOGLE_PAY").await;
     let m = email_method(&methods);
     let started = Instant::now();
-    let b = app.tsh().send_otp(cid, &card_ref, "444444", Some(&m), "GOOGLE_PAY").await.unwrap();
+    let b = app
+        .tsh()
+        .send_otp(cid, &card_ref, "444444", Some(&m), "GOOGLE_PAY")
+        .await
+        .unwrap();
     assert_eq!(b.code(), 137, "{:?}", b.body);
     assert!(started.elapsed() < Duration::from_millis(timeout_ms + 1000));
     assert_eq!(relay.sessions(), sessions, "the kept connection was used");
 
     // The retry goes on a new connection: the one cut off in its transaction is never reused.
     relay.set_mode(ACCEPT);
-    let c = app.tsh().send_otp(cid, &card_ref, "444444", Some(&m), "GOOGLE_PAY").await.unwrap();
+    let c = app
+        .tsh()
+        .send_otp(cid, &card_ref, "444444", Some(&m), "GOOGLE_PAY")
+        .await
+        .unwrap();
     assert_eq!(c.status, 200, "{:?}", c.body);
     assert_eq!(relay.sessions(), sessions + 1);
     let got = relay.received();
     assert_eq!(got.len(), 2);
     for r in &got {
         assert_eq!(r.rcpt_to.len(), 1, "{r:?}");
-        assert!(!r.data.contains("MAIL FROM") && !r.data.contains("NOOP"), "{r:?}");
+        assert!(
+            !r.data.contains("MAIL FROM") && !r.data.contains("NOOP"),
+            "{r:?}"
+        );
     }
     let sends = app.gw.state.store.sends(cid).await.unwrap();
     let outcomes: Vec<&str> = sends.iter().map(|s| s.outcome.as_str()).collect();
@@ -488,8 +736,15 @@ async fn serve_refuses_to_start_when_the_relay_is_unusable() {
     };
     let mut config = fx.config.clone();
     smtp(&mut config, port, 1000);
-    let e = Application::build(config).await.err().expect("refused").to_string();
-    assert!(e.starts_with(&format!("email.host: cannot connect to 127.0.0.1:{port}")), "{e}");
+    let e = Application::build(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.starts_with(&format!("email.host: cannot connect to 127.0.0.1:{port}")),
+        "{e}"
+    );
 
     // Accepts the connection but never greets.
     let relay = SmtpServer::start().await;
@@ -497,8 +752,15 @@ async fn serve_refuses_to_start_when_the_relay_is_unusable() {
     let mut config = fx.config.clone();
     smtp(&mut config, relay.port, 500);
     let started = Instant::now();
-    let e = Application::build(config).await.err().expect("refused").to_string();
-    assert!(e.starts_with("email.host:") && e.contains("did not answer within 500 ms"), "{e}");
+    let e = Application::build(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.starts_with("email.host:") && e.contains("did not answer within 500 ms"),
+        "{e}"
+    );
     assert!(started.elapsed() < Duration::from_millis(1500));
 
     // STARTTLS required but not offered.
@@ -506,6 +768,10 @@ async fn serve_refuses_to_start_when_the_relay_is_unusable() {
     let mut config = fx.config.clone();
     smtp(&mut config, relay.port, 1000);
     config.email.tls = "starttls".into();
-    let e = Application::build(config).await.err().expect("refused").to_string();
+    let e = Application::build(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains("STARTTLS"), "{e}");
 }

@@ -199,12 +199,10 @@ async fn generated_hostile_requests_get_only_400s(backend: Backend) {
     app.gw.stop().await;
 }
 
-async fn futures_join_all<F: std::future::Future>(
-    futs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output>
+async fn futures_join_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
-    F: Send + 'static,
 {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::with_capacity(handles.len());
