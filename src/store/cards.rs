@@ -1,0 +1,141 @@
+//! The card registry.
+
+use super::*;
+
+impl Store {
+
+    /// Inserts a card, or updates the card with the same PAN index (keeping its reference).
+    /// A destination whose fingerprint changed gets `*_changed_at` = `now` unless the card file
+    /// gave a time.
+    pub async fn upsert_card(
+        &self,
+        c: &NewCard,
+        now: i64,
+    ) -> Result<(Upserted, String), StoreError> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let existing: Option<CardRow> = sqlx::query_as(CARD_SELECT_BY_INDEX)
+                .bind(&c.pan_index)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(requested) = &c.card_ref {
+                let owner: Option<(String,)> =
+                    sqlx::query_as("SELECT pan_index FROM cards WHERE card_ref = $1")
+                        .bind(requested)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some((owner_index,)) = owner {
+                    if owner_index != c.pan_index {
+                        return Err(StoreError::Conflict(
+                            "issuer_card_ref_id already belongs to another card".into(),
+                        ));
+                    }
+                }
+            }
+            let result = match existing {
+                Some(old) => {
+                    let phone_changed_at = c.phone_changed_at.or(if old.phone_fp == c.phone_fp {
+                        old.phone_changed_at
+                    } else {
+                        Some(now)
+                    });
+                    let email_changed_at = c.email_changed_at.or(if old.email_fp == c.email_fp {
+                        old.email_changed_at
+                    } else {
+                        Some(now)
+                    });
+                    sqlx::query(
+                        "UPDATE cards SET exp = $2, status = $3, product_id = $4, phone_sealed = $5, phone_masked = $6, \
+                         phone_fp = $7, phone_changed_at = $8, email_sealed = $9, email_masked = $10, email_fp = $11, \
+                         email_changed_at = $12, language = $13, wallets = $14, updated_at = $15 WHERE card_ref = $1",
+                    )
+                    .bind(&old.card_ref)
+                    .bind(&c.exp)
+                    .bind(&c.status)
+                    .bind(&c.product_id)
+                    .bind(&c.phone_sealed)
+                    .bind(&c.phone_masked)
+                    .bind(&c.phone_fp)
+                    .bind(phone_changed_at)
+                    .bind(&c.email_sealed)
+                    .bind(&c.email_masked)
+                    .bind(&c.email_fp)
+                    .bind(email_changed_at)
+                    .bind(&c.language)
+                    .bind(&c.wallets)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    (Upserted::Updated, old.card_ref)
+                }
+                None => {
+                    let card_ref = c.card_ref.clone().unwrap_or_else(new_card_ref);
+                    sqlx::query(
+                        "INSERT INTO cards (card_ref, pan_index, bin, last4, exp, status, product_id, phone_sealed, \
+                         phone_masked, phone_fp, phone_changed_at, email_sealed, email_masked, email_fp, email_changed_at, \
+                         language, wallets, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)",
+                    )
+                    .bind(&card_ref)
+                    .bind(&c.pan_index)
+                    .bind(&c.bin)
+                    .bind(&c.last4)
+                    .bind(&c.exp)
+                    .bind(&c.status)
+                    .bind(&c.product_id)
+                    .bind(&c.phone_sealed)
+                    .bind(&c.phone_masked)
+                    .bind(&c.phone_fp)
+                    .bind(c.phone_changed_at)
+                    .bind(&c.email_sealed)
+                    .bind(&c.email_masked)
+                    .bind(&c.email_fp)
+                    .bind(c.email_changed_at)
+                    .bind(&c.language)
+                    .bind(&c.wallets)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    (Upserted::Added, card_ref)
+                }
+            };
+            tx.commit().await?;
+            Ok(result)
+        })
+    }
+
+    pub async fn card_by_pan_index(&self, pan_index: &str) -> Result<Option<CardRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(CARD_SELECT_BY_INDEX)
+                .bind(pan_index)
+                .fetch_optional(pool)
+                .await?)
+        })
+    }
+
+    pub async fn card_by_ref(&self, card_ref: &str) -> Result<Option<CardRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(CARD_SELECT_BY_REF)
+                .bind(card_ref)
+                .fetch_optional(pool)
+                .await?)
+        })
+    }
+
+    pub async fn count_cards(&self) -> Result<i64, StoreError> {
+        with_pool!(self, read, |pool| {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM cards")
+                .fetch_one(pool)
+                .await?;
+            Ok(row.try_get::<i64, _>("n")?)
+        })
+    }
+}
+
+const CARD_SELECT_BY_INDEX: &str = "SELECT * FROM cards WHERE pan_index = $1";
+const CARD_SELECT_BY_REF: &str = "SELECT * FROM cards WHERE card_ref = $1";
+
+/// A new opaque card reference: 128 random bits, hex. It says nothing about the PAN.
+pub fn new_card_ref() -> String {
+    hex::encode(crate::secrets::random_bytes::<16>())
+}

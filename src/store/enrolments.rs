@@ -1,0 +1,91 @@
+//! Enrolments, their calls and decisions.
+
+use super::*;
+
+impl Store {
+
+    /// Records one call of an enrolment, creating the enrolment when it is new. `state`, when
+    /// given, becomes the enrolment's state; `card_ref` and `wallet` fill in what is unknown.
+    pub async fn record_call(&self, call: &CallRecord<'_>) -> Result<(), StoreError> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            upsert_enrolment!(tx, call);
+            insert_call!(tx, call);
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Records a digitization decision with its methods and the call, in one transaction.
+    pub async fn record_decision(
+        &self,
+        call: &CallRecord<'_>,
+        d: &DecisionRecord<'_>,
+    ) -> Result<(), StoreError> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            upsert_enrolment!(tx, call);
+            sqlx::query("UPDATE enrolments SET decision = $2, decision_rule = $3, decision_signals = $4, device_language = COALESCE($5, device_language) WHERE correlation_id = $1")
+                .bind(call.correlation_id)
+                .bind(d.decision)
+                .bind(d.rule)
+                .bind(d.signals_json)
+                .bind(d.device_language)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM enrolment_methods WHERE correlation_id = $1")
+                .bind(call.correlation_id)
+                .execute(&mut *tx)
+                .await?;
+            for (i, m) in d.methods.iter().enumerate() {
+                sqlx::query("INSERT INTO enrolment_methods (correlation_id, method_id, channel, method_type, masked_value, position) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(call.correlation_id)
+                    .bind(&m.method_id)
+                    .bind(&m.channel)
+                    .bind(&m.method_type)
+                    .bind(&m.masked_value)
+                    .bind(i as i64)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            insert_call!(tx, call);
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn enrolment(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Option<EnrolmentRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(
+                sqlx::query_as("SELECT * FROM enrolments WHERE correlation_id = $1")
+                    .bind(correlation_id)
+                    .fetch_optional(pool)
+                    .await?,
+            )
+        })
+    }
+
+    pub async fn enrolment_methods(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Vec<MethodRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as("SELECT method_id, channel, method_type, masked_value FROM enrolment_methods WHERE correlation_id = $1 ORDER BY position")
+                .bind(correlation_id)
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
+    pub async fn calls(&self, correlation_id: &str) -> Result<Vec<CallRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as("SELECT operation, card_ref, response_code, outcome, detail, duration_ms, at FROM calls WHERE correlation_id = $1 ORDER BY id")
+                .bind(correlation_id)
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+}

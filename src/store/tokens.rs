@@ -1,0 +1,145 @@
+//! Tokens (virtual cards) and their notices.
+
+use super::*;
+
+impl Store {
+
+    /// Applies a token notice idempotently: the notice's fingerprint is recorded once; a second
+    /// identical notice changes nothing. The enrolment of the same correlation id is completed by
+    /// an ACTIVATE and failed by a DELETE (unless already complete).
+    pub async fn apply_notice(
+        &self,
+        call: &CallRecord<'_>,
+        n: &NoticeRecord<'_>,
+    ) -> Result<NoticeOutcome, StoreError> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            let seen: Option<(i64,)> =
+                sqlx::query_as("SELECT id FROM token_events WHERE notice_fp = $1")
+                    .bind(n.notice_fp)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if seen.is_some() {
+                let dup = CallRecord {
+                    outcome: "duplicate",
+                    state: None,
+                    ..*call
+                };
+                upsert_enrolment!(tx, &dup);
+                insert_call!(tx, &dup);
+                tx.commit().await?;
+                return Ok(NoticeOutcome::Duplicate);
+            }
+            let current: Option<(String,)> =
+                sqlx::query_as("SELECT state FROM tokens WHERE virtual_card_id = $1")
+                    .bind(n.virtual_card_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let before = current.map(|(s,)| s);
+            let before_state = before.as_deref().and_then(crate::domain::TokenState::parse);
+            let after = crate::domain::TokenState::after(before_state, n.action)
+                .as_str()
+                .to_owned();
+            let wipe = matches!(n.action, crate::domain::Action::Erase);
+            sqlx::query(
+                "INSERT INTO tokens (virtual_card_id, card_ref, wallet_provider_id, token_storage_id, is_primary, state, \
+                 dpan_last4, dpan_exp, correlation_id, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+                 ON CONFLICT (virtual_card_id) DO UPDATE SET state = $6, \
+                 token_storage_id = COALESCE($4, tokens.token_storage_id), \
+                 is_primary = COALESCE($5, tokens.is_primary), \
+                 dpan_last4 = CASE WHEN $11 THEN NULL ELSE COALESCE($7, tokens.dpan_last4) END, \
+                 dpan_exp = CASE WHEN $11 THEN NULL ELSE COALESCE($8, tokens.dpan_exp) END, \
+                 updated_at = $10",
+            )
+            .bind(n.virtual_card_id)
+            .bind(n.card_ref)
+            .bind(n.wallet_provider_id)
+            .bind(n.token_storage_id)
+            .bind(n.is_primary)
+            .bind(&after)
+            .bind(if wipe { None } else { n.dpan_last4 })
+            .bind(if wipe { None } else { n.dpan_exp })
+            .bind(call.correlation_id)
+            .bind(call.at)
+            .bind(wipe)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO token_events (virtual_card_id, correlation_id, action, source, error_code, state_before, state_after, notice_fp, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(n.virtual_card_id)
+            .bind(call.correlation_id)
+            .bind(n.action.as_str())
+            .bind(n.source)
+            .bind(n.error_code)
+            .bind(&before)
+            .bind(&after)
+            .bind(n.notice_fp)
+            .bind(call.at)
+            .execute(&mut *tx)
+            .await?;
+            upsert_enrolment!(tx, call);
+            match n.action {
+                crate::domain::Action::Activate if after == "active" => {
+                    sqlx::query("UPDATE enrolments SET state = 'complete', updated_at = $2 WHERE correlation_id = $1 AND state <> 'failed'")
+                        .bind(call.correlation_id)
+                        .bind(call.at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                crate::domain::Action::Delete
+                | crate::domain::Action::DeleteFromApp
+                | crate::domain::Action::Erase => {
+                    sqlx::query("UPDATE enrolments SET state = 'failed', updated_at = $2 WHERE correlation_id = $1 AND state <> 'complete'")
+                        .bind(call.correlation_id)
+                        .bind(call.at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                _ => {}
+            }
+            insert_call!(tx, call);
+            tx.commit().await?;
+            Ok(NoticeOutcome::Recorded { before, after })
+        })
+    }
+
+    pub async fn token(&self, virtual_card_id: &str) -> Result<Option<TokenRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(
+                sqlx::query_as("SELECT * FROM tokens WHERE virtual_card_id = $1")
+                    .bind(virtual_card_id)
+                    .fetch_optional(pool)
+                    .await?,
+            )
+        })
+    }
+
+    pub async fn tokens_of_card(&self, card_ref: &str) -> Result<Vec<TokenRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT * FROM tokens WHERE card_ref = $1 ORDER BY created_at, virtual_card_id",
+            )
+            .bind(card_ref)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    pub async fn token_events(
+        &self,
+        virtual_card_id: &str,
+    ) -> Result<Vec<TokenEventRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT correlation_id, action, source, error_code, state_before, state_after, at FROM token_events \
+                 WHERE virtual_card_id = $1 ORDER BY id",
+            )
+            .bind(virtual_card_id)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+}
