@@ -55,6 +55,7 @@ impl Application {
         .await
         .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
         let delivery = Delivery::from_config(&config)?;
+        delivery.check().await.map_err(|e| anyhow::anyhow!(e))?;
         let channel_preference = config
             .idv
             .channel_preference

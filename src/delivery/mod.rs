@@ -1,9 +1,11 @@
-//! OTP delivery: one interface, one provider per channel (outbox here; the SMS gateway and SMTP
-//! providers plug in the same way). Every send has a deadline and an honest outcome: accepted
+//! OTP delivery: one interface, one provider per channel (a Twilio-compatible SMS gateway, an
+//! SMTP relay, or the local outbox). Every send has a deadline and an honest outcome: accepted
 //! only when the provider accepted the message.
 
 pub mod outbox;
+pub mod smtp;
 pub mod template;
+pub mod twilio;
 
 use crate::config::Config;
 use crate::domain::Channel;
@@ -47,6 +49,8 @@ pub enum DeliveryError {
 
 enum Provider {
     Outbox(outbox::Outbox),
+    Twilio(Box<twilio::Twilio>),
+    Smtp(Box<smtp::Smtp>),
     Disabled,
 }
 
@@ -54,6 +58,8 @@ impl Provider {
     fn name(&self) -> &'static str {
         match self {
             Provider::Outbox(_) => "outbox",
+            Provider::Twilio(_) => "twilio",
+            Provider::Smtp(_) => "smtp",
             Provider::Disabled => "disabled",
         }
     }
@@ -68,16 +74,25 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Builds the providers; `outbox` ones create their folder.
+    /// Builds the providers: `outbox` ones create their folder, `twilio` builds its pooled HTTP
+    /// client, `smtp` prepares TLS. Nothing is contacted here (see [`Delivery::check`]).
     pub fn from_config(c: &Config) -> anyhow::Result<Delivery> {
         let make = |kind: &str, channel: &str| -> anyhow::Result<Provider> {
-            Ok(match kind {
-                "outbox" => Provider::Outbox(outbox::Outbox::new(&c.outbox.dir).map_err(|e| {
-                    anyhow::anyhow!("outbox.dir: cannot create {}: {e}", c.outbox.dir.display())
-                })?),
-                "disabled" => Provider::Disabled,
-                other => {
-                    anyhow::bail!("{channel}.provider: '{other}' is not available in this build")
+            Ok(match (channel, kind) {
+                (_, "outbox") => {
+                    Provider::Outbox(outbox::Outbox::new(&c.outbox.dir).map_err(|e| {
+                        anyhow::anyhow!("outbox.dir: cannot create {}: {e}", c.outbox.dir.display())
+                    })?)
+                }
+                (_, "disabled") => Provider::Disabled,
+                ("sms", "twilio") => Provider::Twilio(Box::new(
+                    twilio::Twilio::new(&c.sms).map_err(|e| anyhow::anyhow!(e))?,
+                )),
+                ("email", "smtp") => Provider::Smtp(Box::new(
+                    smtp::Smtp::new(&c.email).map_err(|e| anyhow::anyhow!(e))?,
+                )),
+                (_, other) => {
+                    anyhow::bail!("{channel}.provider: '{other}' is not available for {channel}")
                 }
             })
         };
@@ -105,6 +120,26 @@ impl Delivery {
         self.provider(channel).0.name()
     }
 
+    /// Checks at start that each configured provider is usable: the SMTP relay is reached
+    /// (greeting, EHLO, STARTTLS, AUTH) within `email.timeout_ms`; the SMS gateway's endpoint
+    /// and credentials are set. The error names the setting at fault.
+    pub async fn check(&self) -> Result<(), String> {
+        for provider in [&self.sms, &self.email] {
+            match provider {
+                Provider::Twilio(t) => {
+                    t.check()?;
+                    tracing::info!(endpoint = t.endpoint(), "sms: twilio gateway configured");
+                }
+                Provider::Smtp(s) => {
+                    s.check().await?;
+                    tracing::info!("email: smtp relay reached");
+                }
+                Provider::Outbox(_) | Provider::Disabled => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Sends within the channel's deadline.
     pub async fn send(&self, msg: &Message) -> Result<Receipt, DeliveryError> {
         let (provider, deadline) = self.provider(msg.channel);
@@ -112,12 +147,33 @@ impl Delivery {
         let attempt = async {
             match provider {
                 Provider::Outbox(o) => o.write(msg).await,
+                Provider::Twilio(t) => t.send(msg).await,
+                Provider::Smtp(s) => s.send(msg).await,
                 Provider::Disabled => Err(DeliveryError::Disabled),
             }
         };
-        match tokio::time::timeout(deadline, attempt).await {
+        let result = match tokio::time::timeout(deadline, attempt).await {
             Ok(r) => r,
             Err(_) => Err(DeliveryError::Timeout(ms)),
+        };
+        // Why a message was not delivered, for the operator: codes and local causes only (the
+        // reasons never hold a destination, an OTP or the provider's own text).
+        match &result {
+            Err(DeliveryError::Refused { code, reason }) => tracing::warn!(
+                channel = %msg.channel,
+                provider = provider.name(),
+                provider_code = code.as_deref().unwrap_or(""),
+                reason = %reason,
+                "OTP not delivered: the provider refused or failed"
+            ),
+            Err(DeliveryError::Timeout(ms)) => tracing::warn!(
+                channel = %msg.channel,
+                provider = provider.name(),
+                timeout_ms = ms,
+                "OTP not delivered: the provider did not answer in time"
+            ),
+            Ok(_) | Err(DeliveryError::Disabled) => {}
         }
+        result
     }
 }
