@@ -56,6 +56,8 @@ impl Application {
         .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
         let delivery = Delivery::from_config(&config)?;
         delivery.check().await.map_err(|e| anyhow::anyhow!(e))?;
+        let policy = crate::decision::Policy::compile(&config.policy)
+            .map_err(crate::config::ConfigErrors)?;
         let channel_preference = config
             .idv
             .channel_preference
@@ -77,6 +79,7 @@ impl Application {
             delivery,
             clock,
             channel_preference,
+            policy,
         });
         Ok(Application {
             state,

@@ -3,7 +3,7 @@
 
 use crate::domain::{CardStatus, Email, Expiry, Pan, Phone, ProductId, card::valid_card_ref};
 use crate::secrets::DataKeys;
-use crate::store::{NewCard, Store, StoreError, Upserted};
+use crate::store::{ContactUpdate, NewCard, Store, StoreError, Upserted};
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -257,6 +257,8 @@ fn safe(s: &str) -> String {
 impl CardLine {
     /// The stored form: keyed PAN index, BIN, last 4, sealed and masked contact details.
     pub fn to_new_card(&self, keys: &DataKeys) -> NewCard {
+        let phone = self.phone.as_ref().map(|p| sealed_phone(keys, p));
+        let email = self.email.as_ref().map(|e| sealed_email(keys, e));
         NewCard {
             card_ref: self.card_ref.clone(),
             pan_index: keys.pan_index(&self.pan),
@@ -265,25 +267,39 @@ impl CardLine {
             exp: self.exp.mmyy(),
             status: self.status.as_str().to_owned(),
             product_id: self.product_id.as_str().to_owned(),
-            phone_sealed: self.phone.as_ref().map(|p| keys.seal("phone", p.expose())),
-            phone_masked: self.phone.as_ref().map(Phone::masked),
-            phone_fp: self
-                .phone
-                .as_ref()
-                .map(|p| keys.fingerprint("destination", &[b"sms", p.expose().as_bytes()])),
+            phone_sealed: phone.as_ref().map(|c| c.sealed.clone()),
+            phone_masked: phone.as_ref().map(|c| c.masked.clone()),
+            phone_fp: phone.map(|c| c.fp),
             phone_changed_at: self.phone_changed_at,
-            email_sealed: self.email.as_ref().map(|e| keys.seal("email", e.expose())),
-            email_masked: self.email.as_ref().map(Email::masked),
-            email_fp: self.email.as_ref().map(|e| {
-                keys.fingerprint(
-                    "destination",
-                    &[b"email", e.expose().to_ascii_lowercase().as_bytes()],
-                )
-            }),
+            email_sealed: email.as_ref().map(|c| c.sealed.clone()),
+            email_masked: email.as_ref().map(|c| c.masked.clone()),
+            email_fp: email.map(|c| c.fp),
             email_changed_at: self.email_changed_at,
             language: self.language.clone(),
             wallets: self.wallets.join(";"),
         }
+    }
+}
+
+/// A phone number as stored: sealed, masked, and its keyed fingerprint (rate limits, change
+/// detection). The card file and the admin API both store destinations through this.
+pub fn sealed_phone(keys: &DataKeys, p: &Phone) -> ContactUpdate {
+    ContactUpdate {
+        sealed: keys.seal("phone", p.expose()),
+        masked: p.masked(),
+        fp: keys.fingerprint("destination", &[b"sms", p.expose().as_bytes()]),
+    }
+}
+
+/// An e-mail address as stored (see [`sealed_phone`]); the fingerprint ignores case.
+pub fn sealed_email(keys: &DataKeys, e: &Email) -> ContactUpdate {
+    ContactUpdate {
+        sealed: keys.seal("email", e.expose()),
+        masked: e.masked(),
+        fp: keys.fingerprint(
+            "destination",
+            &[b"email", e.expose().to_ascii_lowercase().as_bytes()],
+        ),
     }
 }
 

@@ -30,6 +30,44 @@ pub enum Command {
     /// Manage the card registry.
     #[command(subcommand)]
     Cards(CardsCommand),
+    /// Check the decision policy, or explain a decision, offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Play TSH against a running gateway: complete enrolments, or a load run with --count.
+    Simulate(SimulateArgs),
+}
+
+/// Plays TSH against a running gateway with the test cards of a card file, sealed for the
+/// issuer's certificate: eligibility, digitization (the same sealed card data, as TSH sends it),
+/// sendOTP on yellow, activation notice. Without --count: one enrolment of each kind (green,
+/// yellow with SMS, yellow with e-mail, red), token notices and a refused card, printed step by
+/// step. With --count N: N enrolments on --concurrency C keep-alive connections, a progress line
+/// every second on standard error, then throughput, latency percentiles (p50, p90, p99, max) per
+/// operation and error counts. Exits 1 when any call was not answered as expected.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The gateway's TSH-facing API, e.g. http://127.0.0.1:8443 (the default base path
+    /// /issuer/igwapi/v2.0 is added when the URL has no path).
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+    /// The issuer id sent in x-issuer-id.
+    #[arg(long, value_name = "ID")]
+    pub issuer_id: String,
+    /// The issuer's PKCS#7 certificate (the one uploaded to the Thales portal).
+    #[arg(long, value_name = "CERT.pem")]
+    pub cert: PathBuf,
+    /// The card file the gateway imported (card-file CSV format).
+    #[arg(long, value_name = "FILE.csv")]
+    pub cards: PathBuf,
+    /// Load run: this many enrolments.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Load run: enrolments played at once (one keep-alive connection each).
+    #[arg(long, value_name = "C", default_value_t = 8, requires = "count", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub concurrency: u64,
+    /// Load run: only checkCardEligibility calls (measures the envelope-opening bound).
+    #[arg(long, requires = "count")]
+    pub eligibility_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +104,31 @@ pub enum KeysCommand {
         /// Common name of the self-signed certificate.
         #[arg(long, default_value = "issuer-gateway PKCS#7 key")]
         common_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate the decision policy of the configuration and list its rules in order.
+    ///
+    /// Exits 2 with one line per problem (naming the rule) when the policy is invalid.
+    Check {
+        /// Configuration file (default: ./issuer-gateway.toml when present).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Show which rule decides a requestCardDigitization body, and why, without a server.
+    Explain {
+        /// Configuration file (default: ./issuer-gateway.toml when present).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// A requestCardDigitization body (JSON).
+        #[arg(long, value_name = "FILE.json")]
+        request: PathBuf,
+        /// Take the card's status, expiry, tokens and contact changes from the database
+        /// (database.url of the configuration); without it an active card is assumed.
+        #[arg(long, value_name = "REF")]
+        card: Option<String>,
     },
 }
 
@@ -134,6 +197,64 @@ pub async fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Simulate(args) => {
+            let options = crate::sim::SimulateOptions {
+                target: args.target,
+                issuer_id: args.issuer_id,
+                cert: args.cert,
+                cards: args.cards,
+                count: args.count,
+                concurrency: usize::try_from(args.concurrency).unwrap_or(1),
+                eligibility_only: args.eligibility_only,
+            };
+            match crate::sim::simulate(options).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: simulate: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Policy(PolicyCommand::Check { config }) => {
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match crate::decision::explain::check(&config) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    eprintln!("invalid policy:");
+                    for p in problems {
+                        eprintln!("  - {p}");
+                    }
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Policy(PolicyCommand::Explain {
+            config,
+            request,
+            card,
+        }) => {
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match crate::decision::explain::explain(&config, &request, card.as_deref()).await {
+                Ok((text, _)) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: policy explain: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Cards(CardsCommand::Import { config, file }) => {
             let config = match load_config(config.as_deref()) {
                 Ok(c) => c,

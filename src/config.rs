@@ -55,6 +55,9 @@ pub struct Config {
     pub idv: IdvConfig,
     pub templates: TemplatesConfig,
     pub log: LogConfig,
+    pub limits: LimitsConfig,
+    pub controls: ControlsConfig,
+    pub policy: crate::decision::PolicyConfig,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -105,6 +108,9 @@ pub struct TlsConfig {
 pub struct AdminConfig {
     pub listen: String,
     pub token: Secret,
+    /// `GET /enrolments?stuck` lists enrolments answered yellow with no activation after this
+    /// many minutes.
+    pub stuck_after_minutes: u32,
 }
 
 impl Default for AdminConfig {
@@ -112,6 +118,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: "127.0.0.1:9090".into(),
             token: Secret::default(),
+            stuck_after_minutes: 30,
         }
     }
 }
@@ -303,6 +310,59 @@ impl Default for LogConfig {
     }
 }
 
+/// Rate limits on `sendOTP`, counted in the database so that every instance shares them. They
+/// count sends that went out (or may have: a provider that did not answer), never refusals, so
+/// nobody can lock a cardholder out by provoking failures; every window reopens by itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sends per enrolment (correlation id), over its whole life.
+    pub sends_per_enrolment: u32,
+    /// Sends per card within `card_window_minutes`.
+    pub sends_per_card: u32,
+    pub card_window_minutes: u32,
+    /// Sends per destination (phone number or e-mail address) within `destination_window_minutes`.
+    pub sends_per_destination: u32,
+    pub destination_window_minutes: u32,
+    /// Global budget of SMS sends per second, all cards together.
+    pub sms_per_second: u32,
+    /// Global budget of e-mail sends per second, all cards together.
+    pub email_per_second: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            sends_per_enrolment: 3,
+            sends_per_card: 5,
+            card_window_minutes: 60,
+            sends_per_destination: 5,
+            destination_window_minutes: 60,
+            sms_per_second: 50,
+            email_per_second: 50,
+        }
+    }
+}
+
+/// Fraud controls applied before any send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlsConfig {
+    /// A channel whose destination changed less than this many hours ago is not used (0: off).
+    pub destination_change_hold_hours: u32,
+    /// Calling codes (E.164 country codes, e.g. "44", "33", "1") SMS may be sent to; empty: all.
+    pub sms_allowed_calling_codes: Vec<String>,
+}
+
+impl Default for ControlsConfig {
+    fn default() -> Self {
+        ControlsConfig {
+            destination_change_hold_hours: 72,
+            sms_allowed_calling_codes: Vec::new(),
+        }
+    }
+}
+
 /// Everything wrong with a configuration, one line per problem.
 #[derive(Debug)]
 pub struct ConfigErrors(pub Vec<String>);
@@ -392,6 +452,9 @@ impl Config {
                 "admin.token: required because admin.listen is not a loopback address".into(),
             ),
             Ok(_) => {}
+        }
+        if !(1..=10_080).contains(&self.admin.stuck_after_minutes) {
+            p.push("admin.stuck_after_minutes: must be 1 to 10080 (one week)".into());
         }
         if !(self.database.url.starts_with("sqlite:")
             || self.database.url.starts_with("postgres://")
@@ -517,6 +580,42 @@ impl Config {
             if !t.contains("{otp}") {
                 p.push(format!("templates.email_body.{l}: must contain {{otp}}"));
             }
+        }
+        for (key, v) in [
+            (
+                "limits.sends_per_enrolment",
+                self.limits.sends_per_enrolment,
+            ),
+            ("limits.sends_per_card", self.limits.sends_per_card),
+            (
+                "limits.card_window_minutes",
+                self.limits.card_window_minutes,
+            ),
+            (
+                "limits.sends_per_destination",
+                self.limits.sends_per_destination,
+            ),
+            (
+                "limits.destination_window_minutes",
+                self.limits.destination_window_minutes,
+            ),
+            ("limits.sms_per_second", self.limits.sms_per_second),
+            ("limits.email_per_second", self.limits.email_per_second),
+        ] {
+            if v == 0 {
+                p.push(format!("{key}: must be at least 1"));
+            }
+        }
+        for code in &self.controls.sms_allowed_calling_codes {
+            let ok = (1..=3).contains(&code.len())
+                && code.bytes().all(|b| b.is_ascii_digit())
+                && !code.starts_with('0');
+            if !ok {
+                p.push(format!("controls.sms_allowed_calling_codes: '{code}' is not a calling code such as 44 or 1"));
+            }
+        }
+        if let Err(errors) = crate::decision::Policy::compile(&self.policy) {
+            p.extend(errors);
         }
         if !matches!(self.log.format.as_str(), "auto" | "json" | "text") {
             p.push(format!(

@@ -44,6 +44,15 @@ pub async fn import_cards(
     config: &Config,
     file: &Path,
 ) -> anyhow::Result<crate::cards::ImportReport> {
+    import_cards_at(config, file, crate::clock::Clock::system().now_ms()).await
+}
+
+/// `import_cards` at a given time (destination changes are recorded at `now`).
+pub async fn import_cards_at(
+    config: &Config,
+    file: &Path,
+    now: i64,
+) -> anyhow::Result<crate::cards::ImportReport> {
     let key_file = config
         .keys
         .pan_index_key_file
@@ -62,7 +71,6 @@ pub async fn import_cards(
     )
     .await
     .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
-    let now = crate::clock::Clock::system().now_ms();
     let report = crate::cards::import(&store, &keys, parsed, now, |done, total| {
         eprintln!("  {done} of {total} lines imported");
     })

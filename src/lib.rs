@@ -20,6 +20,7 @@ pub mod cards;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod controls;
 pub mod decision;
 pub mod delivery;
 pub mod demo;

@@ -47,6 +47,22 @@ fn describe() {
         "issuer_gateway_send_duration_seconds",
         "OTP provider latency by channel"
     );
+    metrics::describe_counter!(
+        "issuer_gateway_limit_refusals_total",
+        "sendOTP calls refused by a rate limit or fraud control, by limit"
+    );
+    metrics::describe_gauge!(
+        "issuer_gateway_db_pool_connections",
+        "database connections open, by pool and state (idle, in_use)"
+    );
+    metrics::describe_gauge!(
+        "issuer_gateway_db_pool_max_connections",
+        "database connections allowed, by pool"
+    );
+    metrics::describe_counter!(
+        "issuer_gateway_envelope_reuses_total",
+        "requestCardDigitization calls that reused the card found at eligibility for the same correlation id and byte-identical cipheredCardInfo instead of opening it again"
+    );
 }
 
 /// The metrics in Prometheus text format.
@@ -69,4 +85,27 @@ pub fn record_send(channel: &'static str, outcome: &'static str, elapsed: Durati
         .increment(1);
     metrics::histogram!("issuer_gateway_send_duration_seconds", "channel" => channel)
         .record(elapsed.as_secs_f64());
+}
+
+/// A `sendOTP` refused by a limit (its name as in the refusal message).
+pub fn record_limit_refusal(limit: &'static str) {
+    metrics::counter!("issuer_gateway_limit_refusals_total", "limit" => limit).increment(1);
+}
+
+/// The database pools' use, set when the metrics are scraped.
+pub fn record_pool_stats(stats: &[crate::store::PoolStat]) {
+    for s in stats {
+        let in_use = s.size.saturating_sub(s.idle);
+        metrics::gauge!("issuer_gateway_db_pool_connections", "pool" => s.pool, "state" => "idle")
+            .set(f64::from(s.idle));
+        metrics::gauge!("issuer_gateway_db_pool_connections", "pool" => s.pool, "state" => "in_use")
+            .set(f64::from(in_use));
+        metrics::gauge!("issuer_gateway_db_pool_max_connections", "pool" => s.pool)
+            .set(f64::from(s.max));
+    }
+}
+
+/// A digitization that reused the eligibility's card instead of opening its envelope again.
+pub fn record_envelope_reuse() {
+    metrics::counter!("issuer_gateway_envelope_reuses_total").increment(1);
 }

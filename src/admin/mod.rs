@@ -1,21 +1,140 @@
 //! The admin API, on its own listener: health and metrics (open), the rest behind the bearer
-//! token.
+//! token `admin.token` (optional only on a loopback listener: the configuration refuses a
+//! non-loopback `admin.listen` without a token).
+//!
+//! | route | answers |
+//! |---|---|
+//! | `GET /health` | 200 once the gateway can serve, 503 otherwise |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /cards/{issuerCardRefId}` | the card (BIN, last 4, status, masked destinations...) |
+//! | `PATCH` (or `PUT`) `/cards/{issuerCardRefId}` | updates status, phone, e-mail, language |
+//! | `GET /cards/{issuerCardRefId}/tokens` | the card's tokens with their state history |
+//! | `GET /enrolments/{correlationId}` | calls, decision and rule, methods, sends, notices |
+//! | `GET /enrolments?stuck[_after_minutes=N]` | enrolments answered yellow, not activated |
+//!
+//! Every answer is JSON and never holds a PAN, an OTP or an unmasked destination.
 
 pub mod metrics;
+mod views;
 
 use crate::api::SharedState;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
 pub fn router(state: SharedState) -> Router {
+    let protected = Router::new()
+        .route(
+            "/cards/{card_ref}",
+            get(views::card)
+                .patch(views::update_card)
+                .put(views::update_card),
+        )
+        .route("/cards/{card_ref}/tokens", get(views::tokens))
+        .route("/enrolments", get(views::stuck_enrolments))
+        .route("/enrolments/{correlation_id}", get(views::enrolment))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(prometheus))
+        .merge(protected)
+        .fallback(|| async { AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
+}
+
+/// An admin answer other than 200: `{"error": kind, "message": text}`.
+#[derive(Debug)]
+pub struct AdminError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl AdminError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        AdminError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl From<crate::store::StoreError> for AdminError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "admin: database error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "database error (see the gateway's log)",
+        )
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            axum::Json(json!({ "error": self.kind, "message": self.message })),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"issuer-gateway admin\""),
+            );
+        }
+        resp
+    }
+}
+
+/// Lets a request through when no token is configured (loopback only, see the configuration),
+/// or when it carries `Authorization: Bearer <admin.token>`.
+async fn require_token(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let expected = state.config.admin.token.expose();
+    if expected.is_empty() {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match given {
+        Some(token) if tokens_match(token, expected) => next.run(req).await,
+        _ => AdminError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token (admin.token) is required",
+        )
+        .into_response(),
+    }
+}
+
+/// Compares two tokens in constant time, length included: the SHA-256 digests are compared
+/// with a constant-time comparison.
+fn tokens_match(given: &str, expected: &str) -> bool {
+    use aws_lc_rs::digest::{SHA256, digest};
+    let a = digest(&SHA256, given.as_bytes());
+    let b = digest(&SHA256, expected.as_bytes());
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_ref(), b.as_ref()).is_ok()
 }
 
 /// 200 once the gateway can serve (database reachable, keys loaded), 503 otherwise.
@@ -42,10 +161,24 @@ async fn health(State(state): State<SharedState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn prometheus() -> Response {
+async fn prometheus(State(state): State<SharedState>) -> Response {
+    metrics::record_pool_stats(&state.store.pool_stats());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tokens_match;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(tokens_match("s3cret-token", "s3cret-token"));
+        assert!(!tokens_match("s3cret-tokem", "s3cret-token"));
+        assert!(!tokens_match("s3cret", "s3cret-token"));
+        assert!(!tokens_match("", "s3cret-token"));
+    }
 }

@@ -4,7 +4,7 @@ use super::error::ApiError;
 use super::fields::Fields;
 use super::{AppState, Call, Operation, Success, card};
 use crate::decision::{self, Decision, Signals};
-use crate::domain::{CardStatus, Channel, LevelOfTrust};
+use crate::domain::{Channel, LevelOfTrust};
 use crate::store::{CardRow, DecisionRecord, MethodRecord};
 use serde_json::{Value, json};
 
@@ -23,20 +23,27 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     body.opt_obj("tokenRequestor")?;
     // Every field is checked before any card lookup, so a malformed call is always a 400 of
     // its own kind (101/102), whatever card it names.
-    let mut signals = Signals::from_request(body, false, false)?;
+    let signals = Signals::from_request(body)?;
     let (card, _info) = card::resolve(state, body).await?;
-    signals.card_active = CardStatus::parse(&card.status) == Some(CardStatus::Active);
-    signals.card_expired =
-        card::record_expiry(&card).is_none_or(|e| e.is_expired_at(state.clock.now()));
-    let mut decision = decision::decide(&signals);
+    let active_tokens = if state.policy.uses_active_tokens() {
+        state.store.count_active_tokens(&card.card_ref).await?
+    } else {
+        0
+    };
+    let signals = signals.with_card(&card, call.at, active_tokens);
+    let mut decision = decision::decide(&state.policy, &signals);
     let mut methods = Vec::new();
     if decision.outcome == LevelOfTrust::Yellow {
-        methods = offer_methods(state, call.correlation_id, &card);
+        methods = offer_methods(state, call.correlation_id, &card, call.at);
+        if let Some(allowed) = &decision.channels {
+            methods.retain(|m| allowed.iter().any(|c| c.as_str() == m.channel));
+        }
         if methods.is_empty() {
             decision = Decision {
                 outcome: LevelOfTrust::Red,
                 rule: decision::NO_METHOD_RULE.into(),
                 reason: "step-up needed but no configured channel has a destination on file".into(),
+                channels: None,
             };
         }
     }
@@ -92,20 +99,38 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     })
 }
 
-/// The ID&V methods an enrolment can be offered: channels that are configured and have a
-/// destination on file, in the configured preference order. Ids are opaque, unique within the
+/// The ID&V methods an enrolment can be offered: channels that are configured, have a
+/// destination on file and whose destination did not change within the hold, in the configured
+/// preference order. Ids are opaque, unique within the
 /// enrolment and stable if the call is repeated.
-pub fn offer_methods(state: &AppState, correlation_id: &str, card: &CardRow) -> Vec<MethodRecord> {
+pub fn offer_methods(
+    state: &AppState,
+    correlation_id: &str,
+    card: &CardRow,
+    now_ms: i64,
+) -> Vec<MethodRecord> {
     let mut out = Vec::new();
     for channel in &state.channel_preference {
         if !state.delivery.is_enabled(*channel) {
             continue;
         }
-        let (masked, method_type) = match channel {
-            Channel::Sms => (card.phone_masked.as_ref(), &state.config.idv.sms_type),
-            Channel::Email => (card.email_masked.as_ref(), &state.config.idv.email_type),
+        let (masked, changed_at, method_type) = match channel {
+            Channel::Sms => (
+                card.phone_masked.as_ref(),
+                card.phone_changed_at,
+                &state.config.idv.sms_type,
+            ),
+            Channel::Email => (
+                card.email_masked.as_ref(),
+                card.email_changed_at,
+                &state.config.idv.email_type,
+            ),
         };
         let Some(masked) = masked else { continue };
+        // A destination that changed recently is not offered: sendOTP would refuse it (134).
+        if !crate::controls::destination_usable(&state.config.controls, changed_at, now_ms) {
+            continue;
+        }
         let fp = state.data_keys.fingerprint(
             "idv-method",
             &[correlation_id.as_bytes(), channel.as_str().as_bytes()],

@@ -41,6 +41,7 @@ pub struct AppState {
     pub delivery: Delivery,
     pub clock: Clock,
     pub channel_preference: Vec<Channel>,
+    pub policy: crate::decision::Policy,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -1,15 +1,18 @@
 //! `sendOTP`: deliver the network's OTP to the cardholder, exactly as received, on the chosen
 //! channel, and answer 200 only once the provider accepted it.
 
+use super::AppState;
 use super::error::{ApiError, Code};
 use super::fields::Fields;
 use super::{Call, Operation, Success};
+use crate::controls::{self, Refusal};
 use crate::delivery::template::{self, Values};
 use crate::delivery::{DeliveryError, Message};
 use crate::domain::{CardStatus, Channel, Email, Otp, Phone};
-use crate::store::{MethodRow, SendRecord};
+use crate::store::{CardRow, Claim, MethodRow, SendClaim, SendFinish};
 use serde_json::{Value, json};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
 
 pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
     let state = call.state;
@@ -69,6 +72,18 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
             "the method's channel is no longer available",
         ));
     }
+    let retry_fp = state.data_keys.fingerprint(
+        "send-retry",
+        &[
+            call.correlation_id.as_bytes(),
+            method.method_id.as_bytes(),
+            otp.expose().as_bytes(),
+        ],
+    );
+    // A retry of a send already accepted answers 200 again, whatever happened since.
+    if state.store.send_outcome(&retry_fp).await?.as_deref() == Some("accepted") {
+        return already_sent(call, card_ref).await;
+    }
     let card = state
         .store
         .card_by_ref(card_ref)
@@ -83,25 +98,8 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
             "the OTP expired before it could be sent",
         ));
     }
-
-    let retry_fp = state.data_keys.fingerprint(
-        "send-retry",
-        &[
-            call.correlation_id.as_bytes(),
-            method.method_id.as_bytes(),
-            otp.expose().as_bytes(),
-        ],
-    );
-    if state.store.send_accepted(&retry_fp).await? {
-        let mut rec = call.record(Operation::SendOtp, 200, "already-sent");
-        rec.card_ref = Some(card_ref);
-        rec.detail = Some("retry of an accepted send: nothing sent");
-        state.store.record_call(&rec).await?;
-        return Ok(Success {
-            body: json!({}),
-            outcome: "already-sent".into(),
-        });
-    }
+    let controls = &state.config.controls;
+    let fraud = |r: Refusal| refuse(Code::FraudRefused, r.0);
 
     // The destination, opened from its sealed form only now, and only for this message.
     let (to, masked, dest_fp) = match channel {
@@ -116,8 +114,11 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
                 .map_err(ApiError::internal)?;
             let phone = Phone::parse(&phone)
                 .map_err(|_| ApiError::internal("stored phone number is invalid"))?;
+            controls::check_destination_hold(controls, card.phone_changed_at, call.at)
+                .map_err(fraud)?;
+            controls::check_sms_country(controls, &phone).map_err(fraud)?;
             (
-                zeroize::Zeroizing::new(phone.expose().to_owned()),
+                Zeroizing::new(phone.expose().to_owned()),
                 phone.masked(),
                 card.phone_fp.clone().unwrap_or_default(),
             )
@@ -133,58 +134,52 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
                 .map_err(ApiError::internal)?;
             let email = Email::parse(&email)
                 .map_err(|_| ApiError::internal("stored e-mail address is invalid"))?;
+            controls::check_destination_hold(controls, card.email_changed_at, call.at)
+                .map_err(fraud)?;
             (
-                zeroize::Zeroizing::new(email.expose().to_owned()),
+                Zeroizing::new(email.expose().to_owned()),
                 email.masked(),
                 card.email_fp.clone().unwrap_or_default(),
             )
         }
     };
-    let templates = &state.config.templates;
-    let language = [
+    let message = build_message(
+        state,
+        channel,
+        to,
+        &otp,
+        &card,
+        wallet.or(enrolment.wallet_provider_id.as_deref()),
         enrolment.device_language.as_deref(),
-        card.language.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(super::digitization::normalise_language)
-    .find(|l| templates.sms.contains_key(l))
-    .unwrap_or_else(|| templates.default_language.clone());
-    let pick = |m: &std::collections::BTreeMap<String, String>| -> String {
-        m.get(&language)
-            .or_else(|| m.get(&templates.default_language))
-            .cloned()
-            .unwrap_or_default()
-    };
-    let wallet_name = template::wallet_display_name(
-        wallet
-            .or(enrolment.wallet_provider_id.as_deref())
-            .unwrap_or(""),
     );
-    let values = Values {
-        otp: otp.expose(),
-        last4: &card.last4,
-        wallet: &wallet_name,
+
+    let deadline = state.delivery.deadline(channel);
+    let claim = SendClaim {
+        correlation_id: call.correlation_id,
+        card_ref,
+        method_id: &method.method_id,
+        channel: channel.as_str(),
+        provider: state.delivery.provider_name(channel),
+        destination_masked: &masked,
+        destination_fp: &dest_fp,
+        retry_fp: &retry_fp,
+        at: call.at,
+        stale_after_ms: i64::try_from(deadline.as_millis())
+            .unwrap_or(i64::MAX)
+            .saturating_add(60_000),
+        limits: controls::limits(&state.config, channel),
     };
-    let message = match channel {
-        Channel::Sms => Message {
-            channel,
-            to,
-            subject: None,
-            body: template::render(&pick(&templates.sms), &values),
-        },
-        Channel::Email => Message {
-            channel,
-            to,
-            subject: Some(
-                template::render(
-                    &pick(&templates.email_subject),
-                    &Values { otp: "", ..values },
-                )
-                .to_string(),
-            ),
-            body: template::render(&pick(&templates.email_body), &values),
-        },
+    let id = match state.store.claim_send(&claim).await? {
+        Claim::Claimed(id) => id,
+        Claim::AlreadyAccepted => return already_sent(call, card_ref).await,
+        Claim::InFlight => return wait_for_other(call, card_ref, &retry_fp, deadline).await,
+        Claim::Limited(limit) => {
+            crate::admin::metrics::record_limit_refusal(limit);
+            return Err(refuse(
+                Code::RateLimited,
+                &format!("rate limit reached: {limit}"),
+            ));
+        }
     };
 
     let sent_at = Instant::now();
@@ -229,16 +224,10 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     rec.detail = Some(channel.as_str());
     state
         .store
-        .record_send(
+        .finish_send(
+            id,
             &rec,
-            &SendRecord {
-                card_ref,
-                method_id: &method.method_id,
-                channel: channel.as_str(),
-                provider: state.delivery.provider_name(channel),
-                destination_masked: &masked,
-                destination_fp: &dest_fp,
-                retry_fp: &retry_fp,
+            &SendFinish {
                 outcome,
                 provider_message_id: provider_message_id.as_deref(),
                 provider_code: provider_code.as_deref(),
@@ -256,6 +245,102 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
             body: json!({}),
             outcome: format!("sent by {channel} to {masked}"),
         }),
+    }
+}
+
+async fn already_sent(call: &Call<'_>, card_ref: &str) -> Result<Success, ApiError> {
+    let mut rec = call.record(Operation::SendOtp, 200, "already-sent");
+    rec.card_ref = Some(card_ref);
+    rec.detail = Some("retry of an accepted send: nothing sent");
+    call.state.store.record_call(&rec).await?;
+    Ok(Success {
+        body: json!({}),
+        outcome: "already-sent".into(),
+    })
+}
+
+/// The same send is under way in another call (a concurrent retry): wait for its outcome, up
+/// to the channel's deadline, and answer as it did.
+async fn wait_for_other(
+    call: &Call<'_>,
+    card_ref: &str,
+    retry_fp: &str,
+    deadline: Duration,
+) -> Result<Success, ApiError> {
+    let until = Instant::now() + deadline + Duration::from_secs(1);
+    loop {
+        match call.state.store.send_outcome(retry_fp).await?.as_deref() {
+            Some("accepted") => return already_sent(call, card_ref).await,
+            Some("pending") if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Some("pending") => {
+                return Err(ApiError::new(
+                    Code::ProviderTimeout,
+                    "the same OTP is still being delivered by another call",
+                )
+                .with_card(card_ref));
+            }
+            _ => {
+                return Err(ApiError::new(
+                    Code::ProviderFailed,
+                    "the delivery provider refused or failed",
+                )
+                .with_card(card_ref));
+            }
+        }
+    }
+}
+
+/// The message for the channel, from the template of the enrolment's device language, else the
+/// card's language, else the default; the OTP inserted byte for byte.
+fn build_message(
+    state: &AppState,
+    channel: Channel,
+    to: Zeroizing<String>,
+    otp: &Otp,
+    card: &CardRow,
+    wallet: Option<&str>,
+    device_language: Option<&str>,
+) -> Message {
+    let templates = &state.config.templates;
+    let language = [device_language, card.language.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(super::digitization::normalise_language)
+        .find(|l| templates.sms.contains_key(l))
+        .unwrap_or_else(|| templates.default_language.clone());
+    let pick = |m: &std::collections::BTreeMap<String, String>| -> String {
+        m.get(&language)
+            .or_else(|| m.get(&templates.default_language))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let wallet_name = template::wallet_display_name(wallet.unwrap_or(""));
+    let values = Values {
+        otp: otp.expose(),
+        last4: &card.last4,
+        wallet: &wallet_name,
+    };
+    match channel {
+        Channel::Sms => Message {
+            channel,
+            to,
+            subject: None,
+            body: template::render(&pick(&templates.sms), &values),
+        },
+        Channel::Email => Message {
+            channel,
+            to,
+            subject: Some(
+                template::render(
+                    &pick(&templates.email_subject),
+                    &Values { otp: "", ..values },
+                )
+                .to_string(),
+            ),
+            body: template::render(&pick(&templates.email_body), &values),
+        },
     }
 }
 

@@ -5,11 +5,19 @@ use crate::api::fields::Fields;
 use crate::domain::LevelOfTrust;
 use serde::Serialize;
 
+pub mod explain;
+pub mod policy;
+
+pub use policy::{Policy, PolicyConfig};
+
 /// What the decision may look at. Nothing here is cardholder data.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Signals {
+    pub card_status: String,
     pub card_active: bool,
     pub card_expired: bool,
+    pub card_expires_in_days: Option<i64>,
+    pub product_id: String,
     pub tnc_status: Option<bool>,
     pub cvv_validated: Option<bool>,
     pub capture_method: Option<String>,
@@ -22,20 +30,21 @@ pub struct Signals {
     pub reason_codes: Vec<String>,
     pub device_country: Option<String>,
     pub wallet_provider_id: Option<String>,
+    pub token_requestor_id: Option<String>,
+    pub active_tokens: i64,
+    pub days_since_phone_change: Option<f64>,
+    pub days_since_email_change: Option<f64>,
 }
 
 impl Signals {
     /// Reads the signals of a `requestCardDigitization` body. Unreadable signals are absent;
-    /// only wrongly typed top-level fields are errors.
-    pub fn from_request(
-        body: &Fields<'_>,
-        card_active: bool,
-        card_expired: bool,
-    ) -> Result<Signals, crate::api::error::ApiError> {
+    /// only wrongly typed top-level fields are errors. The card's part is filled by `with_card`.
+    pub fn from_request(body: &Fields<'_>) -> Result<Signals, crate::api::error::ApiError> {
         let capture = body.opt_obj("cardCaptureInformation")?;
         let scoring = body.opt_obj("scoringInformation")?;
         let wallet_user = body.opt_obj("walletUserInformation")?;
         let device = body.opt_obj("deviceInformation")?;
+        let token_requestor = body.opt_obj("tokenRequestor")?;
         let capture_method = capture
             .as_ref()
             .and_then(|c| c.signal("captureMethod"))
@@ -58,8 +67,6 @@ impl Signals {
             })
             .unwrap_or_default();
         Ok(Signals {
-            card_active,
-            card_expired,
             tnc_status: body.opt_bool("tncStatus")?,
             cvv_validated: body.opt_bool("cvvValidated")?,
             capture_method,
@@ -83,97 +90,64 @@ impl Signals {
             wallet_provider_id: body
                 .signal("walletProviderId")
                 .map(|s| s.to_ascii_uppercase()),
+            token_requestor_id: token_requestor.as_ref().and_then(|t| t.signal("id")),
+            ..Signals::default()
         })
+    }
+
+    /// Fills in what the issuer's record says of the card, at `now_ms`.
+    pub fn with_card(
+        mut self,
+        card: &crate::store::CardRow,
+        now_ms: i64,
+        active_tokens: i64,
+    ) -> Signals {
+        let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let expiry = crate::domain::Expiry::parse_mmyy(&card.exp).ok();
+        self.card_status = card.status.clone();
+        self.card_active = crate::domain::CardStatus::parse(&card.status)
+            == Some(crate::domain::CardStatus::Active);
+        self.card_expired = expiry.is_none_or(|e| e.is_expired_at(now));
+        self.card_expires_in_days = expiry.and_then(|e| e.days_left_at(now));
+        self.product_id = card.product_id.clone();
+        self.active_tokens = active_tokens;
+        let days = |t: Option<i64>| t.map(|t| (now_ms - t) as f64 / 86_400_000.0);
+        self.days_since_phone_change = days(card.phone_changed_at);
+        self.days_since_email_change = days(card.email_changed_at);
+        self
     }
 }
 
-/// The outcome and the rule that decided it.
+/// The outcome, the rule that decided it, and for yellow the channels the rule allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
     pub outcome: LevelOfTrust,
     pub rule: String,
     pub reason: String,
+    #[serde(skip)]
+    pub channels: Option<Vec<crate::domain::Channel>>,
 }
 
-struct Rule {
-    name: &'static str,
-    reason: &'static str,
-    outcome: LevelOfTrust,
-    matches: fn(&Signals) -> bool,
-}
-
-/// The default policy of the contract (section 5 of the API spec), in order.
-const DEFAULT_RULES: &[Rule] = &[
-    Rule {
-        name: "card-not-active-or-expired",
-        reason: "the card is not active or has expired",
-        outcome: LevelOfTrust::Red,
-        matches: |s| !s.card_active || s.card_expired,
-    },
-    Rule {
-        name: "terms-not-accepted",
-        reason: "tncStatus is false",
-        outcome: LevelOfTrust::Red,
-        matches: |s| s.tnc_status == Some(false),
-    },
-    Rule {
-        name: "tsp-says-red",
-        reason: "the wallet's or TSP's own levelOfTrust is red",
-        outcome: LevelOfTrust::Red,
-        matches: |s| s.tsp_level_of_trust.as_deref() == Some("red"),
-    },
-    Rule {
-        name: "lowest-risk-score",
-        reason: "a device, account, wallet or phone-number score is 1 (least trusted)",
-        outcome: LevelOfTrust::Red,
-        matches: |s| {
-            [
-                s.device_score,
-                s.account_score,
-                s.wallet_score,
-                s.phone_number_score,
-            ]
-            .contains(&Some(1.0))
-        },
-    },
-    Rule {
-        name: "too-many-provisioning-attempts",
-        reason: "more than 5 provisioning attempts on the device in 24 hours",
-        outcome: LevelOfTrust::Red,
-        matches: |s| s.provisioning_attempts_24h.is_some_and(|n| n > 5.0),
-    },
-    Rule {
-        name: "trusted-capture",
-        reason: "CVV validated, or card from the bank app or on file, and the TSP did not ask for step-up",
-        outcome: LevelOfTrust::Green,
-        matches: |s| {
-            let trusted = s.cvv_validated == Some(true)
-                || matches!(s.capture_method.as_deref(), Some("BANK_APP" | "ON_FILE"));
-            trusted && s.tsp_level_of_trust.as_deref() != Some("yellow")
-        },
-    },
-];
-
-/// The rule that closes the list.
-pub const DEFAULT_RULE: &str = "step-up";
 /// The rule recorded when a yellow decision has no deliverable ID&V method left.
 pub const NO_METHOD_RULE: &str = "no-deliverable-idv-method";
 
-/// Applies the policy: the first matching rule decides, else step-up (yellow).
-pub fn decide(signals: &Signals) -> Decision {
-    for r in DEFAULT_RULES {
-        if (r.matches)(signals) {
-            return Decision {
-                outcome: r.outcome,
-                rule: r.name.to_owned(),
-                reason: r.reason.to_owned(),
-            };
-        }
-    }
+/// Applies the policy: the first matching rule decides, else the default.
+pub fn decide(policy: &Policy, signals: &Signals) -> Decision {
+    let (outcome, rule, matched) = policy.decide(signals);
     Decision {
-        outcome: LevelOfTrust::Yellow,
-        rule: DEFAULT_RULE.to_owned(),
-        reason: "no rule approved or declined: step-up with an OTP".to_owned(),
+        outcome,
+        reason: matched
+            .and_then(|r| r.description.clone())
+            .unwrap_or_else(|| {
+                if matched.is_some() {
+                    String::new()
+                } else {
+                    "no rule matched: the default outcome".into()
+                }
+            }),
+        channels: matched.and_then(|r| r.channels.clone()),
+        rule,
     }
 }
 
@@ -183,6 +157,7 @@ mod tests {
 
     fn base() -> Signals {
         Signals {
+            card_status: "active".into(),
             card_active: true,
             tnc_status: Some(true),
             ..Signals::default()
@@ -264,7 +239,7 @@ mod tests {
                     tsp_level_of_trust: Some("yellow".into()),
                     ..base()
                 },
-                DEFAULT_RULE,
+                "step-up",
                 LevelOfTrust::Yellow,
             ),
             (
@@ -272,7 +247,7 @@ mod tests {
                     capture_method: Some("MANUAL".into()),
                     ..base()
                 },
-                DEFAULT_RULE,
+                "step-up",
                 LevelOfTrust::Yellow,
             ),
             (
@@ -280,13 +255,151 @@ mod tests {
                     provisioning_attempts_24h: Some(5.0),
                     ..base()
                 },
-                DEFAULT_RULE,
+                "step-up",
                 LevelOfTrust::Yellow,
             ),
         ];
         for (signals, rule, outcome) in cases {
-            let d = decide(&signals);
+            let d = decide(&Policy::default_policy(), &signals);
             assert_eq!((d.rule.as_str(), d.outcome), (rule, outcome), "{signals:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn opt<T: std::fmt::Debug + Clone + 'static>(
+        s: impl Strategy<Value = T> + 'static,
+    ) -> impl Strategy<Value = Option<T>> {
+        prop_oneof![Just(None), s.prop_map(Some)]
+    }
+
+    prop_compose! {
+        fn signals()(
+            status in prop::sample::select(vec!["active", "blocked", "lost", "stolen", "closed"]),
+            expired in any::<bool>(),
+            tnc in opt(any::<bool>()),
+            cvv in opt(any::<bool>()),
+            capture in opt(prop::sample::select(vec!["BANK_APP", "ON_FILE", "CAMERA", "MANUAL", "UNKNOWN", "NEW_METHOD"])),
+            tsp in opt(prop::sample::select(vec!["green", "yellow", "red", "purple"])),
+            scores in prop::collection::vec(opt(1u8..=5), 4),
+            attempts in opt(0u8..20),
+            country in opt(prop::sample::select(vec!["GB", "FR", "US", "KP"])),
+            tokens in 0i64..4,
+        ) -> Signals {
+            Signals {
+                card_status: status.into(),
+                card_active: status == "active",
+                card_expired: expired,
+                tnc_status: tnc,
+                cvv_validated: cvv,
+                capture_method: capture.map(str::to_owned),
+                tsp_level_of_trust: tsp.map(str::to_owned),
+                device_score: scores[0].map(f64::from),
+                account_score: scores[1].map(f64::from),
+                wallet_score: scores[2].map(f64::from),
+                phone_number_score: scores[3].map(f64::from),
+                provisioning_attempts_24h: attempts.map(f64::from),
+                device_country: country.map(str::to_owned),
+                active_tokens: tokens,
+                ..Signals::default()
+            }
+        }
+    }
+
+    fn custom() -> Policy {
+        let text = r#"
+            default_outcome = "yellow"
+            default_rule_name = "step-up"
+            [[rules]]
+            name = "sanctioned-country"
+            outcome = "red"
+            when = { device_country_in = ["KP"] }
+            [[rules]]
+            name = "many-tokens-email-only"
+            outcome = "yellow"
+            channels = ["email"]
+            when = { active_tokens_at_least = 3 }
+            [[rules]]
+            name = "trusted"
+            outcome = "green"
+            when = { card_active = true, tsp_level_of_trust_not_in = ["yellow", "red"] }
+            when_any = [ { cvv_validated = true }, { capture_method_in = ["BANK_APP"] } ]
+        "#;
+        let cfg: PolicyConfig = toml::from_str(text).unwrap();
+        Policy::compile(&cfg).unwrap()
+    }
+
+    proptest! {
+        /// Every request gets exactly one outcome: the first matching rule's, else the default;
+        /// the trace (what `policy explain` prints) agrees with the decision.
+        #[test]
+        fn exactly_one_outcome_and_explain_agrees(s in signals()) {
+            for policy in [Policy::default_policy(), custom()] {
+                let d = decide(&policy, &s);
+                let trace = policy.trace(&s);
+                let first = trace.iter().find(|t| t.matched);
+                match first {
+                    Some(t) => {
+                        prop_assert_eq!(&d.rule, &t.name);
+                        prop_assert_eq!(d.outcome, t.outcome);
+                    }
+                    None => {
+                        prop_assert_eq!(&d.rule, &policy.default_rule_name);
+                        prop_assert_eq!(d.outcome, policy.default_outcome);
+                    }
+                }
+                if !s.card_active || s.card_expired {
+                    prop_assert!(policy != Policy::default_policy() || d.outcome == LevelOfTrust::Red);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn errors_name_the_rule() {
+        let text = r#"
+            [[rules]]
+            name = "ok-rule"
+            outcome = "red"
+            when = { tnc_status = false }
+            [[rules]]
+            name = "typo"
+            outcome = "red"
+            when = { devise_score_at_most = 2 }
+            [[rules]]
+            name = "bad-values"
+            outcome = "purple"
+            when = { any_score_at_most = 7, capture_method_in = ["TELEPATHY"] }
+            [[rules]]
+            name = "catch-all"
+            outcome = "green"
+            [[rules]]
+            name = "never"
+            outcome = "red"
+            when = { card_active = false }
+            [[rules]]
+            name = "ok-rule"
+            outcome = "yellow"
+            channels = ["fax"]
+            when = { cvv_validated = false }
+        "#;
+        let cfg: PolicyConfig = toml::from_str(text).unwrap();
+        let errors = Policy::compile(&cfg).unwrap_err();
+        let all = errors.join("\n");
+        for needle in [
+            "policy.rules[2] 'typo': unknown setting or condition 'devise_score_at_most'",
+            "policy.rules[3] 'bad-values': outcome: 'purple'",
+            "policy.rules[3] 'bad-values': when.any_score_at_most: scores run from 1 to 5",
+            "policy.rules[3] 'bad-values': when.capture_method_in: 'TELEPATHY'",
+            "policy.rules[4] 'catch-all': has no condition, so the rules after it can never decide (unreachable: never, ok-rule)",
+            "policy.rules[6] 'ok-rule': name 'ok-rule' is used twice",
+            "policy.rules[6] 'ok-rule': channels: 'fax'",
+        ] {
+            assert!(all.contains(needle), "missing: {needle}\n{all}");
         }
     }
 }

@@ -116,6 +116,11 @@ impl Delivery {
         !matches!(self.provider(channel).0, Provider::Disabled)
     }
 
+    /// The channel's deadline for the provider's answer.
+    pub fn deadline(&self, channel: Channel) -> Duration {
+        self.provider(channel).1
+    }
+
     pub fn provider_name(&self, channel: Channel) -> &'static str {
         self.provider(channel).0.name()
     }

@@ -46,7 +46,19 @@ impl Expiry {
         (today.year(), today.month() as u8) > (i32::from(self.year), self.month)
     }
 
-    /// The first day after expiry, for display.
+    /// Whole days from `now` to the last day of the expiry month (negative once expired).
+    pub fn days_left_at(&self, now: OffsetDateTime) -> Option<i64> {
+        let month = Month::try_from(self.month).ok()?;
+        let last = Date::from_calendar_date(
+            i32::from(self.year),
+            month,
+            month.length(i32::from(self.year)),
+        )
+        .ok()?;
+        Some((last - now.date()).whole_days())
+    }
+
+    /// The first day of the expiry month.
     pub fn last_valid_month(&self) -> Option<Date> {
         let month = Month::try_from(self.month).ok()?;
         Date::from_calendar_date(i32::from(self.year), month, 1).ok()

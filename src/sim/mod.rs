@@ -1,6 +1,11 @@
 //! Playing TSH: a client of the gateway's API that seals card data for the issuer's
 //! certificate the way the hub does. Used by `demo`, `simulate` and the black-box tests.
 
+pub mod load;
+pub mod scenario;
+
+pub use scenario::{SimulateOptions, simulate};
+
 use crate::envelope::{KeyTransport, Recipient, RecipientIdKind};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -51,7 +56,8 @@ impl Tsh {
         crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
             .build()?;
         Ok(Tsh {
             http,
@@ -105,6 +111,7 @@ impl Tsh {
         })
     }
 
+    /// Eligibility with card data sealed for this call.
     pub async fn check_eligibility(
         &self,
         cid: &str,
@@ -112,14 +119,27 @@ impl Tsh {
         exp: &str,
         wallet: &str,
     ) -> anyhow::Result<Answer> {
+        let ciphered = self.card_info(pan, Some(exp))?;
+        self.check_eligibility_sealed(cid, &ciphered, wallet).await
+    }
+
+    /// Eligibility with card data already sealed ([`Tsh::card_info`]). TSH sends the same
+    /// `cipheredCardInfo` in the eligibility and the digitization of one enrolment.
+    pub async fn check_eligibility_sealed(
+        &self,
+        cid: &str,
+        ciphered: &str,
+        wallet: &str,
+    ) -> anyhow::Result<Answer> {
         let body = json!({
-            "cipheredCardInfo": self.card_info(pan, Some(exp))?,
+            "cipheredCardInfo": ciphered,
             "walletProviderId": wallet,
             "captureMethod": "MANUAL",
         });
         self.call("checkCardEligibility", cid, &body).await
     }
 
+    /// Digitization with card data sealed afresh for this call.
     pub async fn request_digitization(
         &self,
         cid: &str,
@@ -128,8 +148,21 @@ impl Tsh {
         wallet: &str,
         extra: Value,
     ) -> anyhow::Result<Answer> {
+        let ciphered = self.card_info(pan, Some(exp))?;
+        self.request_digitization_sealed(cid, &ciphered, wallet, extra)
+            .await
+    }
+
+    /// Digitization with card data already sealed (as TSH does: the eligibility's envelope).
+    pub async fn request_digitization_sealed(
+        &self,
+        cid: &str,
+        ciphered: &str,
+        wallet: &str,
+        extra: Value,
+    ) -> anyhow::Result<Answer> {
         let mut body = json!({
-            "cipheredCardInfo": self.card_info(pan, Some(exp))?,
+            "cipheredCardInfo": ciphered,
             "walletProviderId": wallet,
             "tncStatus": true,
         });
@@ -187,4 +220,19 @@ pub fn merge(body: &mut Value, extra: Value) {
             b.insert(k, v);
         }
     }
+}
+
+/// The (id, type, value) of each method of an `idvMethodList`.
+pub fn methods_of(body: &Value) -> Vec<(String, String, String)> {
+    body.get("idvMethodList")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .map(|m| {
+                    let f = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                    (f("id"), f("type"), f("value"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

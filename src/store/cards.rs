@@ -3,17 +3,27 @@
 use super::*;
 
 impl Store {
-
     /// Inserts a card, or updates the card with the same PAN index (keeping its reference).
     /// A destination whose fingerprint changed gets `*_changed_at` = `now` unless the card file
     /// gave a time.
+    ///
+    /// Two imports of one card at once (two instances, or an import while another runs) are
+    /// applied one after the other: the card's lock, then the requested reference's, are taken
+    /// before anything is read, so neither can insert a card the other is inserting (a
+    /// constraint error) nor overwrite what it did not see.
     pub async fn upsert_card(
         &self,
         c: &NewCard,
         now: i64,
     ) -> Result<(Upserted, String), StoreError> {
+        let card_lock = format!("card-pan:{}", c.pan_index);
+        let ref_lock = c.card_ref.as_ref().map(|r| format!("card-ref:{r}"));
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
+            tx.lock_key(&card_lock).await?;
+            if let Some(key) = &ref_lock {
+                tx.lock_key(key).await?;
+            }
             let existing: Option<CardRow> = sqlx::query_as(CARD_SELECT_BY_INDEX)
                 .bind(&c.pan_index)
                 .fetch_optional(&mut *tx)

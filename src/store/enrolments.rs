@@ -3,7 +3,6 @@
 use super::*;
 
 impl Store {
-
     /// Records one call of an enrolment, creating the enrolment when it is new. `state`, when
     /// given, becomes the enrolment's state; `card_ref` and `wallet` fill in what is unknown.
     pub async fn record_call(&self, call: &CallRecord<'_>) -> Result<(), StoreError> {
@@ -17,6 +16,11 @@ impl Store {
     }
 
     /// Records a digitization decision with its methods and the call, in one transaction.
+    ///
+    /// Two decisions of one enrolment at once (a retried digitization on another instance) are
+    /// applied one after the other without a further lock: the first statement, the enrolment
+    /// upsert, holds the enrolment's row until commit, and every later statement reads afresh,
+    /// so the second replaces the first's methods whole.
     pub async fn record_decision(
         &self,
         call: &CallRecord<'_>,

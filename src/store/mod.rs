@@ -71,6 +71,37 @@ macro_rules! with_pool {
     };
 }
 
+/// Serialises the write transactions of one key (a token, a card) across every gateway
+/// instance, up to the end of the transaction. Take the locks first in the transaction, before
+/// any read the writes depend on; when a transaction takes several, take them in one fixed order.
+///
+/// PostgreSQL: a transaction-scoped advisory lock on the 64-bit hash of the key, released at
+/// commit or rollback (also when the connection drops); a wait longer than `lock_timeout`
+/// (`database.timeout_ms`) fails the call. SQLite: nothing to do, its single writer connection
+/// already runs write transactions one at a time.
+pub(crate) trait LockKey {
+    fn lock_key(
+        &mut self,
+        key: &str,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl LockKey for sqlx::Transaction<'_, sqlx::Sqlite> {
+    async fn lock_key(&mut self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl LockKey for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn lock_key(&mut self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(key)
+            .execute(&mut **self)
+            .await?;
+        Ok(())
+    }
+}
+
 /// Inserts the enrolment of a call, or updates its state, card and wallet.
 macro_rules! upsert_enrolment {
     ($tx:ident, $call:expr) => {
@@ -220,11 +251,17 @@ impl Store {
     }
 }
 
+mod admin;
 mod cards;
+mod decisions;
 mod enrolments;
 mod rows;
 mod sends;
 mod tokens;
 
+pub use admin::{
+    CardUpdate, ContactUpdate, EnrolmentSummaryRow, NoticeRow, PoolStat, StuckEnrolmentRow,
+};
 pub use cards::new_card_ref;
 pub use rows::*;
+pub use sends::{Claim, SendClaim, SendLimits};

@@ -167,15 +167,9 @@ pub struct DecisionRecord<'a> {
     pub methods: &'a [MethodRecord],
 }
 
+/// The provider's answer to a claimed send.
 #[derive(Debug, Clone, Copy)]
-pub struct SendRecord<'a> {
-    pub card_ref: &'a str,
-    pub method_id: &'a str,
-    pub channel: &'a str,
-    pub provider: &'a str,
-    pub destination_masked: &'a str,
-    pub destination_fp: &'a str,
-    pub retry_fp: &'a str,
+pub struct SendFinish<'a> {
     pub outcome: &'a str,
     pub provider_message_id: Option<&'a str>,
     pub provider_code: Option<&'a str>,

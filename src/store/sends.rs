@@ -1,55 +1,222 @@
-//! OTP send attempts.
+//! OTP send attempts, and the rate limits counted over them.
+//!
+//! A send is claimed before it goes out: in one transaction that holds the locks of the card, the
+//! destination and the channel (PostgreSQL advisory locks; SQLite has a single writer), the
+//! retry fingerprint and every limit are checked and a `pending` row is inserted. The limits
+//! are therefore exact under any concurrency and across instances. After the provider answered,
+//! the row gets its outcome together with the call record.
 
 use super::*;
 
-impl Store {
+/// Sends that count against the limits: those that went out, or may have (`pending`: under way
+/// or interrupted by a crash; `timeout`: the provider may have delivered it). Refusals do not
+/// count, so nobody can use failures to lock a cardholder out.
+const COUNTED: &str = "('pending', 'accepted', 'timeout')";
 
-    /// True when a send with this retry fingerprint was already accepted.
-    pub async fn send_accepted(&self, retry_fp: &str) -> Result<bool, StoreError> {
+/// The limits of one claim (counts, and windows in milliseconds).
+#[derive(Debug, Clone, Copy)]
+pub struct SendLimits {
+    pub per_enrolment: i64,
+    pub per_card: i64,
+    pub card_window_ms: i64,
+    pub per_destination: i64,
+    pub destination_window_ms: i64,
+    pub channel_per_second: i64,
+}
+
+/// A send about to go out.
+#[derive(Debug, Clone, Copy)]
+pub struct SendClaim<'a> {
+    pub correlation_id: &'a str,
+    pub card_ref: &'a str,
+    pub method_id: &'a str,
+    pub channel: &'a str,
+    pub provider: &'a str,
+    pub destination_masked: &'a str,
+    pub destination_fp: &'a str,
+    pub retry_fp: &'a str,
+    pub at: i64,
+    /// A `pending` send older than this is taken as interrupted (a crash) for the retry rule.
+    pub stale_after_ms: i64,
+    pub limits: SendLimits,
+}
+
+/// The answer to a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Go ahead: the pending send's id.
+    Claimed(i64),
+    /// The same OTP on the same method was already accepted: send nothing.
+    AlreadyAccepted,
+    /// The same OTP on the same method is being sent right now by another call.
+    InFlight,
+    /// A limit is reached (its name).
+    Limited(&'static str),
+}
+
+/// Takes transaction-scoped locks on keys (PostgreSQL advisory locks); a no-op on SQLite,
+/// whose single writer connection already serialises every write transaction.
+trait KeyLocks {
+    fn lock_keys(
+        &mut self,
+        keys: &[String],
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+impl KeyLocks for sqlx::Transaction<'_, sqlx::Sqlite> {
+    async fn lock_keys(&mut self, _keys: &[String]) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+}
+
+impl KeyLocks for sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn lock_keys(&mut self, keys: &[String]) -> Result<(), sqlx::Error> {
+        for key in keys {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .execute(&mut **self)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Claims a send: checks the retry rule and every limit, and records a pending send, atomically.
+    pub async fn claim_send(&self, c: &SendClaim<'_>) -> Result<Claim, StoreError> {
+        // Always the same order (card, destination, channel), so two claims never deadlock.
+        let keys = [
+            format!("send-card:{}", c.card_ref),
+            format!("send-destination:{}", c.destination_fp),
+            format!("send-channel:{}", c.channel),
+        ];
         with_pool!(self, write, |pool| {
-            let row: Option<(i64,)> = sqlx::query_as(
-                "SELECT id FROM sends WHERE retry_fp = $1 AND outcome = 'accepted' LIMIT 1",
+            let mut tx = pool.begin().await?;
+            tx.lock_keys(&keys).await?;
+            let previous: Vec<(String, i64)> =
+                sqlx::query_as("SELECT outcome, at FROM sends WHERE retry_fp = $1 AND outcome IN ('accepted', 'pending')")
+                    .bind(c.retry_fp)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            if previous.iter().any(|(o, _)| o == "accepted") {
+                return Ok(Claim::AlreadyAccepted);
+            }
+            if previous
+                .iter()
+                .any(|(o, at)| o == "pending" && *at > c.at - c.stale_after_ms)
+            {
+                return Ok(Claim::InFlight);
+            }
+            let checks: [(&'static str, String, &str, Option<i64>, i64); 4] = [
+                (
+                    "sends per enrolment",
+                    (format!(
+                        "SELECT COUNT(*) FROM sends WHERE correlation_id = $1 AND outcome IN {COUNTED} AND at > $2"
+                    )),
+                    c.correlation_id,
+                    None,
+                    c.limits.per_enrolment,
+                ),
+                (
+                    "sends per card",
+                    (format!(
+                        "SELECT COUNT(*) FROM sends WHERE card_ref = $1 AND outcome IN {COUNTED} AND at > $2"
+                    )),
+                    c.card_ref,
+                    Some(c.limits.card_window_ms),
+                    c.limits.per_card,
+                ),
+                (
+                    "sends per destination",
+                    (format!(
+                        "SELECT COUNT(*) FROM sends WHERE destination_fp = $1 AND outcome IN {COUNTED} AND at > $2"
+                    )),
+                    c.destination_fp,
+                    Some(c.limits.destination_window_ms),
+                    c.limits.per_destination,
+                ),
+                (
+                    "channel budget per second",
+                    (format!(
+                        "SELECT COUNT(*) FROM sends WHERE channel = $1 AND outcome IN {COUNTED} AND at > $2"
+                    )),
+                    c.channel,
+                    Some(1000),
+                    c.limits.channel_per_second,
+                ),
+            ];
+            for (name, sql, key, window, max) in checks {
+                // A send at time t counts while now < t + window: the window reopens exactly
+                // `window` after the send.
+                let since = window.map_or(i64::MIN, |w| c.at - w);
+                let (n,): (i64,) = sqlx::query_as(&sql)
+                    .bind(key)
+                    .bind(since)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if n >= max {
+                    return Ok(Claim::Limited(name));
+                }
+            }
+            let (id,): (i64,) = sqlx::query_as(
+                "INSERT INTO sends (correlation_id, card_ref, method_id, channel, provider, destination_masked, destination_fp, \
+                 retry_fp, outcome, response_code, latency_ms, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, 0, $9) RETURNING id",
             )
-            .bind(retry_fp)
-            .fetch_optional(pool)
+            .bind(c.correlation_id)
+            .bind(c.card_ref)
+            .bind(c.method_id)
+            .bind(c.channel)
+            .bind(c.provider)
+            .bind(c.destination_masked)
+            .bind(c.destination_fp)
+            .bind(c.retry_fp)
+            .bind(c.at)
+            .fetch_one(&mut *tx)
             .await?;
-            Ok(row.is_some())
+            tx.commit().await?;
+            Ok(Claim::Claimed(id))
         })
     }
 
-    /// Records a send attempt and the call, in one transaction.
-    pub async fn record_send(
+    /// Records the provider's answer for a claimed send, and the call, in one transaction.
+    pub async fn finish_send(
         &self,
+        id: i64,
         call: &CallRecord<'_>,
-        s: &SendRecord<'_>,
+        f: &SendFinish<'_>,
     ) -> Result<(), StoreError> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             upsert_enrolment!(tx, call);
             sqlx::query(
-                "INSERT INTO sends (correlation_id, card_ref, method_id, channel, provider, destination_masked, destination_fp, \
-                 retry_fp, outcome, response_code, provider_message_id, provider_code, latency_ms, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                "UPDATE sends SET outcome = $2, response_code = $3, provider_message_id = $4, provider_code = $5, \
+                 latency_ms = $6 WHERE id = $1",
             )
-            .bind(call.correlation_id)
-            .bind(s.card_ref)
-            .bind(s.method_id)
-            .bind(s.channel)
-            .bind(s.provider)
-            .bind(s.destination_masked)
-            .bind(s.destination_fp)
-            .bind(s.retry_fp)
-            .bind(s.outcome)
+            .bind(id)
+            .bind(f.outcome)
             .bind(call.response_code)
-            .bind(s.provider_message_id)
-            .bind(s.provider_code)
-            .bind(s.latency_ms)
-            .bind(call.at)
+            .bind(f.provider_message_id)
+            .bind(f.provider_code)
+            .bind(f.latency_ms)
             .execute(&mut *tx)
             .await?;
             insert_call!(tx, call);
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    /// The outcome of the newest send with this retry fingerprint, if any.
+    pub async fn send_outcome(&self, retry_fp: &str) -> Result<Option<String>, StoreError> {
+        with_pool!(self, read, |pool| {
+            let row: Option<(String,)> = sqlx::query_as(
+                "SELECT outcome FROM sends WHERE retry_fp = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(retry_fp)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.map(|(o,)| o))
         })
     }
 

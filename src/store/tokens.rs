@@ -3,33 +3,23 @@
 use super::*;
 
 impl Store {
-
     /// Applies a token notice idempotently: the notice's fingerprint is recorded once; a second
     /// identical notice changes nothing. The enrolment of the same correlation id is completed by
     /// an ACTIVATE and failed by a DELETE (unless already complete).
+    ///
+    /// Notices of one token are applied one at a time, whichever instance receives them: the
+    /// token's lock is taken before its state is read, so two notices racing each other cannot
+    /// both start from the same state (a lost update could bring a deleted token back), and the
+    /// same notice delivered twice at once is recorded once and seen as a duplicate by the other.
     pub async fn apply_notice(
         &self,
         call: &CallRecord<'_>,
         n: &NoticeRecord<'_>,
     ) -> Result<NoticeOutcome, StoreError> {
+        let lock = format!("token:{}", n.virtual_card_id);
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            let seen: Option<(i64,)> =
-                sqlx::query_as("SELECT id FROM token_events WHERE notice_fp = $1")
-                    .bind(n.notice_fp)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if seen.is_some() {
-                let dup = CallRecord {
-                    outcome: "duplicate",
-                    state: None,
-                    ..*call
-                };
-                upsert_enrolment!(tx, &dup);
-                insert_call!(tx, &dup);
-                tx.commit().await?;
-                return Ok(NoticeOutcome::Duplicate);
-            }
+            tx.lock_key(&lock).await?;
             let current: Option<(String,)> =
                 sqlx::query_as("SELECT state FROM tokens WHERE virtual_card_id = $1")
                     .bind(n.virtual_card_id)
@@ -40,6 +30,35 @@ impl Store {
             let after = crate::domain::TokenState::after(before_state, n.action)
                 .as_str()
                 .to_owned();
+            // The event first: its fingerprint is unique, so a notice already recorded inserts
+            // nothing here (never a constraint error) and changes nothing else.
+            let inserted = sqlx::query(
+                "INSERT INTO token_events (virtual_card_id, correlation_id, action, source, error_code, state_before, state_after, notice_fp, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (notice_fp) DO NOTHING",
+            )
+            .bind(n.virtual_card_id)
+            .bind(call.correlation_id)
+            .bind(n.action.as_str())
+            .bind(n.source)
+            .bind(n.error_code)
+            .bind(&before)
+            .bind(&after)
+            .bind(n.notice_fp)
+            .bind(call.at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                let dup = CallRecord {
+                    outcome: "duplicate",
+                    state: None,
+                    ..*call
+                };
+                upsert_enrolment!(tx, &dup);
+                insert_call!(tx, &dup);
+                tx.commit().await?;
+                return Ok(NoticeOutcome::Duplicate);
+            }
             let wipe = matches!(n.action, crate::domain::Action::Erase);
             sqlx::query(
                 "INSERT INTO tokens (virtual_card_id, card_ref, wallet_provider_id, token_storage_id, is_primary, state, \
@@ -63,21 +82,6 @@ impl Store {
             .bind(call.correlation_id)
             .bind(call.at)
             .bind(wipe)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO token_events (virtual_card_id, correlation_id, action, source, error_code, state_before, state_after, notice_fp, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(n.virtual_card_id)
-            .bind(call.correlation_id)
-            .bind(n.action.as_str())
-            .bind(n.source)
-            .bind(n.error_code)
-            .bind(&before)
-            .bind(&after)
-            .bind(n.notice_fp)
-            .bind(call.at)
             .execute(&mut *tx)
             .await?;
             upsert_enrolment!(tx, call);

@@ -249,9 +249,13 @@ impl Fixture {
             hex::encode(issuer_gateway::secrets::random_bytes::<4>())
         ));
         std::fs::write(&file, csv).expect("write card file");
-        issuer_gateway::keys::import_cards(&self.config, &file)
-            .await
-            .expect("import")
+        issuer_gateway::keys::import_cards_at(
+            &self.config,
+            &file,
+            self.clock_ms.load(std::sync::atomic::Ordering::SeqCst),
+        )
+        .await
+        .expect("import")
     }
 
     /// Starts a gateway on this fixture.

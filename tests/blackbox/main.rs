@@ -12,9 +12,12 @@
 mod common;
 
 mod cli;
+mod controls;
 mod delivery;
 mod enrolment;
 mod errors;
 mod hostile;
 mod logs;
 mod notices;
+mod policy;
+mod postgres;

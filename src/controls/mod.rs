@@ -1,0 +1,97 @@
+//! Fraud controls and rate limits applied before any OTP send. Each refusal has its response
+//! code (134 for a fraud control, 133 for a limit) and is recorded with the enrolment.
+
+use crate::config::{Config, ControlsConfig};
+use crate::domain::{Channel, Phone};
+use crate::store::SendLimits;
+
+/// A refusal by a fraud control: the reason, safe to show and record (no destination in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub &'static str);
+
+/// The channel's destination must not have changed within the hold (a changed phone number or
+/// e-mail address shortly before a token request is the classic account-takeover pattern).
+pub fn check_destination_hold(
+    c: &ControlsConfig,
+    changed_at: Option<i64>,
+    now_ms: i64,
+) -> Result<(), Refusal> {
+    let hold_ms = i64::from(c.destination_change_hold_hours) * 3_600_000;
+    match changed_at {
+        Some(t) if hold_ms > 0 && now_ms - t < hold_ms => {
+            Err(Refusal("the channel's destination changed recently"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// True when the destination's channel is not held at `now_ms` (used to decide what to offer).
+pub fn destination_usable(c: &ControlsConfig, changed_at: Option<i64>, now_ms: i64) -> bool {
+    check_destination_hold(c, changed_at, now_ms).is_ok()
+}
+
+/// The SMS destination's calling code must be in the allowed list (an empty list allows all).
+pub fn check_sms_country(c: &ControlsConfig, phone: &Phone) -> Result<(), Refusal> {
+    if c.sms_allowed_calling_codes.is_empty() {
+        return Ok(());
+    }
+    let digits = phone.leading_digits(3);
+    if c.sms_allowed_calling_codes
+        .iter()
+        .any(|code| digits.starts_with(code.as_str()))
+    {
+        Ok(())
+    } else {
+        Err(Refusal("SMS to this country is not allowed"))
+    }
+}
+
+/// The limits of a send on `channel`.
+pub fn limits(config: &Config, channel: Channel) -> SendLimits {
+    let l = &config.limits;
+    SendLimits {
+        per_enrolment: i64::from(l.sends_per_enrolment),
+        per_card: i64::from(l.sends_per_card),
+        card_window_ms: i64::from(l.card_window_minutes) * 60_000,
+        per_destination: i64::from(l.sends_per_destination),
+        destination_window_ms: i64::from(l.destination_window_minutes) * 60_000,
+        channel_per_second: i64::from(match channel {
+            Channel::Sms => l.sms_per_second,
+            Channel::Email => l.email_per_second,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_ends_exactly_at_its_edge() {
+        let c = ControlsConfig {
+            destination_change_hold_hours: 72,
+            sms_allowed_calling_codes: vec![],
+        };
+        let changed = 1_000_000;
+        let hold = 72 * 3_600_000;
+        assert!(check_destination_hold(&c, Some(changed), changed + hold - 1).is_err());
+        assert!(check_destination_hold(&c, Some(changed), changed + hold).is_ok());
+        assert!(check_destination_hold(&c, None, changed).is_ok());
+        let off = ControlsConfig {
+            destination_change_hold_hours: 0,
+            ..c
+        };
+        assert!(check_destination_hold(&off, Some(changed), changed).is_ok());
+    }
+
+    #[test]
+    fn calling_codes() {
+        let c = ControlsConfig {
+            destination_change_hold_hours: 0,
+            sms_allowed_calling_codes: vec!["44".into(), "1".into()],
+        };
+        assert!(check_sms_country(&c, &Phone::parse("+447700900123").unwrap()).is_ok());
+        assert!(check_sms_country(&c, &Phone::parse("+12025550123").unwrap()).is_ok());
+        assert!(check_sms_country(&c, &Phone::parse("+33612345678").unwrap()).is_err());
+    }
+}

@@ -1,0 +1,661 @@
+//! PostgreSQL only (skipped when IG_TEST_POSTGRES_URL is unset): several gateway instances on one
+//! database, calls racing each other across them, and a database outage under a stream of calls.
+//!
+//! Each in-process gateway of a fixture has its own pool, listeners and state, as a separate
+//! process would; one scenario runs two real `serve` processes as well.
+
+use crate::common::*;
+use crate::logs::{Served, write_config};
+use issuer_gateway::sim::{Answer, Tsh};
+use issuer_gateway::store::Store;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+const WALLET: &str = "GOOGLE_PAY";
+
+/// A fixture on a fresh PostgreSQL database with two gateways on it.
+async fn two_instances() -> Option<(Fixture, Gateway, Gateway)> {
+    let backend = Backend::postgres()?;
+    let fx = Fixture::new(&backend).await;
+    let a = fx.start(|_| {}).await;
+    let b = fx.start(|_| {}).await;
+    assert_ne!(a.api, b.api);
+    Some((fx, a, b))
+}
+
+/// The card reference of ALICE, from an eligibility call.
+async fn alice_ref(tsh: &Tsh, cid: &str) -> String {
+    let a = tsh
+        .check_eligibility(cid, ALICE.pan, ALICE.exp, WALLET)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    a.str("issuerCardRefId").unwrap().to_owned()
+}
+
+fn ok_empty(a: &Answer) {
+    assert_eq!((a.status, &a.body), (200, &json!({})), "{a:?}");
+}
+
+/// Eligibility on one instance, digitization on the other, sendOTP on the first, the ACTIVATE
+/// notice on the second: the enrolment completes with every call recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolment_spread_over_two_instances_completes() {
+    let Some((fx, a, b)) = two_instances().await else {
+        return;
+    };
+    let cid = "pg-spread-1";
+    let card_ref = alice_ref(&a.tsh, cid).await;
+    let d = b
+        .tsh
+        .request_digitization(
+            cid,
+            ALICE.pan,
+            ALICE.exp,
+            WALLET,
+            json!({"cardCaptureInformation": {"captureMethod": "MANUAL"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.status, 200, "{:?}", d.body);
+    assert_eq!(d.str("levelOfTrust"), Some("yellow"), "{:?}", d.body);
+    let offered = methods(&d.body);
+    assert_eq!(offered.len(), 2, "{offered:?}");
+    // The method offered by instance b is known to instance a.
+    let otp = "246810";
+    let s = a
+        .tsh
+        .send_otp(cid, &card_ref, otp, Some(&offered[0].0), WALLET)
+        .await
+        .unwrap();
+    ok_empty(&s);
+    let out = fx.outbox();
+    assert_eq!(out.len(), 1);
+    assert!(out[0].contains("To: +447700900123\n") && out[0].contains(otp));
+    let n = b
+        .tsh
+        .notify(
+            cid,
+            &card_ref,
+            "VC-PG-SPREAD",
+            "ACTIVATE",
+            WALLET,
+            Some(("5204730000001234", "1229")),
+        )
+        .await
+        .unwrap();
+    ok_empty(&n);
+    for gw in [&a, &b] {
+        let store = &gw.state.store;
+        let e = store.enrolment(cid).await.unwrap().unwrap();
+        assert_eq!(e.state, "complete");
+        assert_eq!(e.decision.as_deref(), Some("yellow"));
+        let calls: Vec<(String, i64)> = store
+            .calls(cid)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.operation, c.response_code))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                ("checkCardEligibility".into(), 200),
+                ("requestCardDigitization".into(), 200),
+                ("sendOTP".into(), 200),
+                ("notifyVirtualCardChange".into(), 200),
+            ]
+        );
+        let token = store.token("VC-PG-SPREAD").await.unwrap().unwrap();
+        assert_eq!(
+            (token.state.as_str(), token.dpan_last4.as_deref()),
+            ("active", Some("1234"))
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// TSH delivers one notice to both instances at the same moment (a retry racing the original):
+/// it is recorded once, and both instances answer 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_delivered_to_both_instances_at_once_is_recorded_once() {
+    let Some((_fx, a, b)) = two_instances().await else {
+        return;
+    };
+    let card_ref = alice_ref(&a.tsh, "pg-dup-0").await;
+    let store = &a.state.store;
+    for i in 0..25 {
+        let cid = format!("pg-dup-{i}");
+        let vc = format!("VC-DUP-{i}");
+        let dpan = (i % 2 == 0).then_some(("5204730000001234", "1229"));
+        let (x, y) = tokio::join!(
+            a.tsh.notify(&cid, &card_ref, &vc, "ACTIVATE", WALLET, dpan),
+            b.tsh.notify(&cid, &card_ref, &vc, "ACTIVATE", WALLET, dpan),
+        );
+        ok_empty(&x.unwrap());
+        ok_empty(&y.unwrap());
+        let events = store.token_events(&vc).await.unwrap();
+        assert_eq!(events.len(), 1, "{vc}: {events:?}");
+        assert_eq!(store.token(&vc).await.unwrap().unwrap().state, "active");
+        let mut outcomes: Vec<(String, i64)> = store
+            .calls(&cid)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.operation == "notifyVirtualCardChange")
+            .map(|c| (c.outcome, c.response_code))
+            .collect();
+        outcomes.sort();
+        assert_eq!(
+            outcomes,
+            vec![("duplicate".into(), 200), ("recorded".into(), 200)],
+            "{cid}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Checks that the history of a token is one serial chain (each event starts from the state the
+/// previous one left: no update was lost) ending in `last`.
+async fn assert_serial_history(store: &Store, vc: &str, notices: usize, last: &str) {
+    let events = store.token_events(vc).await.unwrap();
+    assert_eq!(events.len(), notices, "{vc}: {events:?}");
+    let mut state: Option<String> = None;
+    for e in &events {
+        assert_eq!(e.state_before, state, "{vc}: a lost update in {events:?}");
+        state = Some(e.state_after.clone());
+    }
+    assert_eq!(state.as_deref(), Some(last), "{vc}: {events:?}");
+    let token = store.token(vc).await.unwrap().unwrap();
+    assert_eq!(token.state, last, "{vc}: {events:?}");
+}
+
+/// Different notices of one token at the same moment on two instances (DELETE racing SUSPEND,
+/// RESUME and a late ACTIVATE) are applied one after the other: a deleted token stays deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_notices_of_one_token_never_resurrect_it() {
+    let Some((_fx, a, b)) = two_instances().await else {
+        return;
+    };
+    let card_ref = alice_ref(&a.tsh, "pg-race-0").await;
+    let store = &b.state.store;
+    for i in 0..20 {
+        let vc = format!("VC-RACE-{i}");
+        ok_empty(
+            &a.tsh
+                .notify(
+                    &format!("pg-race-{i}"),
+                    &card_ref,
+                    &vc,
+                    "ACTIVATE",
+                    WALLET,
+                    None,
+                )
+                .await
+                .unwrap(),
+        );
+        let cids = [
+            format!("lcm-del-{i}"),
+            format!("lcm-sus-{i}"),
+            format!("lcm-res-{i}"),
+            format!("late-act-{i}"),
+        ];
+        let (w, x, y, z) = tokio::join!(
+            a.tsh
+                .notify(&cids[0], &card_ref, &vc, "DELETE", WALLET, None),
+            b.tsh
+                .notify(&cids[1], &card_ref, &vc, "SUSPEND", WALLET, None),
+            a.tsh
+                .notify(&cids[2], &card_ref, &vc, "RESUME", WALLET, None),
+            b.tsh
+                .notify(&cids[3], &card_ref, &vc, "ACTIVATE", WALLET, None),
+        );
+        for r in [w, x, y, z] {
+            ok_empty(&r.unwrap());
+        }
+        assert_serial_history(store, &vc, 5, "deleted").await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// The same, with two real `serve` processes on one database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serve_processes_on_one_database() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let fx = Fixture::new(&backend).await;
+    let config = write_config(fx.path(), &fx.config.database.url);
+    let (p, q) =
+        tokio::task::spawn_blocking(move || (Served::start(&config), Served::start(&config)))
+            .await
+            .unwrap();
+    let tsh = |s: &Served| {
+        Tsh::new(
+            &format!("http://{}/issuer/igwapi/v2.0", s.api),
+            ISSUER_ID,
+            &fx.certificate_pem(),
+        )
+        .unwrap()
+    };
+    let (tp, tq) = (tsh(&p), tsh(&q));
+    let cid = "pg-proc-1";
+    let card_ref = alice_ref(&tp, cid).await;
+    let d = tq
+        .request_digitization(
+            cid,
+            ALICE.pan,
+            ALICE.exp,
+            WALLET,
+            json!({"cardCaptureInformation": {"captureMethod": "MANUAL"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.str("levelOfTrust"), Some("yellow"), "{:?}", d.body);
+    let offered = methods(&d.body);
+    ok_empty(
+        &tp.send_otp(cid, &card_ref, "135791", Some(&offered[0].0), WALLET)
+            .await
+            .unwrap(),
+    );
+    // The ACTIVATE notice delivered to both processes at once.
+    let (x, y) = tokio::join!(
+        tp.notify(cid, &card_ref, "VC-PROC-1", "ACTIVATE", WALLET, None),
+        tq.notify(cid, &card_ref, "VC-PROC-1", "ACTIVATE", WALLET, None),
+    );
+    ok_empty(&x.unwrap());
+    ok_empty(&y.unwrap());
+    // A DELETE racing a SUSPEND and a RESUME.
+    let (x, y, z) = tokio::join!(
+        tp.notify("lcm-p1", &card_ref, "VC-PROC-1", "DELETE", WALLET, None),
+        tq.notify("lcm-p2", &card_ref, "VC-PROC-1", "SUSPEND", WALLET, None),
+        tq.notify("lcm-p3", &card_ref, "VC-PROC-1", "RESUME", WALLET, None),
+    );
+    for r in [x, y, z] {
+        ok_empty(&r.unwrap());
+    }
+    let store = Store::connect(&fx.config.database.url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.enrolment(cid).await.unwrap().unwrap().state,
+        "complete"
+    );
+    assert_serial_history(&store, "VC-PROC-1", 4, "deleted").await;
+    store.close().await;
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = p.stop();
+        lines.extend(q.stop());
+        lines
+    })
+    .await
+    .unwrap();
+    let requests: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 8, "{requests:?}");
+    assert!(
+        requests.iter().all(|r| r["response_code"] == 200),
+        "{requests:?}"
+    );
+}
+
+/// A TCP proxy in front of PostgreSQL that can be cut: every proxied connection is closed and
+/// new ones are refused (the listener is closed) until it is restored on the same port.
+struct Proxy {
+    addr: SocketAddr,
+    command: watch::Sender<bool>,
+    state: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (command, command_rx) = watch::channel(true);
+        let (state_tx, state) = watch::channel(true);
+        let task = tokio::spawn(proxy_loop(listener, addr, upstream, command_rx, state_tx));
+        Proxy {
+            addr,
+            command,
+            state,
+            task,
+        }
+    }
+
+    /// Returns once every proxied connection is closed and the port refuses connections.
+    async fn cut(&self) {
+        self.command.send_replace(false);
+        self.state.clone().wait_for(|up| !*up).await.unwrap();
+    }
+
+    /// Returns once the port accepts connections again.
+    async fn restore(&self) {
+        self.command.send_replace(true);
+        self.state.clone().wait_for(|up| *up).await.unwrap();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn proxy_loop(
+    first: TcpListener,
+    addr: SocketAddr,
+    upstream: String,
+    mut command: watch::Receiver<bool>,
+    state: watch::Sender<bool>,
+) {
+    let mut listener = Some(first);
+    loop {
+        let l = match listener.take() {
+            Some(l) => l,
+            None => rebind(addr).await,
+        };
+        state.send_replace(true);
+        let mut conns = JoinSet::new();
+        loop {
+            tokio::select! {
+                r = l.accept() => {
+                    if let Ok((s, _)) = r {
+                        conns.spawn(forward(s, upstream.clone()));
+                    }
+                }
+                _ = command.wait_for(|up| !*up) => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        drop(l);
+        conns.shutdown().await;
+        state.send_replace(false);
+        if command.wait_for(|up| *up).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn rebind(addr: SocketAddr) -> TcpListener {
+    for _ in 0..250 {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    panic!("the proxy cannot listen on {addr} again");
+}
+
+async fn forward(mut client: TcpStream, upstream: String) {
+    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+}
+
+/// One call of the stream.
+#[derive(Debug, Clone)]
+struct Rec {
+    notice: bool,
+    /// The virtual card id of a notice, the correlation id of an eligibility call.
+    id: String,
+    start: Instant,
+    end: Instant,
+    status: u16,
+    body: Value,
+}
+
+impl Rec {
+    fn took(&self) -> Duration {
+        self.end - self.start
+    }
+}
+
+/// Waits (bounded) until `done` holds for the calls recorded so far.
+async fn wait_for_calls(recs: &Mutex<Vec<Rec>>, what: &str, done: impl Fn(&[Rec]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done(&recs.lock().unwrap()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn health(admin: SocketAddr) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let r = reqwest::get(format!("http://{admin}/health"))
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, body, started.elapsed())
+}
+
+/// The database goes away under a stream of notices and eligibility calls: every call fails
+/// fast with the contract's 500 (or succeeds), health says 503, and when the database is back the
+/// same gateway serves again by itself; every call answered 200 is in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_fails_fast_and_recovers() {
+    const DB_TIMEOUT_MS: u64 = 400;
+    const REQUEST_TIMEOUT_MS: u64 = 1_500;
+    const MARGIN_MS: u64 = 1_000;
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let fx = Fixture::new(&backend).await;
+    let direct = reqwest::Url::parse(&fx.config.database.url).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        direct.host_str().unwrap(),
+        direct.port().unwrap_or(5432)
+    );
+    let proxy = Proxy::start(upstream).await;
+    let mut via_proxy = direct.clone();
+    via_proxy.set_host(Some("127.0.0.1")).unwrap();
+    via_proxy.set_port(Some(proxy.addr.port())).unwrap();
+    let gw = fx
+        .start(|c| {
+            c.database.url = via_proxy.to_string();
+            c.database.timeout_ms = DB_TIMEOUT_MS;
+            c.database.max_connections = 4;
+            c.server.request_timeout_ms = REQUEST_TIMEOUT_MS;
+            c.sms.timeout_ms = 1_000;
+            c.email.timeout_ms = 1_000;
+        })
+        .await;
+    let card_ref = alice_ref(&gw.tsh, "out-0").await;
+
+    let recs = Arc::new(Mutex::new(Vec::<Rec>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = JoinSet::new();
+    for w in 0..3 {
+        let (tsh, recs, stop, card_ref) =
+            (gw.tsh.clone(), recs.clone(), stop.clone(), card_ref.clone());
+        workers.spawn(async move {
+            let mut i = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                let notice = (i + w) % 2 == 0;
+                let start = Instant::now();
+                let (id, answer) = if notice {
+                    let vc = format!("VC-OUT-{w}-{i}");
+                    let a = tsh
+                        .notify(
+                            &format!("out-{w}-{i}"),
+                            &card_ref,
+                            &vc,
+                            "ACTIVATE",
+                            WALLET,
+                            None,
+                        )
+                        .await;
+                    (vc, a)
+                } else {
+                    let cid = format!("oel-{w}-{i}");
+                    let a = tsh
+                        .check_eligibility(&cid, ALICE.pan, ALICE.exp, WALLET)
+                        .await;
+                    (cid, a)
+                };
+                let answer = answer.expect("the gateway answers");
+                recs.lock().unwrap().push(Rec {
+                    notice,
+                    id,
+                    start,
+                    end: Instant::now(),
+                    status: answer.status,
+                    body: answer.body,
+                });
+                i += 1;
+            }
+        });
+    }
+
+    // Before: the stream succeeds.
+    wait_for_calls(&recs, "successes before the outage", |r| {
+        r.iter().filter(|c| c.status == 200).count() >= 10
+    })
+    .await;
+    proxy.cut().await;
+    let cut = Instant::now();
+    let (h_status, h_body, h_took) = health(gw.admin).await;
+    assert_eq!(h_status, 503, "{h_body}");
+    assert_eq!(h_body["database"], "unreachable", "{h_body}");
+    assert!(
+        h_took < Duration::from_millis(DB_TIMEOUT_MS + MARGIN_MS),
+        "health took {h_took:?}"
+    );
+    wait_for_calls(&recs, "calls during the outage", |r| {
+        r.iter().filter(|c| c.start >= cut).count() >= 30
+    })
+    .await;
+    let restore_start = Instant::now();
+    proxy.restore().await;
+    let restored = Instant::now();
+    wait_for_calls(&recs, "recovery", |r| {
+        r.iter()
+            .filter(|c| c.start >= restored && c.status == 200)
+            .count()
+            >= 10
+    })
+    .await;
+    let health_deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body, _) = health(gw.admin).await;
+        if status == 200 {
+            assert_eq!(body["database"], "ok");
+            break;
+        }
+        assert!(Instant::now() < health_deadline, "health stays {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    while let Some(r) = workers.join_next().await {
+        r.unwrap();
+    }
+    let recs = recs.lock().unwrap().clone();
+
+    // Every answer is a 200 or the contract's 500, within the request timeout.
+    let limit = Duration::from_millis(REQUEST_TIMEOUT_MS + MARGIN_MS);
+    for c in &recs {
+        match c.status {
+            200 => {}
+            500 => {
+                assert_eq!(c.body["responseCode"], 500, "{c:?}");
+                assert!(c.body["errorMessage"].is_string(), "{c:?}");
+            }
+            _ => panic!("unexpected answer {c:?}"),
+        }
+        assert!(c.took() <= limit, "a call took {:?}: {c:?}", c.took());
+    }
+    // Calls wholly inside the outage all failed, fast.
+    let during: Vec<&Rec> = recs
+        .iter()
+        .filter(|c| c.start >= cut && c.end <= restore_start)
+        .collect();
+    assert!(
+        during.len() >= 30,
+        "{} calls during the outage",
+        during.len()
+    );
+    assert!(
+        during.iter().all(|c| c.status == 500),
+        "{:?}",
+        during.iter().find(|c| c.status != 500)
+    );
+    let mut took: Vec<Duration> = during.iter().map(|c| c.took()).collect();
+    took.sort();
+    let recovery = recs
+        .iter()
+        .filter(|c| c.start >= restored && c.status == 200)
+        .map(|c| c.end - restored)
+        .min()
+        .unwrap();
+    let after = recs.iter().filter(|c| c.start >= restored).count();
+    let after_ok = recs
+        .iter()
+        .filter(|c| c.start >= restored && c.status == 200)
+        .count();
+    eprintln!(
+        "outage: {} calls in all ({} answered 200); {} during the outage, all 500, median {:?}, max {:?}; \
+         first 200 {:?} after the database came back; {after_ok} of {after} calls after it answered 200",
+        recs.len(),
+        recs.iter().filter(|c| c.status == 200).count(),
+        during.len(),
+        took[took.len() / 2],
+        took[took.len() - 1],
+        recovery,
+    );
+    assert!(
+        recs.iter()
+            .any(|c| c.start >= restored && c.status == 200 && c.notice)
+            && recs
+                .iter()
+                .any(|c| c.start >= restored && c.status == 200 && !c.notice),
+        "both operations recover"
+    );
+
+    // Nothing acknowledged is lost; nothing is half-written.
+    gw.stop().await;
+    let store = Store::connect(&fx.config.database.url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    for c in &recs {
+        if c.notice {
+            let token = store.token(&c.id).await.unwrap();
+            let events = store.token_events(&c.id).await.unwrap();
+            match (c.status, token) {
+                (200, Some(t)) => {
+                    assert_eq!(t.state, "active", "{c:?}");
+                    assert_eq!(events.len(), 1, "{c:?}");
+                }
+                (200, None) => panic!("an acknowledged notice is lost: {c:?}"),
+                (_, Some(_)) => assert_eq!(events.len(), 1, "{c:?}"),
+                (_, None) => assert!(events.is_empty(), "{c:?}"),
+            }
+        } else if c.status == 200 {
+            let calls = store.calls(&c.id).await.unwrap();
+            assert!(
+                calls
+                    .iter()
+                    .any(|r| r.operation == "checkCardEligibility" && r.response_code == 200),
+                "an acknowledged eligibility call is lost: {c:?}"
+            );
+        }
+    }
+    store.close().await;
+    drop(proxy);
+}
