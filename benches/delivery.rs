@@ -3,10 +3,11 @@
 //! e-mail channel against a local SMTP sink, both on loopback.
 //!
 //! `cargo bench --bench delivery` (full run), `cargo bench --bench delivery -- --quick` or
-//! `IG_BENCH_QUICK=1` (short run). Settings: `IG_BENCH_SENDS` (sends per run),
-//! `IG_BENCH_CARDS` (cards, one yellow enrolment each), `IG_BENCH_CONCURRENCY` (e.g. `1,16`),
-//! `IG_BENCH_PROVIDER_DELAY_MS` (time the mock and the sink wait before accepting),
-//! `IG_BENCH_DATABASE_URL` (a scratch database instead of a fresh SQLite file).
+//! `IG_BENCH_QUICK=1` (short run). Settings: `IG_BENCH_SENDS` (sends per run, at most),
+//! `IG_BENCH_SECONDS` (seconds per run, at most), `IG_BENCH_CARDS` (cards, one yellow
+//! enrolment each), `IG_BENCH_CONCURRENCY` (e.g. `1,16`), `IG_BENCH_PROVIDER_DELAY_MS` (time
+//! the mock and the sink wait before accepting), `IG_BENCH_DATABASE_URL` (a scratch database
+//! instead of a fresh SQLite file).
 //! Without `--bench` (as under `cargo test --benches`) it makes a few sends only, as a smoke test.
 //!
 //! Per send: client latency is what the TSH stand-in observes for the `sendOTP` call; provider
@@ -51,6 +52,8 @@ struct Settings {
     mode: &'static str,
     cards: usize,
     sends: usize,
+    /// A run also stops once it has lasted this long.
+    budget: Duration,
     levels: Vec<usize>,
     delay: Duration,
     database_url: Option<String>,
@@ -63,12 +66,12 @@ impl Settings {
         let num = |k: &str| env(k).and_then(|v| v.trim().parse::<usize>().ok());
         let quick =
             args.iter().any(|a| a == "--quick") || env("IG_BENCH_QUICK").is_some_and(|v| v != "0");
-        let (mode, cards, sends) = if !args.iter().any(|a| a == "--bench") {
-            ("smoke", 4, 8)
+        let (mode, cards, sends, seconds) = if !args.iter().any(|a| a == "--bench") {
+            ("smoke", 4, 8, 5)
         } else if quick {
-            ("quick", 64, 400)
+            ("quick", 64, 300, 2)
         } else {
-            ("full", 256, 2000)
+            ("full", 256, 2000, 10)
         };
         let levels = env("IG_BENCH_CONCURRENCY")
             .map(|v| {
@@ -83,6 +86,7 @@ impl Settings {
             mode,
             cards: num("IG_BENCH_CARDS").unwrap_or(cards).max(1),
             sends: num("IG_BENCH_SENDS").unwrap_or(sends).max(1),
+            budget: Duration::from_secs(num("IG_BENCH_SECONDS").unwrap_or(seconds).max(1) as u64),
             levels,
             delay: Duration::from_millis(num("IG_BENCH_PROVIDER_DELAY_MS").unwrap_or(0) as u64),
             database_url: env("IG_BENCH_DATABASE_URL"),
@@ -170,10 +174,11 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         "PostgreSQL"
     };
     println!(
-        "OTP delivery benchmark ({} run): {} sends per run, {} yellow enrolments, {backend}, \
-         provider delay {} ms, {} CPU(s); enrolments made in {:.1} s",
+        "OTP delivery benchmark ({} run): up to {} sends or {} s per run, {} yellow enrolments, \
+         {backend}, provider delay {} ms, {} CPU(s); enrolments made in {:.1} s",
         s.mode,
         s.sends,
+        s.budget.as_secs(),
         enrolments.len(),
         s.delay.as_millis(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -194,10 +199,28 @@ async fn run(s: Settings) -> anyhow::Result<()> {
     let warmup = s.levels.iter().copied().max().unwrap_or(1);
     for channel in [Channel::Sms, Channel::Email] {
         // Fills the connection pools (client, gateway to provider) before measuring.
-        let _ = phase(&tsh, &enrolments, channel, warmup, warmup * 4, &otp_seq).await;
+        let _ = phase(
+            &tsh,
+            &enrolments,
+            channel,
+            warmup,
+            warmup * 4,
+            s.budget,
+            &otp_seq,
+        )
+        .await;
         spans.lock().unwrap().clear();
         for &conc in &s.levels {
-            let p = phase(&tsh, &enrolments, channel, conc, s.sends, &otp_seq).await;
+            let p = phase(
+                &tsh,
+                &enrolments,
+                channel,
+                conc,
+                s.sends,
+                s.budget,
+                &otp_seq,
+            )
+            .await;
             report(channel, conc, &p, &spans);
         }
     }
@@ -323,14 +346,15 @@ struct Phase {
     first_failure: Option<String>,
 }
 
-/// `n` sendOTP calls on one channel, `conc` at a time, each with a new OTP, spread over the
-/// enrolments.
+/// `n` sendOTP calls (fewer if `budget` runs out) on one channel, `conc` at a time, each with a
+/// new OTP, spread over the enrolments.
 async fn phase(
     tsh: &Tsh,
     enrolments: &Arc<Vec<Enrolment>>,
     channel: Channel,
     conc: usize,
     n: usize,
+    budget: Duration,
     otp_seq: &Arc<AtomicU64>,
 ) -> Phase {
     let next = Arc::new(AtomicUsize::new(0));
@@ -348,7 +372,7 @@ async fn phase(
             let mut failures = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
+                if i >= n || started.elapsed() >= budget {
                     return (ok, failures);
                 }
                 let e = &enrolments[i % enrolments.len()];

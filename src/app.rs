@@ -26,6 +26,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct Application {
     state: SharedState,
+    tls: Option<crate::tls::Reloadable>,
     api_listener: TcpListener,
     admin_listener: TcpListener,
 }
@@ -64,6 +65,12 @@ impl Application {
             .iter()
             .filter_map(|c| Channel::parse(c))
             .collect();
+        let tls = match &config.server.tls {
+            Some(files) => {
+                Some(crate::tls::Reloadable::new(files).map_err(|e| anyhow::anyhow!(e))?)
+            }
+            None => None,
+        };
         let api_listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
@@ -83,6 +90,7 @@ impl Application {
         });
         Ok(Application {
             state,
+            tls,
             api_listener,
             admin_listener,
         })
@@ -104,6 +112,11 @@ impl Application {
         self.state.clone()
     }
 
+    /// The TLS configuration, to reload it (what SIGHUP does), when the API speaks TLS.
+    pub fn tls_reloader(&self) -> Option<crate::tls::Reloadable> {
+        self.tls.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight calls finish
     /// (up to [`DRAIN_TIMEOUT`]) and closes the database.
     pub async fn run_until(
@@ -123,11 +136,21 @@ impl Application {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         tracing::info!(api = %self.api_addr(), admin = %self.admin_addr(), backend = state.store.backend_name(), "issuer-gateway listening");
-        let api_server =
-            axum::serve(self.api_listener, api).with_graceful_shutdown(wait(rx.clone()));
+        let api_task = match self.tls.clone() {
+            Some(tls) => {
+                spawn_reload_on_sighup(tls.clone());
+                let listener = crate::tls::TlsListener::new(self.api_listener, tls)?;
+                let server = axum::serve(listener, api).with_graceful_shutdown(wait(rx.clone()));
+                tokio::spawn(async move { server.await })
+            }
+            None => {
+                let server =
+                    axum::serve(self.api_listener, api).with_graceful_shutdown(wait(rx.clone()));
+                tokio::spawn(async move { server.await })
+            }
+        };
         let admin_server =
             axum::serve(self.admin_listener, admin).with_graceful_shutdown(wait(rx.clone()));
-        let api_task = tokio::spawn(async move { api_server.await });
         let admin_task = tokio::spawn(async move { admin_server.await });
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
@@ -206,6 +229,28 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
             .map_err(|e| anyhow::anyhow!("keys.pkcs7_certificates: {shown}: {e}"))?;
     }
     Ok(ring)
+}
+
+/// Reloads the TLS files on every SIGHUP (Unix); a failed reload keeps the running files.
+fn spawn_reload_on_sighup(tls: crate::tls::Reloadable) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP: TLS files will not be reloaded");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate, key and client CA reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS reload failed; the previous files stay in use")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Resolves on SIGINT or SIGTERM.

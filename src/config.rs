@@ -437,6 +437,17 @@ impl Config {
         if !matches!(self.server.level_of_trust_case.as_str(), "lower" | "upper") {
             p.push("server.level_of_trust_case: must be 'lower' or 'upper'".into());
         }
+        if let Some(tls) = &self.server.tls {
+            for (key, path) in [
+                ("server.tls.cert_chain", &tls.cert_chain),
+                ("server.tls.private_key", &tls.private_key),
+                ("server.tls.client_ca", &tls.client_ca),
+            ] {
+                if path.as_os_str().is_empty() {
+                    p.push(format!("{key}: required when any server.tls setting is given (mutual TLS needs all three)"));
+                }
+            }
+        }
         if self.server.request_timeout_ms == 0 {
             p.push("server.request_timeout_ms: must be above 0".into());
         }

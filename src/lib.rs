@@ -31,6 +31,7 @@ pub mod secrets;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 /// Installs the process-wide TLS crypto provider (aws-lc-rs) once. Every TLS client or server
 /// (the SMS gateway client, SMTP, the simulator) calls this before building its configuration.

@@ -20,7 +20,13 @@ pub fn open_card_info(state: &AppState, text: &str) -> Result<CardInfo, ApiError
         .keys
         .open(text)
         .map_err(|e| ApiError::new(Code::Undecryptable, format!("cipheredCardInfo: {e}")))?;
-    let value: Value = serde_json::from_slice(&plain).map_err(|_| {
+    parse_card_info(&plain)
+}
+
+/// Checks the decrypted content of a `cipheredCardInfo` envelope (JSON: `fpan`, `exp`, `cvv`).
+/// Public so that the fuzz targets drive the same code as the handlers.
+pub fn parse_card_info(plain: &[u8]) -> Result<CardInfo, ApiError> {
+    let value: Value = serde_json::from_slice(plain).map_err(|_| {
         ApiError::new(
             Code::BadCardData,
             "decrypted card data is not a JSON object",

@@ -3,6 +3,10 @@
 use super::error::{ApiError, Code};
 use axum::http::HeaderMap;
 
+/// At most this many headers, of at most this many bytes together (TSH sends a handful).
+pub const MAX_HEADERS: usize = 64;
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 /// The headers of a call, checked.
 #[derive(Debug, Clone)]
 pub struct CallHeaders {
@@ -12,6 +16,16 @@ pub struct CallHeaders {
 /// Checks the two mandatory headers: a correlation id of 1..64 printable ASCII characters and
 /// an issuer id of exactly 10 characters equal to ours.
 pub fn check(headers: &HeaderMap, issuer_id: &str) -> Result<CallHeaders, ApiError> {
+    let total: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || total > MAX_HEADER_BYTES {
+        return Err(ApiError::new(
+            Code::BadHeader,
+            "too many or too large headers",
+        ));
+    }
     let read = |name: &str| -> Result<&str, ApiError> {
         let mut values = headers.get_all(name).iter();
         let v = values

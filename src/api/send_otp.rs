@@ -345,7 +345,8 @@ fn build_message(
 }
 
 /// `expirationDate`: ISO 8601 / RFC 3339 date-time, or epoch milliseconds (number or digits).
-fn expiration(body: &Fields<'_>) -> Result<Option<i64>, ApiError> {
+/// Public for the fuzz targets.
+pub fn expiration(body: &Fields<'_>) -> Result<Option<i64>, ApiError> {
     let bad = || {
         ApiError::new(
             Code::BadField,

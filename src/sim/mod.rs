@@ -50,6 +50,13 @@ pub struct Tsh {
 impl Tsh {
     /// `base_url` is the gateway's address with its base path, e.g.
     /// `http://127.0.0.1:8443/issuer/igwapi/v2.0`.
+    /// The same TSH stand-in speaking through another HTTP client (e.g. one presenting a
+    /// client certificate to a gateway that speaks mutual TLS).
+    pub fn with_http_client(mut self, http: reqwest::Client) -> Tsh {
+        self.http = http;
+        self
+    }
+
     pub fn new(base_url: &str, issuer_id: &str, certificate_pem: &str) -> anyhow::Result<Tsh> {
         let recipient = Recipient::from_certificate_pem(certificate_pem)
             .map_err(|e| anyhow::anyhow!("issuer certificate: {e}"))?;

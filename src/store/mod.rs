@@ -206,6 +206,9 @@ impl Store {
                 .options([
                     ("statement_timeout", ms.to_string()),
                     ("lock_timeout", ms.to_string()),
+                    // A transaction whose instance went silent (partition, frozen VM) is ended
+                    // by the server with its locks, instead of blocking the others for hours.
+                    ("idle_in_transaction_session_timeout", ms.to_string()),
                 ])
                 .disable_statement_logging();
             let pool = PgPoolOptions::new()

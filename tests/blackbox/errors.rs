@@ -89,6 +89,24 @@ async fn header_and_body_codes(backend: Backend) {
         .await,
         103,
     );
+    let many: Vec<(String, String)> = (0..70)
+        .map(|i| (format!("x-extra-{i}"), "v".into()))
+        .collect();
+    let mut h: Vec<(&str, &str)> = H.to_vec();
+    h.extend(many.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    assert_code(
+        "70 headers",
+        post(gw, "checkCardEligibility", &h, ok_body.clone()).await,
+        103,
+    );
+    let big = "b".repeat(17 * 1024);
+    let mut h: Vec<(&str, &str)> = H.to_vec();
+    h.push(("x-big", &big));
+    assert_code(
+        "17 KiB of headers",
+        post(gw, "checkCardEligibility", &h, ok_body.clone()).await,
+        103,
+    );
     // 104: another issuer.
     assert_code(
         "other issuer",

@@ -13,6 +13,7 @@ mod common;
 
 mod cli;
 mod controls;
+mod crash;
 mod delivery;
 mod enrolment;
 mod errors;
@@ -21,3 +22,4 @@ mod logs;
 mod notices;
 mod policy;
 mod postgres;
+mod tls;

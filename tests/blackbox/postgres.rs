@@ -163,6 +163,59 @@ async fn a_notice_delivered_to_both_instances_at_once_is_recorded_once() {
     b.stop().await;
 }
 
+/// A PAN of 16 digits starting with `prefix`, with its Luhn check digit.
+fn luhn_pan(prefix: &str) -> String {
+    let digits: Vec<u32> = prefix.chars().map(|c| c.to_digit(10).unwrap()).collect();
+    assert_eq!(digits.len(), 15);
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{prefix}{}", (10 - sum % 10) % 10)
+}
+
+/// The same card file imported twice at once (two operators, two instances): every card is
+/// added once and updated once, none is refused or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_card_file_imported_twice_at_once() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let fx = Fixture::new(&backend).await;
+    let n = 40;
+    let mut csv = String::from("pan,exp,status,product_id,phone,email,language,wallets\n");
+    for i in 0..n {
+        let pan = luhn_pan(&format!("400000{i:09}"));
+        csv.push_str(&format!(
+            "{pan},1229,active,VISA_CLASSIC,+4477009{i:05},c{i}@example.com,en,\n"
+        ));
+    }
+    let (x, y) = tokio::join!(fx.import(&csv), fx.import(&csv));
+    assert!(
+        x.rejected.is_empty() && y.rejected.is_empty(),
+        "{x:?} {y:?}"
+    );
+    assert_eq!(
+        (x.added + y.added, x.updated + y.updated),
+        (n, n),
+        "{x:?} {y:?}"
+    );
+    let store = Store::connect(&fx.config.database.url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(store.count_cards().await.unwrap(), 6 + n as i64);
+    store.close().await;
+}
+
 /// Checks that the history of a token is one serial chain (each event starts from the state the
 /// previous one left: no update was lost) ending in `last`.
 async fn assert_serial_history(store: &Store, vc: &str, notices: usize, last: &str) {
@@ -313,26 +366,47 @@ async fn two_serve_processes_on_one_database() {
 
 /// A TCP proxy in front of PostgreSQL that can be cut: every proxied connection is closed and
 /// new ones are refused (the listener is closed) until it is restored on the same port.
+///
+/// With a freeze marker, a connection whose client sends the marker (a bound parameter, in
+/// clear: the gateway speaks to PostgreSQL without TLS here) stops forwarding what its client
+/// sends next, as a network partition would, while the server stays connected.
 struct Proxy {
     addr: SocketAddr,
     command: watch::Sender<bool>,
     state: watch::Receiver<bool>,
+    /// How many connections froze.
+    frozen: watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
-    async fn start(upstream: String) -> Proxy {
+    async fn start(upstream: String, freeze_on: Option<&'static [u8]>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (command, command_rx) = watch::channel(true);
         let (state_tx, state) = watch::channel(true);
-        let task = tokio::spawn(proxy_loop(listener, addr, upstream, command_rx, state_tx));
+        let (frozen_tx, frozen) = watch::channel(0);
+        let link = Link {
+            upstream,
+            freeze_on,
+            frozen: Arc::new(frozen_tx),
+        };
+        let task = tokio::spawn(proxy_loop(listener, addr, link, command_rx, state_tx));
         Proxy {
             addr,
             command,
             state,
+            frozen,
             task,
         }
+    }
+
+    /// The database URL through this proxy.
+    fn url(&self, direct: &str) -> String {
+        let mut url = reqwest::Url::parse(direct).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.addr.port())).unwrap();
+        url.to_string()
     }
 
     /// Returns once every proxied connection is closed and the port refuses connections.
@@ -354,10 +428,18 @@ impl Drop for Proxy {
     }
 }
 
+/// Where a proxied connection goes, and when it freezes.
+#[derive(Clone)]
+struct Link {
+    upstream: String,
+    freeze_on: Option<&'static [u8]>,
+    frozen: Arc<watch::Sender<usize>>,
+}
+
 async fn proxy_loop(
     first: TcpListener,
     addr: SocketAddr,
-    upstream: String,
+    link: Link,
     mut command: watch::Receiver<bool>,
     state: watch::Sender<bool>,
 ) {
@@ -373,7 +455,7 @@ async fn proxy_loop(
             tokio::select! {
                 r = l.accept() => {
                     if let Ok((s, _)) = r {
-                        conns.spawn(forward(s, upstream.clone()));
+                        conns.spawn(forward(s, link.clone()));
                     }
                 }
                 _ = command.wait_for(|up| !*up) => break,
@@ -399,13 +481,45 @@ async fn rebind(addr: SocketAddr) -> TcpListener {
     panic!("the proxy cannot listen on {addr} again");
 }
 
-async fn forward(mut client: TcpStream, upstream: String) {
-    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+async fn forward(client: TcpStream, link: Link) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(server) = TcpStream::connect(&link.upstream).await else {
         return;
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let chunk = &buf[..n];
+            if server_write.write_all(chunk).await.is_err() {
+                return;
+            }
+            if let Some(marker) = link.freeze_on {
+                if chunk.windows(marker.len()).any(|w| w == marker) {
+                    link.frozen.send_modify(|n| *n += 1);
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    };
+    let down = tokio::io::copy(&mut server_read, &mut client_write);
+    tokio::select! {
+        () = up => {}
+        _ = down => {}
+    }
+}
+
+/// The PostgreSQL server's address (host:port) of the fixture's database.
+fn upstream(fx: &Fixture) -> String {
+    let url = reqwest::Url::parse(&fx.config.database.url).unwrap();
+    format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432))
 }
 
 /// One call of the stream.
@@ -457,19 +571,10 @@ async fn database_outage_fails_fast_and_recovers() {
         return;
     };
     let fx = Fixture::new(&backend).await;
-    let direct = reqwest::Url::parse(&fx.config.database.url).unwrap();
-    let upstream = format!(
-        "{}:{}",
-        direct.host_str().unwrap(),
-        direct.port().unwrap_or(5432)
-    );
-    let proxy = Proxy::start(upstream).await;
-    let mut via_proxy = direct.clone();
-    via_proxy.set_host(Some("127.0.0.1")).unwrap();
-    via_proxy.set_port(Some(proxy.addr.port())).unwrap();
+    let proxy = Proxy::start(upstream(&fx), None).await;
     let gw = fx
         .start(|c| {
-            c.database.url = via_proxy.to_string();
+            c.database.url = proxy.url(&fx.config.database.url);
             c.database.timeout_ms = DB_TIMEOUT_MS;
             c.database.max_connections = 4;
             c.server.request_timeout_ms = REQUEST_TIMEOUT_MS;
@@ -657,5 +762,107 @@ async fn database_outage_fails_fast_and_recovers() {
         }
     }
     store.close().await;
+    drop(proxy);
+}
+
+/// A gateway instance that stops talking to the database in the middle of a transaction (a
+/// network partition: its connection stays open, the server waits for its next statement) while
+/// holding the lock of a token. The call on that instance fails within the request timeout, the
+/// server ends the abandoned transaction after `database.timeout_ms`, and the other instance
+/// records notices of that token again, rather than waiting for TCP keepalives (hours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_stalled_inside_a_transaction_does_not_block_the_others() {
+    const DB_TIMEOUT_MS: u64 = 500;
+    const REQUEST_TIMEOUT_MS: u64 = 2_000;
+    const MARGIN_MS: u64 = 1_000;
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let fx = Fixture::new(&backend).await;
+    let proxy = Proxy::start(upstream(&fx), Some(b"token:VC-STALL")).await;
+    let timeouts = |c: &mut issuer_gateway::config::Config| {
+        c.database.timeout_ms = DB_TIMEOUT_MS;
+        c.server.request_timeout_ms = REQUEST_TIMEOUT_MS;
+        c.sms.timeout_ms = 1_000;
+        c.email.timeout_ms = 1_000;
+    };
+    let stalled = fx
+        .start(|c| {
+            c.database.url = proxy.url(&fx.config.database.url);
+            timeouts(c);
+        })
+        .await;
+    let other = fx.start(timeouts).await;
+    let card_ref = alice_ref(&other.tsh, "stall-0").await;
+
+    let tsh = stalled.tsh.clone();
+    let card = card_ref.clone();
+    let frozen_call = tokio::spawn(async move {
+        tsh.notify("stall-a", &card, "VC-STALL", "ACTIVATE", WALLET, None)
+            .await
+            .unwrap()
+    });
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        proxy.frozen.clone().wait_for(|n| *n >= 1),
+    )
+    .await
+    .expect("the stalled instance takes the token's lock")
+    .unwrap();
+    let frozen_at = Instant::now();
+    // The other instance: bounded retries (TSH retries a 500 too).
+    let mut attempts = Vec::new();
+    let unblocked = loop {
+        let a = other
+            .tsh
+            .notify("stall-b", &card_ref, "VC-STALL", "ACTIVATE", WALLET, None)
+            .await
+            .unwrap();
+        attempts.push((a.status, a.elapsed));
+        if a.status == 200 {
+            break frozen_at.elapsed();
+        }
+        assert_eq!(a.body["responseCode"], 500, "{a:?}");
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(10),
+            "the other instance is still blocked: {attempts:?}"
+        );
+    };
+    let a = frozen_call.await.unwrap();
+    assert_eq!(
+        (a.status, &a.body["responseCode"]),
+        (500, &json!(500)),
+        "{a:?}"
+    );
+    assert!(
+        a.elapsed <= Duration::from_millis(REQUEST_TIMEOUT_MS + MARGIN_MS),
+        "{a:?}"
+    );
+    eprintln!(
+        "stall: the stalled call failed after {:?}; the other instance recorded the token {unblocked:?} \
+         after the stall began ({} attempts: {attempts:?})",
+        a.elapsed,
+        attempts.len()
+    );
+    // Only the other instance's notice is recorded; the abandoned transaction left nothing.
+    let store = &other.state.store;
+    let events = store.token_events("VC-STALL").await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].correlation_id, "stall-b");
+    // The stalled instance serves again by itself (other tokens never froze).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = stalled
+            .tsh
+            .notify("stall-c", &card_ref, "VC-AFTER", "ACTIVATE", WALLET, None)
+            .await
+            .unwrap();
+        if a.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{a:?}");
+    }
+    stalled.stop().await;
+    other.stop().await;
     drop(proxy);
 }

@@ -1,0 +1,195 @@
+//! Mutual TLS on the TSH-facing API (rustls): TLS 1.2 and 1.3 only, the server's chain and key,
+//! and client certificates verified against the configured CA (not pinned). The configuration
+//! can be reloaded without a restart (SIGHUP): new handshakes use the new files, connections
+//! already open keep theirs, and files that cannot be used leave the running configuration as
+//! it was.
+
+use crate::config::TlsConfig;
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// How long a client may take to complete its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; beyond it new connections wait in the kernel's backlog.
+const MAX_HANDSHAKES: usize = 256;
+
+/// Builds the server configuration from the files, each problem naming its setting.
+pub fn server_config(files: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
+    crate::install_crypto_provider();
+    let chain = read_certs(&files.cert_chain, "server.tls.cert_chain")?;
+    match crate::secrets::check_private_file(&files.private_key) {
+        Ok(()) => {}
+        Err(crate::secrets::PermError::Io(e)) => {
+            return Err(format!(
+                "server.tls.private_key: cannot read {}: {e}",
+                files.private_key.display()
+            ));
+        }
+        Err(crate::secrets::PermError::Mode(m)) => {
+            return Err(format!(
+                "server.tls.private_key: {} is readable by other users (mode {m:o}); run: chmod 600 {}",
+                files.private_key.display(),
+                files.private_key.display()
+            ));
+        }
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.private_key).map_err(|_| {
+        format!(
+            "server.tls.private_key: {} holds no PEM private key",
+            files.private_key.display()
+        )
+    })?;
+    let cas = read_certs(&files.client_ca, "server.tls.client_ca")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in cas {
+        roots.add(ca).map_err(|e| {
+            format!(
+                "server.tls.client_ca: {}: not a usable CA certificate: {e}",
+                files.client_ca.display()
+            )
+        })?;
+    }
+    let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| format!("server.tls.client_ca: {}: {e}", files.client_ca.display()))?;
+    let mut config = ServerConfig::builder_with_protocol_versions(&[
+        &rustls::version::TLS13,
+        &rustls::version::TLS12,
+    ])
+    .with_client_cert_verifier(verifier)
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("server.tls.private_key: does not fit server.tls.cert_chain: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn read_certs(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let iter = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{setting}: cannot read {}: {e}", path.display()))?;
+    let certs: Vec<_> = iter
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("{setting}: {} is not valid PEM", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{setting}: {} holds no certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// The live TLS configuration, swapped on reload.
+#[derive(Clone)]
+pub struct Reloadable {
+    files: TlsConfig,
+    current: Arc<RwLock<Arc<ServerConfig>>>,
+}
+
+impl Reloadable {
+    pub fn new(files: &TlsConfig) -> Result<Reloadable, String> {
+        let config = server_config(files)?;
+        Ok(Reloadable {
+            files: files.clone(),
+            current: Arc::new(RwLock::new(config)),
+        })
+    }
+
+    /// Reads the files again; on success new handshakes use them, on failure nothing changes.
+    pub fn reload(&self) -> Result<(), String> {
+        let config = server_config(&self.files)?;
+        match self.current.write() {
+            Ok(mut guard) => *guard = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+        Ok(())
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        let config = match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        TlsAcceptor::from(config)
+    }
+}
+
+/// A listener that hands out connections whose TLS handshake (client certificate included)
+/// completed. Handshakes run in their own tasks, so a slow client cannot hold up others.
+pub struct TlsListener {
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    pub fn new(tcp: TcpListener, tls: Reloadable) -> std::io::Result<TlsListener> {
+        let local = tcp.local_addr()?;
+        let (tx, rx) = mpsc::channel(64);
+        let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let (stream, addr) = match tcp.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let acceptor = tls.acceptor();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            let _ = tx.send((tls_stream, addr)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::info!(peer = %addr, error = %e, "TLS handshake refused")
+                        }
+                        Err(_) => tracing::info!(peer = %addr, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { rx, local, task })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            if let Some(conn) = self.rx.recv().await {
+                return conn;
+            }
+            // The accepting task is gone (it never ends by itself): wait for shutdown.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
