@@ -87,6 +87,7 @@ impl Application {
             clock,
             channel_preference,
             policy,
+            opened_cards: crate::api::reuse::OpenedCards::new(),
         });
         Ok(Application {
             state,

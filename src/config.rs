@@ -126,9 +126,13 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// `sqlite://PATH` (one instance) or `postgres://USER@HOST:PORT/DB?sslmode=...` (several
+    /// instances on one database; `sslmode=require` or `verify-full` for TLS).
     pub url: String,
+    /// Connections in this instance's pool (PostgreSQL: the server sees instances x this).
     pub max_connections: u32,
-    /// How long a call waits for a database connection or statement before failing with 500.
+    /// How long a call waits for a connection, a statement, a lock, or stays idle inside a
+    /// transaction, before it fails with 500. Below server.request_timeout_ms.
     pub timeout_ms: u64,
 }
 
@@ -472,6 +476,14 @@ impl Config {
             || self.database.url.starts_with("postgresql://"))
         {
             p.push("database.url: must start with sqlite:// or postgres://".into());
+        }
+        if self.database.timeout_ms == 0
+            || self.database.timeout_ms >= self.server.request_timeout_ms
+        {
+            p.push(format!(
+                "database.timeout_ms: must be above 0 and below server.request_timeout_ms ({})",
+                self.server.request_timeout_ms
+            ));
         }
         if self.database.max_connections == 0 {
             p.push("database.max_connections: must be above 0".into());

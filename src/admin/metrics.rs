@@ -71,9 +71,41 @@ pub fn render() -> String {
 }
 
 pub fn record_request(operation: &'static str, code: u16, elapsed: Duration) {
-    metrics::counter!("issuer_gateway_requests_total", "operation" => operation, "code" => code.to_string()).increment(1);
+    let code: metrics::SharedString = match code_label(code) {
+        Some(c) => c.into(),
+        None => code.to_string().into(),
+    };
+    metrics::counter!("issuer_gateway_requests_total", "operation" => operation, "code" => code).increment(1);
     metrics::histogram!("issuer_gateway_request_duration_seconds", "operation" => operation)
         .record(elapsed.as_secs_f64());
+}
+
+/// The label of a response code of the contract, without allocating on the hot path.
+fn code_label(code: u16) -> Option<&'static str> {
+    Some(match code {
+        200 => "200",
+        100 => "100",
+        101 => "101",
+        102 => "102",
+        103 => "103",
+        104 => "104",
+        110 => "110",
+        111 => "111",
+        120 => "120",
+        121 => "121",
+        122 => "122",
+        123 => "123",
+        130 => "130",
+        131 => "131",
+        132 => "132",
+        133 => "133",
+        134 => "134",
+        135 => "135",
+        136 => "136",
+        137 => "137",
+        500 => "500",
+        _ => return None,
+    })
 }
 
 pub fn record_decision(outcome: &str, rule: &str) {

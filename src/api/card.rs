@@ -2,6 +2,7 @@
 //! from the issuer's reference (`issuerCardRefId`).
 
 use super::AppState;
+use super::reuse::OpenedCards;
 use super::error::{ApiError, Code};
 use super::fields::Fields;
 use crate::domain::{Expiry, Pan};
@@ -117,6 +118,51 @@ pub async fn resolve(
             Ok((card, None))
         }
     }
+}
+
+/// [`resolve`] for eligibility: also remembers which card the envelope named, for the
+/// digitization of the same enrolment (see [`super::reuse`]).
+pub async fn resolve_and_remember(
+    state: &AppState,
+    correlation_id: &str,
+    body: &Fields<'_>,
+) -> Result<(CardRow, Option<CardInfo>), ApiError> {
+    let (card, info) = resolve(state, body).await?;
+    if info.is_some() {
+        if let Ok(Some(text)) = body.opt_str("cipheredCardInfo", 1, 8196) {
+            let key = OpenedCards::key(&state.data_keys, correlation_id, text);
+            state.opened_cards.remember(key, &card.card_ref);
+        }
+    }
+    Ok((card, info))
+}
+
+/// [`resolve`] for digitization: when eligibility opened a byte-identical `cipheredCardInfo`
+/// under the same correlation id, its card is taken from there (read afresh from the database)
+/// instead of opening the envelope a second time (see [`super::reuse`] for why this is safe).
+pub async fn resolve_reusing(
+    state: &AppState,
+    correlation_id: &str,
+    body: &Fields<'_>,
+) -> Result<CardRow, ApiError> {
+    let ciphered = body.opt_str("cipheredCardInfo", 1, 8196)?;
+    let reference = body.opt_id("issuerCardRefId", 1, 48)?;
+    if let Some(text) = ciphered {
+        let key = OpenedCards::key(&state.data_keys, correlation_id, text);
+        if let Some(card_ref) = state.opened_cards.recall(&key) {
+            if let Some(card) = state.store.card_by_ref(&card_ref).await? {
+                if reference.is_some_and(|r| r != card.card_ref) {
+                    return Err(ApiError::new(
+                        Code::UnknownCard,
+                        "issuerCardRefId does not match the card data",
+                    ));
+                }
+                crate::admin::metrics::record_envelope_reuse();
+                return Ok(card);
+            }
+        }
+    }
+    resolve(state, body).await.map(|(card, _)| card)
 }
 
 /// The card's expiry on record; a record that cannot be read counts as expired.

@@ -24,7 +24,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     // Every field is checked before any card lookup, so a malformed call is always a 400 of
     // its own kind (101/102), whatever card it names.
     let signals = Signals::from_request(body)?;
-    let (card, _info) = card::resolve(state, body).await?;
+    let card = card::resolve_reusing(state, call.correlation_id, body).await?;
     let active_tokens = if state.policy.uses_active_tokens() {
         state.store.count_active_tokens(&card.card_ref).await?
     } else {

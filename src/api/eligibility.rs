@@ -12,7 +12,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     let wallet = body.opt_id("walletProviderId", 1, 128)?;
     body.opt_obj("tokenRequestor")?;
     body.opt_str("captureMethod", 0, 64)?;
-    let (card, info) = card::resolve(state, body).await?;
+    let (card, info) = card::resolve_and_remember(state, call.correlation_id, body).await?;
     let refuse = |code: Code, msg: &str| {
         ApiError::new(code, msg)
             .with_card(&card.card_ref)

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fields;
 pub mod headers;
 pub mod notify;
+pub mod reuse;
 pub mod send_otp;
 
 use crate::clock::Clock;
@@ -42,6 +43,9 @@ pub struct AppState {
     pub clock: Clock,
     pub channel_preference: Vec<Channel>,
     pub policy: crate::decision::Policy,
+    /// Cards named by the envelopes eligibility opened, so that digitization need not open the
+    /// same envelope again (see [`reuse`]).
+    pub opened_cards: reuse::OpenedCards,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -188,12 +188,18 @@ impl Store {
             let writer = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(timeout)
+                // A connection to a local file does not go stale: no ping before each use (it
+                // cost a round trip to the connection's thread on every call).
+                .test_before_acquire(false)
                 .connect_with(opts.clone())
                 .await?;
             SQLITE_MIGRATIONS.run(&writer).await?;
             let reader = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .acquire_timeout(timeout)
+                // A connection to a local file does not go stale: no ping before each use (it
+                // cost a round trip to the connection's thread on every call).
+                .test_before_acquire(false)
                 .connect_with(opts.read_only(true))
                 .await?;
             Store {

@@ -54,33 +54,6 @@ pub enum Claim {
     Limited(&'static str),
 }
 
-/// Takes transaction-scoped locks on keys (PostgreSQL advisory locks); a no-op on SQLite,
-/// whose single writer connection already serialises every write transaction.
-trait KeyLocks {
-    fn lock_keys(
-        &mut self,
-        keys: &[String],
-    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
-}
-
-impl KeyLocks for sqlx::Transaction<'_, sqlx::Sqlite> {
-    async fn lock_keys(&mut self, _keys: &[String]) -> Result<(), sqlx::Error> {
-        Ok(())
-    }
-}
-
-impl KeyLocks for sqlx::Transaction<'_, sqlx::Postgres> {
-    async fn lock_keys(&mut self, keys: &[String]) -> Result<(), sqlx::Error> {
-        for key in keys {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(key)
-                .execute(&mut **self)
-                .await?;
-        }
-        Ok(())
-    }
-}
-
 impl Store {
     /// Claims a send: checks the retry rule and every limit, and records a pending send, atomically.
     pub async fn claim_send(&self, c: &SendClaim<'_>) -> Result<Claim, StoreError> {
@@ -92,7 +65,9 @@ impl Store {
         ];
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
-            tx.lock_keys(&keys).await?;
+            for key in &keys {
+                tx.lock_key(key).await?;
+            }
             let previous: Vec<(String, i64)> =
                 sqlx::query_as("SELECT outcome, at FROM sends WHERE retry_fp = $1 AND outcome IN ('accepted', 'pending')")
                     .bind(c.retry_fp)

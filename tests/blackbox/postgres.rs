@@ -183,36 +183,36 @@ fn luhn_pan(prefix: &str) -> String {
     format!("{prefix}{}", (10 - sum % 10) % 10)
 }
 
-/// The same card file imported twice at once (two operators, two instances): every card is
-/// added once and updated once, none is refused or lost.
+/// A new card imported twice at once (two operators, two instances): it is added once and
+/// updated once, never refused or lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_card_file_imported_twice_at_once() {
+async fn one_new_card_imported_twice_at_once() {
     let Some(backend) = Backend::postgres() else {
         return;
     };
     let fx = Fixture::new(&backend).await;
-    let n = 40;
-    let mut csv = String::from("pan,exp,status,product_id,phone,email,language,wallets\n");
+    let n = 15;
     for i in 0..n {
         let pan = luhn_pan(&format!("400000{i:09}"));
-        csv.push_str(&format!(
-            "{pan},1229,active,VISA_CLASSIC,+4477009{i:05},c{i}@example.com,en,\n"
-        ));
+        let csv = format!(
+            "pan,exp,status,product_id,phone,email,language,wallets\n\
+             {pan},1229,active,VISA_CLASSIC,+4477009{i:05},c{i}@example.com,en,\n"
+        );
+        let (x, y) = tokio::join!(fx.import(&csv), fx.import(&csv));
+        assert!(
+            x.rejected.is_empty() && y.rejected.is_empty(),
+            "{x:?} {y:?}"
+        );
+        assert_eq!(
+            (x.added + y.added, x.updated + y.updated),
+            (1, 1),
+            "{x:?} {y:?}"
+        );
     }
-    let (x, y) = tokio::join!(fx.import(&csv), fx.import(&csv));
-    assert!(
-        x.rejected.is_empty() && y.rejected.is_empty(),
-        "{x:?} {y:?}"
-    );
-    assert_eq!(
-        (x.added + y.added, x.updated + y.updated),
-        (n, n),
-        "{x:?} {y:?}"
-    );
     let store = Store::connect(&fx.config.database.url, 2, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(store.count_cards().await.unwrap(), 6 + n as i64);
+    assert_eq!(store.count_cards().await.unwrap(), 6 + n);
     store.close().await;
 }
 
@@ -368,7 +368,7 @@ async fn two_serve_processes_on_one_database() {
 /// new ones are refused (the listener is closed) until it is restored on the same port.
 ///
 /// With a freeze marker, a connection whose client sends the marker (a bound parameter, in
-/// clear: the gateway speaks to PostgreSQL without TLS here) stops forwarding what its client
+/// clear: the gateway speaks to the proxy without TLS) stops forwarding what its client
 /// sends next, as a network partition would, while the server stays connected.
 struct Proxy {
     addr: SocketAddr,
@@ -401,11 +401,12 @@ impl Proxy {
         }
     }
 
-    /// The database URL through this proxy.
+    /// The database URL through this proxy, without TLS (so that a freeze marker is visible).
     fn url(&self, direct: &str) -> String {
         let mut url = reqwest::Url::parse(direct).unwrap();
         url.set_host(Some("127.0.0.1")).unwrap();
         url.set_port(Some(self.addr.port())).unwrap();
+        url.query_pairs_mut().append_pair("sslmode", "disable");
         url.to_string()
     }
 
@@ -865,4 +866,104 @@ async fn an_instance_stalled_inside_a_transaction_does_not_block_the_others() {
     stalled.stop().await;
     other.stop().await;
     drop(proxy);
+}
+
+/// Rate limits are counted in the database, so they hold across instances: 40 concurrent
+/// sendOTP calls for one card, spread over two gateways, send exactly the per-card quota; and the
+/// per-enrolment quota holds when one enrolment's sends alternate between the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_across_two_instances() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let fx = Fixture::new(&backend).await;
+    let high_budget = |c: &mut issuer_gateway::config::Config| {
+        c.limits.sms_per_second = 1000;
+        c.limits.email_per_second = 1000;
+    };
+    let a = fx.start(high_budget).await;
+    let b = fx.start(high_budget).await;
+    let mut enrolments = Vec::new();
+    for i in 0..14 {
+        let cid = format!("rl-{i}");
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let e = gw
+            .tsh
+            .check_eligibility(&cid, ALICE.pan, ALICE.exp, WALLET)
+            .await
+            .unwrap();
+        let card_ref = e.str("issuerCardRefId").unwrap().to_owned();
+        let d = gw
+            .tsh
+            .request_digitization(
+                &cid,
+                ALICE.pan,
+                ALICE.exp,
+                WALLET,
+                json!({"captureMethod": "MANUAL"}),
+            )
+            .await
+            .unwrap();
+        let m = methods(&d.body);
+        enrolments.push((cid, card_ref, m[0].0.clone(), m[1].0.clone()));
+    }
+    let mut set = JoinSet::new();
+    for n in 0..40usize {
+        let tsh = if n % 2 == 0 {
+            a.tsh.clone()
+        } else {
+            b.tsh.clone()
+        };
+        let (cid, card_ref, sms, email) = enrolments[n % 14].clone();
+        set.spawn(async move {
+            let method = if n % 3 == 0 { email } else { sms };
+            tsh.send_otp(&cid, &card_ref, &format!("{n:06}"), Some(&method), WALLET)
+                .await
+                .unwrap()
+                .code()
+        });
+    }
+    let mut codes = Vec::new();
+    while let Some(c) = set.join_next().await {
+        codes.push(c.unwrap());
+    }
+    let sent = codes.iter().filter(|c| **c == 200).count();
+    let limited = codes.iter().filter(|c| **c == 133).count();
+    assert_eq!((sent, limited), (5, 35), "{codes:?}");
+    assert_eq!(fx.outbox().len(), 5);
+
+    // Per enrolment, alternating instances, on a card with room to spare: 3, then 133.
+    let (cid, card_ref) = {
+        let e = a
+            .tsh
+            .check_eligibility("rl-bob", BOB.pan, BOB.exp, WALLET)
+            .await
+            .unwrap();
+        let card_ref = e.str("issuerCardRefId").unwrap().to_owned();
+        b.tsh
+            .request_digitization(
+                "rl-bob",
+                BOB.pan,
+                BOB.exp,
+                WALLET,
+                json!({"captureMethod": "MANUAL"}),
+            )
+            .await
+            .unwrap();
+        ("rl-bob".to_owned(), card_ref)
+    };
+    let mut answers = Vec::new();
+    for n in 0..4 {
+        let gw = if n % 2 == 0 { &a } else { &b };
+        answers.push(
+            gw.tsh
+                .send_otp(&cid, &card_ref, &format!("b{n}"), None, WALLET)
+                .await
+                .unwrap()
+                .code(),
+        );
+    }
+    assert_eq!(answers, vec![200, 200, 200, 133]);
+    a.stop().await;
+    b.stop().await;
 }
