@@ -139,12 +139,13 @@ impl Application {
         tracing::info!(api = %self.api_addr(), admin = %self.admin_addr(), backend = state.store.backend_name(), "issuer-gateway listening");
         let api_task = match self.tls.clone() {
             Some(tls) => {
-                spawn_reload_on_sighup(tls.clone());
+                spawn_reload_on_sighup(Some(tls.clone()));
                 let listener = crate::tls::TlsListener::new(self.api_listener, tls)?;
                 let server = axum::serve(listener, api).with_graceful_shutdown(wait(rx.clone()));
                 tokio::spawn(async move { server.await })
             }
             None => {
+                spawn_reload_on_sighup(None);
                 let server =
                     axum::serve(self.api_listener, api).with_graceful_shutdown(wait(rx.clone()));
                 tokio::spawn(async move { server.await })
@@ -233,20 +234,24 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
 }
 
 /// Reloads the TLS files on every SIGHUP (Unix); a failed reload keeps the running files.
-fn spawn_reload_on_sighup(tls: crate::tls::Reloadable) {
+/// Without TLS, SIGHUP is logged and ignored (it must never stop the gateway undrained).
+fn spawn_reload_on_sighup(tls: Option<crate::tls::Reloadable>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
-            tracing::warn!("cannot listen for SIGHUP: TLS files will not be reloaded");
+            tracing::warn!("cannot listen for SIGHUP");
             return;
         };
         while hup.recv().await.is_some() {
-            match tls.reload() {
-                Ok(()) => tracing::info!("TLS certificate, key and client CA reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "TLS reload failed; the previous files stay in use")
-                }
+            match &tls {
+                None => tracing::info!("SIGHUP: nothing to reload (server.tls is not set)"),
+                Some(tls) => match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificate, key and client CA reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS reload failed; the previous files stay in use")
+                    }
+                },
             }
         }
     });

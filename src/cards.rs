@@ -21,6 +21,8 @@ pub struct CardLine {
     pub wallets: Vec<String>,
     pub phone_changed_at: Option<i64>,
     pub email_changed_at: Option<i64>,
+    /// Columns the file does not have: a re-import leaves those values as stored.
+    pub keep: crate::store::Keep,
 }
 
 const REQUIRED: [&str; 4] = ["pan", "exp", "status", "product_id"];
@@ -87,6 +89,12 @@ pub fn parse(input: impl Read) -> Result<CardFile, CardFileError> {
     if !missing.is_empty() {
         return Err(CardFileError::MissingColumns(missing.join(", ")));
     }
+    let keep = crate::store::Keep {
+        phone: !index.contains_key("phone"),
+        email: !index.contains_key("email"),
+        language: !index.contains_key("language"),
+        wallets: !index.contains_key("wallets"),
+    };
     let mut lines = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
@@ -114,6 +122,10 @@ pub fn parse(input: impl Read) -> Result<CardFile, CardFileError> {
                     parse_line(&Line {
                         index: &index,
                         record: &record,
+                    })
+                    .map(|mut c| {
+                        c.keep = keep;
+                        c
                     }),
                 ));
             }
@@ -245,6 +257,7 @@ fn parse_line(l: &Line<'_>) -> Result<CardLine, String> {
         wallets,
         phone_changed_at: time("phone_changed_at")?,
         email_changed_at: time("email_changed_at")?,
+        keep: crate::store::Keep::default(),
     })
 }
 
@@ -277,6 +290,7 @@ impl CardLine {
             email_changed_at: self.email_changed_at,
             language: self.language.clone(),
             wallets: self.wallets.join(";"),
+            keep: self.keep,
         }
     }
 }

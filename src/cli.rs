@@ -34,16 +34,18 @@ pub enum Command {
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Play TSH against a running gateway: complete enrolments, or a load run with --count.
+    ///
+    /// Seals the test cards of a card file for the issuer's certificate and plays complete
+    /// enrolments: eligibility, digitization (with the same sealed card data, as TSH sends it),
+    /// sendOTP on yellow, activation notice. Without --count: one enrolment of each kind (green,
+    /// yellow with SMS, yellow with e-mail, red), token notices and a refused card, printed step by
+    /// step. With --count N: N enrolments on --concurrency C keep-alive connections, a progress
+    /// line every second on standard error, then throughput, latency percentiles (p50, p90, p99,
+    /// max) per operation and error counts. Exits 1 when any call was not answered as expected,
+    /// 2 when the simulation cannot start.
     Simulate(SimulateArgs),
 }
 
-/// Plays TSH against a running gateway with the test cards of a card file, sealed for the
-/// issuer's certificate: eligibility, digitization (the same sealed card data, as TSH sends it),
-/// sendOTP on yellow, activation notice. Without --count: one enrolment of each kind (green,
-/// yellow with SMS, yellow with e-mail, red), token notices and a refused card, printed step by
-/// step. With --count N: N enrolments on --concurrency C keep-alive connections, a progress line
-/// every second on standard error, then throughput, latency percentiles (p50, p90, p99, max) per
-/// operation and error counts. Exits 1 when any call was not answered as expected.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// The gateway's TSH-facing API, e.g. http://127.0.0.1:8443 (the default base path

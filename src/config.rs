@@ -123,7 +123,7 @@ impl Default for AdminConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://PATH` (one instance) or `postgres://USER@HOST:PORT/DB?sslmode=...` (several
@@ -134,6 +134,16 @@ pub struct DatabaseConfig {
     /// How long a call waits for a connection, a statement, a lock, or stays idle inside a
     /// transaction, before it fails with 500. Below server.request_timeout_ms.
     pub timeout_ms: u64,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url_password(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -559,7 +569,14 @@ impl Config {
         if self.idv.channel_preference.is_empty() {
             p.push("idv.channel_preference: list at least one of sms, email".into());
         }
+        let mut seen = Vec::new();
         for c in &self.idv.channel_preference {
+            if let Some(ch) = crate::domain::Channel::parse(c) {
+                if seen.contains(&ch) {
+                    p.push(format!("idv.channel_preference: '{c}' is listed twice"));
+                }
+                seen.push(ch);
+            }
             if crate::domain::Channel::parse(c).is_none() {
                 p.push(format!(
                     "idv.channel_preference: '{c}' is not a channel (sms, email)"
@@ -651,8 +668,37 @@ impl Config {
 
     /// The effective configuration as TOML, secrets redacted.
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut shown = self.clone();
+        shown.database.url = redact_url_password(&self.database.url);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:[redacted]@host/db`; also a
+/// `password=` query parameter.
+pub fn redact_url_password(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                out = format!("{scheme}://{user}:[redacted]@{host}");
+            }
+        }
+    }
+    if let Some((base, query)) = out.clone().split_once('?') {
+        let q: Vec<String> = query
+            .split('&')
+            .map(|kv| {
+                if kv.to_ascii_lowercase().starts_with("password=") {
+                    "password=[redacted]".to_owned()
+                } else {
+                    kv.to_owned()
+                }
+            })
+            .collect();
+        out = format!("{base}?{}", q.join("&"));
+    }
+    out
 }
 
 fn one_line(s: &str) -> String {
@@ -842,8 +888,16 @@ mod tests {
         c.admin.token = Secret::new("s3cr3t-admin");
         c.sms.auth_token = Secret::new("tw-s3cr3t");
         c.email.password = Secret::new("smtp-s3cr3t");
+        c.database.url =
+            "postgres://gw:db-s3cr3t@db.internal:5432/gw?sslmode=require&password=s3cr3t2".into();
         let out = c.to_redacted_toml();
         assert!(!out.contains("s3cr3t"), "{out}");
+        assert!(
+            out.contains(
+                "postgres://gw:[redacted]@db.internal:5432/gw?sslmode=require&password=[redacted]"
+            ),
+            "{out}"
+        );
         assert!(out.contains("[redacted]"));
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }

@@ -49,7 +49,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         "issuer_gateway_limit_refusals_total",
-        "sendOTP calls refused by a rate limit or fraud control, by limit"
+        "sendOTP calls refused by a rate limit, by limit"
     );
     metrics::describe_gauge!(
         "issuer_gateway_db_pool_connections",
@@ -75,7 +75,8 @@ pub fn record_request(operation: &'static str, code: u16, elapsed: Duration) {
         Some(c) => c.into(),
         None => code.to_string().into(),
     };
-    metrics::counter!("issuer_gateway_requests_total", "operation" => operation, "code" => code).increment(1);
+    metrics::counter!("issuer_gateway_requests_total", "operation" => operation, "code" => code)
+        .increment(1);
     metrics::histogram!("issuer_gateway_request_duration_seconds", "operation" => operation)
         .record(elapsed.as_secs_f64());
 }

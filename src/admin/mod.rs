@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `GET /health` | 200 once the gateway can serve, 503 otherwise |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /openapi.yaml` | the OpenAPI document of the TSH-facing API (YAML), with `server.base_path` |
 //! | `GET /cards/{issuerCardRefId}` | the card (BIN, last 4, status, masked destinations...) |
 //! | `PATCH` (or `PUT`) `/cards/{issuerCardRefId}` | updates status, phone, e-mail, language |
 //! | `GET /cards/{issuerCardRefId}/tokens` | the card's tokens with their state history |
@@ -44,6 +45,7 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(prometheus))
+        .route("/openapi.yaml", get(openapi_yaml))
         .merge(protected)
         .fallback(|| async { AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
@@ -159,6 +161,15 @@ async fn health(State(state): State<SharedState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The OpenAPI document of the TSH-facing API (openapi/issuer-gateway.yaml), its paths under the
+/// configured `server.base_path`.
+async fn openapi_yaml(State(state): State<SharedState>) -> Response {
+    const DOCUMENT: &str = include_str!("../../openapi/issuer-gateway.yaml");
+    let base = &state.config.server.base_path;
+    let body = DOCUMENT.replace("\n  /issuer/igwapi/v2.0/", &format!("\n  {base}/"));
+    ([(header::CONTENT_TYPE, "application/yaml")], body).into_response()
 }
 
 async fn prometheus(State(state): State<SharedState>) -> Response {

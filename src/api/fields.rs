@@ -22,7 +22,8 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A string of `min..=max` characters, or `None` when absent or null.
+    /// A string of `min..=max` characters, or `None` when absent or null. A NUL character is
+    /// refused: no caller has a use for it, and PostgreSQL cannot store it in text.
     pub fn opt_str(&self, name: &str, min: usize, max: usize) -> Result<Option<&'a str>, ApiError> {
         match self.present(name) {
             None => Ok(None),
@@ -30,6 +31,8 @@ impl<'a> Fields<'a> {
                 let n = s.chars().count();
                 if n < min || n > max {
                     Err(bad(name, &format!("must be {min} to {max} characters")))
+                } else if s.contains('\0') {
+                    Err(bad(name, "must not contain a NUL character"))
                 } else {
                     Ok(Some(s.as_str()))
                 }
@@ -115,5 +118,25 @@ impl<'a> Fields<'a> {
     /// A signal read as a number.
     pub fn signal_num(&self, name: &str) -> Option<f64> {
         self.signal(name).and_then(|s| s.parse::<f64>().ok())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_nul_character_is_a_bad_field() {
+        let body = json!({"tokenStorageId": "a\u{0}b", "walletCardRefId": "ab"});
+        let fields = Fields(body.as_object().unwrap());
+        let e = fields.opt_str("tokenStorageId", 1, 128).unwrap_err();
+        assert_eq!(e.code, Code::BadField);
+        assert_eq!(e.message, "tokenStorageId must not contain a NUL character");
+        assert_eq!(
+            fields.opt_str("walletCardRefId", 1, 128).unwrap(),
+            Some("ab")
+        );
     }
 }

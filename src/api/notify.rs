@@ -98,9 +98,7 @@ pub struct TokenInfo {
 }
 
 fn open_token_info(state: &AppState, text: &str) -> Result<TokenInfo, ApiError> {
-    let plain = state
-        .keys
-        .open(text)
+    let plain = super::card::off_runtime(|| state.keys.open(text))
         .map_err(|e| ApiError::new(Code::Undecryptable, format!("tokenInfo: {e}")))?;
     parse_token_info(&plain)
 }
@@ -108,17 +106,10 @@ fn open_token_info(state: &AppState, text: &str) -> Result<TokenInfo, ApiError> 
 /// Checks the decrypted content of a `tokenInfo` envelope (JSON: the token number and its
 /// expiry). Public so that the fuzz targets drive the same code as the handler.
 pub fn parse_token_info(plain: &[u8]) -> Result<TokenInfo, ApiError> {
-    let value: Value = serde_json::from_slice(plain).map_err(|_| {
-        ApiError::new(
-            Code::BadCardData,
-            "decrypted token data is not a JSON object",
-        )
-    })?;
+    let value: Value = serde_json::from_slice(plain)
+        .map_err(|_| super::card::not_an_envelope_of_ours("tokenInfo"))?;
     let Value::Object(map) = value else {
-        return Err(ApiError::new(
-            Code::BadCardData,
-            "decrypted token data is not a JSON object",
-        ));
+        return Err(super::card::not_an_envelope_of_ours("tokenInfo"));
     };
     let dpan = ["dpan", "tokenValue", "token", "pan"]
         .iter()

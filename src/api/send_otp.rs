@@ -281,6 +281,13 @@ async fn wait_for_other(
                 )
                 .with_card(card_ref));
             }
+            Some("timeout") => {
+                return Err(ApiError::new(
+                    Code::ProviderTimeout,
+                    "the delivery provider did not answer in time",
+                )
+                .with_card(card_ref));
+            }
             _ => {
                 return Err(ApiError::new(
                     Code::ProviderFailed,
@@ -304,14 +311,17 @@ fn build_message(
     device_language: Option<&str>,
 ) -> Message {
     let templates = &state.config.templates;
-    let language = [device_language, card.language.as_deref()]
+    let languages: Vec<String> = [device_language, card.language.as_deref()]
         .into_iter()
         .flatten()
         .map(super::digitization::normalise_language)
-        .find(|l| templates.sms.contains_key(l))
-        .unwrap_or_else(|| templates.default_language.clone());
+        .collect();
+    // Each template set on its own: the first of the device's and the card's languages that
+    // it has, else the default language.
     let pick = |m: &std::collections::BTreeMap<String, String>| -> String {
-        m.get(&language)
+        languages
+            .iter()
+            .find_map(|l| m.get(l))
             .or_else(|| m.get(&templates.default_language))
             .cloned()
             .unwrap_or_default()

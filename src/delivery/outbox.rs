@@ -51,10 +51,12 @@ impl Outbox {
         let final_path = dir.join(format!("{id}.{ext}"));
         let tmp_path = dir.join(format!(".{id}.tmp"));
         let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp_path)?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            // The message holds the OTP and the destination: owner-only, like a key file.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(&tmp_path)?;
             f.write_all(content.as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp_path, &final_path)?;

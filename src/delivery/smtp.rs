@@ -166,14 +166,33 @@ impl Smtp {
             Security::Tls(p) => Some(p.clone()),
             Security::None | Security::StartTls(_) => None,
         };
-        let mut conn = AsyncSmtpConnection::connect_tokio1(
-            (self.host.as_str(), self.port),
-            Some(self.timeout),
-            &self.hello,
-            wrapper,
-            None,
-        )
-        .await?;
+        // Plain and STARTTLS connections use a socket of our own with TCP_NODELAY: lettre
+        // writes the message and its final "\r\n.\r\n" separately, and with Nagle's algorithm
+        // the second write waits for the relay's delayed ACK (about 40 ms per message).
+        let own_socket = match wrapper {
+            None => tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .ok(),
+            Some(_) => None,
+        };
+        let mut conn = match own_socket {
+            Some(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await?
+            }
+            // Implicit TLS, or a connection that failed: lettre connects (and, on failure,
+            // says why in its own error type).
+            None => {
+                AsyncSmtpConnection::connect_tokio1(
+                    (self.host.as_str(), self.port),
+                    Some(self.timeout),
+                    &self.hello,
+                    wrapper,
+                    None,
+                )
+                .await?
+            }
+        };
         if let Security::StartTls(p) = &self.security {
             conn.starttls(p.clone(), &self.hello).await?;
         }

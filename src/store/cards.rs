@@ -44,6 +44,13 @@ impl Store {
             }
             let result = match existing {
                 Some(old) => {
+                    let merged;
+                    let c = if c.keep == Keep::default() {
+                        c
+                    } else {
+                        merged = keep_stored(c, &old);
+                        &merged
+                    };
                     let phone_changed_at = c.phone_changed_at.or(if old.phone_fp == c.phone_fp {
                         old.phone_changed_at
                     } else {
@@ -148,4 +155,28 @@ const CARD_SELECT_BY_REF: &str = "SELECT * FROM cards WHERE card_ref = $1";
 /// A new opaque card reference: 128 random bits, hex. It says nothing about the PAN.
 pub fn new_card_ref() -> String {
     hex::encode(crate::secrets::random_bytes::<16>())
+}
+
+/// `c` with the fields it does not carry taken from the stored card.
+fn keep_stored(c: &NewCard, old: &CardRow) -> NewCard {
+    let mut m = c.clone();
+    if c.keep.phone {
+        m.phone_sealed = old.phone_sealed.clone();
+        m.phone_masked = old.phone_masked.clone();
+        m.phone_fp = old.phone_fp.clone();
+        m.phone_changed_at = c.phone_changed_at.or(old.phone_changed_at);
+    }
+    if c.keep.email {
+        m.email_sealed = old.email_sealed.clone();
+        m.email_masked = old.email_masked.clone();
+        m.email_fp = old.email_fp.clone();
+        m.email_changed_at = c.email_changed_at.or(old.email_changed_at);
+    }
+    if c.keep.language {
+        m.language = old.language.clone();
+    }
+    if c.keep.wallets {
+        m.wallets = old.wallets.clone();
+    }
+    m
 }

@@ -39,6 +39,16 @@ impl CardRow {
     }
 }
 
+/// What an update leaves as stored because its input did not carry it (a card file without
+/// that column, an admin call without that field).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    pub phone: bool,
+    pub email: bool,
+    pub language: bool,
+    pub wallets: bool,
+}
+
 /// A card to insert or update (from the card file or the admin API).
 #[derive(Debug, Clone)]
 pub struct NewCard {
@@ -59,6 +69,7 @@ pub struct NewCard {
     pub email_changed_at: Option<i64>,
     pub language: Option<String>,
     pub wallets: String,
+    pub keep: Keep,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

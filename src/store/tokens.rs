@@ -69,6 +69,7 @@ impl Store {
                  is_primary = COALESCE($5, tokens.is_primary), \
                  dpan_last4 = CASE WHEN $11 THEN NULL ELSE COALESCE($7, tokens.dpan_last4) END, \
                  dpan_exp = CASE WHEN $11 THEN NULL ELSE COALESCE($8, tokens.dpan_exp) END, \
+                 card_ref = CASE WHEN $12 AND tokens.state <> 'deleted' THEN $2 ELSE tokens.card_ref END, \
                  updated_at = $10",
             )
             .bind(n.virtual_card_id)
@@ -82,6 +83,9 @@ impl Store {
             .bind(call.correlation_id)
             .bind(call.at)
             .bind(wipe)
+            // UPDATE: the funding card changed (renewal, replacement): the token now belongs to
+            // the card the notice names.
+            .bind(matches!(n.action, crate::domain::Action::Update))
             .execute(&mut *tx)
             .await?;
             upsert_enrolment!(tx, call);

@@ -11,6 +11,7 @@
 
 mod common;
 
+mod admin;
 mod cli;
 mod controls;
 mod crash;
@@ -20,6 +21,7 @@ mod errors;
 mod hostile;
 mod logs;
 mod notices;
+mod openapi;
 mod policy;
 mod postgres;
 mod tls;

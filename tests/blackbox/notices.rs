@@ -183,3 +183,60 @@ async fn delete_fails_enrolment_and_erase_wipes(backend: Backend) {
     );
     app.gw.stop().await;
 }
+
+on_both_backends!(
+    update_moves_the_token_to_the_renewed_card,
+    a_file_without_contact_columns_keeps_them
+);
+
+async fn update_moves_the_token_to_the_renewed_card(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tsh = app.tsh();
+    let store = &app.gw.state.store;
+    let (alice_ref, _) = app.enrol_to_yellow("up-1", ALICE, "APPLE_PAY").await;
+    let bob_ref = tsh
+        .check_eligibility("up-2", BOB.pan, BOB.exp, "APPLE_PAY")
+        .await
+        .unwrap()
+        .str("issuerCardRefId")
+        .unwrap()
+        .to_owned();
+    tsh.notify("up-1", &alice_ref, "VC-UP", "ACTIVATE", "APPLE_PAY", None)
+        .await
+        .unwrap();
+    // The card was replaced: TSH says the token now funds from the new card.
+    assert_eq!(
+        tsh.notify("upd-1", &bob_ref, "VC-UP", "UPDATE", "APPLE_PAY", None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let t = store.token("VC-UP").await.unwrap().unwrap();
+    assert_eq!(
+        (t.card_ref.as_str(), t.state.as_str()),
+        (bob_ref.as_str(), "active")
+    );
+    assert!(store.tokens_of_card(&alice_ref).await.unwrap().is_empty());
+    app.gw.stop().await;
+}
+
+async fn a_file_without_contact_columns_keeps_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // A status-only file: the card is blocked, its phone and e-mail stay, no hold starts.
+    let r = app
+        .fx
+        .import("pan,exp,status,product_id\n4111111111111111,1229,active,VISA_GOLD\n")
+        .await;
+    assert_eq!((r.added, r.updated), (0, 1));
+    let (_, methods) = app.enrol_to_yellow("keep-1", ALICE, "APPLE_PAY").await;
+    let kinds: Vec<(&str, &str)> = methods
+        .iter()
+        .map(|m| (m.1.as_str(), m.2.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("sms", "+********0123"), ("email", "al***@example.com")]
+    );
+    app.gw.stop().await;
+}
