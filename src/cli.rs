@@ -70,6 +70,16 @@ pub struct SimulateArgs {
     /// Load run: only checkCardEligibility calls (measures the envelope-opening bound).
     #[arg(long, requires = "count")]
     pub eligibility_only: bool,
+    /// For a gateway speaking mutual TLS: the client certificate chain to present (PEM).
+    #[arg(long, value_name = "CERT.pem", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key of --client-cert (PEM).
+    #[arg(long, value_name = "KEY.pem", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// CA certificate(s) to trust for the gateway's server certificate (PEM), in addition to the
+    /// system's.
+    #[arg(long, value_name = "CA.pem")]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +218,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                 count: args.count,
                 concurrency: usize::try_from(args.concurrency).unwrap_or(1),
                 eligibility_only: args.eligibility_only,
+                client_cert: args.client_cert,
+                client_key: args.client_key,
+                ca: args.ca,
             };
             match crate::sim::simulate(options).await {
                 Ok(true) => ExitCode::SUCCESS,

@@ -24,6 +24,10 @@ pub struct SimulateOptions {
     pub count: Option<u64>,
     pub concurrency: usize,
     pub eligibility_only: bool,
+    /// Mutual TLS: the client certificate chain and key to present, and extra CAs to trust.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
 }
 
 /// The default base path appended to a `--target` given without a path.
@@ -449,12 +453,47 @@ pub fn base_url(target: &str) -> anyhow::Result<String> {
     }
 }
 
+/// An HTTP client presenting `--client-cert` and trusting `--ca`, for a gateway that speaks
+/// mutual TLS.
+fn tls_client(o: &SimulateOptions) -> anyhow::Result<reqwest::Client> {
+    crate::install_crypto_provider();
+    let read = |flag: &str, p: &PathBuf| {
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("{flag} {}: {e}", p.display()))
+    };
+    let mut b = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .pool_max_idle_per_host(1024)
+        .tls_built_in_root_certs(true);
+    if let Some(ca) = &o.ca {
+        let certs = reqwest::Certificate::from_pem_bundle(&read("--ca", ca)?)
+            .map_err(|_| anyhow::anyhow!("--ca {}: not PEM certificates", ca.display()))?;
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&o.client_cert, &o.client_key) {
+        let mut pem = zeroize::Zeroizing::new(read("--client-cert", cert)?);
+        pem.extend_from_slice(b"\n");
+        pem.extend_from_slice(&zeroize::Zeroizing::new(read("--client-key", key)?));
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
+            anyhow::anyhow!(
+                "--client-cert/--client-key: not a PEM certificate chain and private key"
+            )
+        })?;
+        b = b.identity(identity);
+    }
+    Ok(b.build()?)
+}
+
 /// Runs `simulate`. Ok(true) when every call was answered as expected.
 pub async fn simulate(o: SimulateOptions) -> anyhow::Result<bool> {
     let base = base_url(&o.target)?;
     let cert = std::fs::read_to_string(&o.cert)
         .map_err(|e| anyhow::anyhow!("--cert {}: {e}", o.cert.display()))?;
-    let tsh = Tsh::new(&base, &o.issuer_id, &cert)?;
+    let mut tsh = Tsh::new(&base, &o.issuer_id, &cert)?;
+    if o.client_cert.is_some() || o.ca.is_some() {
+        tsh = tsh.with_http_client(tls_client(&o)?);
+    }
     let cards = read_cards(&o.cards)?;
     let usable = cards.iter().filter(|c| c.usable).count();
     if usable == 0 {

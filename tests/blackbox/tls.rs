@@ -161,6 +161,50 @@ async fn only_clients_of_the_configured_ca_get_through() {
     assert!(plain.is_err() || plain.unwrap().status() != 200);
     // The refused clients were not recorded as calls.
     assert!(gw.state.store.calls("tls-2").await.unwrap().is_empty());
+
+    // The simulator plays TSH over mutual TLS too.
+    let files = fx.path().join("sim");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("client.pem"), &good.0).unwrap();
+    write_private(&files.join("client-key.pem"), &good.1);
+    std::fs::write(files.join("server-ca.pem"), pki.server_ca.cert.pem()).unwrap();
+    std::fs::write(files.join("cards.csv"), CARD_FILE).unwrap();
+    let target = format!("https://localhost:{}", gw.api.port());
+    let cert = fx.path().join("keys/issuer-pkcs7-cert.pem");
+    let out = tokio::task::spawn_blocking(move || {
+        crate::logs::bin()
+            .args([
+                "simulate",
+                "--target",
+                &target,
+                "--issuer-id",
+                ISSUER_ID,
+                "--cert",
+            ])
+            .arg(&cert)
+            .arg("--cards")
+            .arg(files.join("cards.csv"))
+            .arg("--client-cert")
+            .arg(files.join("client.pem"))
+            .arg("--client-key")
+            .arg(files.join("client-key.pem"))
+            .arg("--ca")
+            .arg(files.join("server-ca.pem"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("every call was answered as expected"),
+        "{stdout}"
+    );
     gw.stop().await;
 }
 
