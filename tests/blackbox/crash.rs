@@ -6,7 +6,6 @@ use crate::common::*;
 use crate::logs::{Served, bin, write_config};
 use issuer_gateway::sim::Tsh;
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -143,13 +142,7 @@ async fn sigkill_under_load_loses_nothing_answered() {
             }));
         }
         reached.notified().await;
-        let status = Command::new("kill")
-            .args(["-KILL", &served.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut child = served.child;
-        child.wait().unwrap();
+        served.kill();
         for w in workers {
             w.await.unwrap();
         }

@@ -30,9 +30,11 @@ pub fn write_config(dir: &Path, db_url: &str) -> std::path::PathBuf {
     path
 }
 
-/// A `serve` process whose standard error is collected line by line.
+/// A `serve` process whose standard error is collected line by line. Dropped without `stop` or
+/// `kill` (a failing test), the process is killed, so no test leaves a server running.
 pub struct Served {
-    pub child: std::process::Child,
+    child: std::process::Child,
+    done: bool,
     pub lines: mpsc::Receiver<String>,
     pub seen: Vec<String>,
     pub api: String,
@@ -75,6 +77,7 @@ impl Served {
         };
         Served {
             child,
+            done: false,
             lines: rx,
             seen,
             api,
@@ -90,9 +93,31 @@ impl Served {
             .unwrap();
         assert!(status.success());
         let exit = self.child.wait().unwrap();
+        self.done = true;
         assert!(exit.success(), "serve exits 0 after SIGTERM: {exit:?}");
-        self.seen.extend(self.lines.iter());
-        self.seen
+        let mut seen = std::mem::take(&mut self.seen);
+        seen.extend(self.lines.iter());
+        seen
+    }
+
+    /// SIGKILL, as a crash would, and wait for the process to be gone.
+    pub fn kill(mut self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap();
+        self.done = true;
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
