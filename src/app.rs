@@ -178,25 +178,27 @@ impl Application {
 /// beyond `server.max_concurrency` calls are shed with 503 instead of queueing.
 pub fn api_service(state: SharedState) -> Router {
     let max = state.config.server.max_concurrency;
-    api::router(state).layer(
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    axum::Json(serde_json::json!({"responseCode": 500, "errorMessage": "overloaded, try again"})),
-                )
-                    .into_response()
-            }))
-            .load_shed()
-            .concurrency_limit(max)
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    axum::Json(serde_json::json!({"responseCode": 500, "errorMessage": "internal error"})),
-                )
-                    .into_response()
-            })),
-    )
+    // The layers wrap the whole router (not each route, as Router::layer would), so the
+    // concurrency limit counts every call of every operation together.
+    let guarded = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"responseCode": 500, "errorMessage": "overloaded, try again"})),
+            )
+                .into_response()
+        }))
+        .load_shed()
+        .concurrency_limit(max)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(serde_json::json!({"responseCode": 500, "errorMessage": "internal error"})),
+            )
+                .into_response()
+        }))
+        .service(api::router(state));
+    Router::new().fallback_service(guarded)
 }
 
 /// Loads every configured PKCS#7 private key (and certificate), refusing key files that other

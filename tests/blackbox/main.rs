@@ -18,6 +18,7 @@ mod crash;
 mod delivery;
 mod enrolment;
 mod errors;
+mod hardening;
 mod hostile;
 mod logs;
 mod notices;
