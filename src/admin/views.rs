@@ -374,11 +374,11 @@ pub async fn stuck_enrolments(
             .trim()
             .parse::<u32>()
             .ok()
-            .filter(|m| (1..=525_600).contains(m))
+            .filter(|m| (1..=10_080).contains(m))
             .map(i64::from)
             .ok_or_else(|| {
                 AdminError::bad_request(
-                    "stuck_after_minutes must be a whole number of minutes, 1 to 525600",
+                    "stuck_after_minutes must be a whole number of minutes, 1 to 10080 (a week)",
                 )
             })?,
     };

@@ -267,7 +267,14 @@ async fn wait_for_other(
     retry_fp: &str,
     deadline: Duration,
 ) -> Result<Success, ApiError> {
-    let until = Instant::now() + deadline + Duration::from_secs(1);
+    // Never past this call's own deadline (the dispatcher answers 500 there): keep a margin to
+    // answer and record the outcome.
+    let request_deadline =
+        call.started + Duration::from_millis(call.state.config.server.request_timeout_ms);
+    let latest = request_deadline
+        .checked_sub(Duration::from_millis(250))
+        .unwrap_or(request_deadline);
+    let until = (Instant::now() + deadline + Duration::from_secs(1)).min(latest);
     loop {
         match call.state.store.send_outcome(retry_fp).await?.as_deref() {
             Some("accepted") => return already_sent(call, card_ref).await,

@@ -44,6 +44,12 @@ impl Store {
             }
             let result = match existing {
                 Some(old) => {
+                    if c.card_ref.as_ref().is_some_and(|r| *r != old.card_ref) {
+                        return Err(StoreError::Conflict(
+                            "issuer_card_ref_id differs from the reference this card already has; a card's reference never changes"
+                                .into(),
+                        ));
+                    }
                     let merged;
                     let c = if c.keep == Keep::default() {
                         c

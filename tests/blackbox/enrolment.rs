@@ -123,6 +123,20 @@ async fn same_card_same_reference(backend: Backend) {
     // Re-importing the card (new phone) keeps the reference.
     let report = app.fx.import("pan,exp,status,product_id,phone\n5555555555554444,0630,active,MC_WORLD,+447700900999\n").await;
     assert_eq!((report.added, report.updated), (0, 1));
+    // A file that tries to give the card another reference is refused for that line.
+    let report = app
+        .fx
+        .import("pan,exp,status,product_id,issuer_card_ref_id\n5555555555554444,0630,active,MC_WORLD,NEW-REF-1\n")
+        .await;
+    assert_eq!(
+        (report.added, report.updated, report.rejected.len()),
+        (0, 0, 1)
+    );
+    assert!(
+        report.rejected[0].1.contains("never changes"),
+        "{:?}",
+        report.rejected
+    );
     let a = app
         .tsh()
         .check_eligibility("ref-after-import", BOB.pan, BOB.exp, "APPLE_PAY")
