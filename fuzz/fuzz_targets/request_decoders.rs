@@ -112,7 +112,12 @@ fn longest_digit_run(s: &str) -> usize {
 /// A refusal of hostile input is a 4xx of the contract, and says nothing of the values.
 fn refusal_is_clean(r: Checked) {
     if let Err(e) = r {
-        assert_ne!(e.code, Code::Internal, "hostile input gave a 500: {}", e.message);
+        assert_ne!(
+            e.code,
+            Code::Internal,
+            "hostile input gave a 500: {}",
+            e.message
+        );
         assert!(e.status().is_client_error());
         assert!(
             longest_digit_run(&e.message) < 6,
@@ -124,7 +129,7 @@ fn refusal_is_clean(r: Checked) {
 
 /// Every reader of `Fields` over every member, nested objects included (a few levels deep).
 fn walk(body: &Fields<'_>, depth: usize) {
-    for (name, value) in body.0 {
+    for name in body.0.keys() {
         let _ = body.opt_str(name, 0, usize::MAX);
         let _ = body.opt_id(name, 1, 64);
         let _ = body.opt_bool(name);
@@ -142,7 +147,6 @@ fn walk(body: &Fields<'_>, depth: usize) {
                 walk(&inner, depth + 1);
             }
         }
-        let _ = value;
     }
 }
 

@@ -116,8 +116,11 @@ impl<'a> Fields<'a> {
     }
 
     /// A signal read as a number.
+    /// A signal read as a number; "NaN", "inf" and the like count as absent.
     pub fn signal_num(&self, name: &str) -> Option<f64> {
-        self.signal(name).and_then(|s| s.parse::<f64>().ok())
+        self.signal(name)
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
     }
 }
 
