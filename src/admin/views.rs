@@ -116,7 +116,8 @@ pub async fn update_card(
     let fields: Vec<&str> = map.keys().map(String::as_str).collect();
     tracing::info!(
         card_ref = %card.card_ref,
-        fields = %fields.join(","),
+        // Key names only (never values), with any long digit run masked: a key is caller input.
+        fields = %crate::api::headers::log_safe(&fields.join(",")),
         destinations_changed = %changed.join(","),
         "admin: card updated"
     );
