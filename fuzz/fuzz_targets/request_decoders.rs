@@ -1,11 +1,8 @@
-//! Arbitrary bytes as the JSON body of each TSH operation, read by the same functions the
-//! operations use (`Fields`, `Signals::from_request`, `send_otp::expiration`, the domain parsers),
-//! and as the decrypted content of `cipheredCardInfo` and `tokenInfo` (`card::parse_card_info`,
-//! `notify::parse_token_info`).
-//!
-//! The handlers interleave their field checks with database calls, so the checks of each
-//! operation are repeated here in the handler's order, with the handler's names and limits:
-//! keep them in step with `src/api/{eligibility,digitization,send_otp,notify,card}.rs`.
+//! Arbitrary bytes as the JSON body of each TSH operation, through the same `parse` function
+//! each operation's handler calls before any lookup (`eligibility::parse`,
+//! `digitization::parse`, `send_otp::parse`, `notify::parse`), then the decision of the default
+//! policy over the signals; and as the decrypted content of `cipheredCardInfo` and `tokenInfo`
+//! (`card::parse_card_info`, `notify::parse_token_info`).
 //!
 //! Nothing may panic; every refusal is a 4xx of the contract (never 500), and its message
 //! never quotes a PAN- or OTP-like number from the body.
@@ -13,93 +10,47 @@
 
 use issuer_gateway::api::error::{ApiError, Code};
 use issuer_gateway::api::fields::Fields;
-use issuer_gateway::api::{card, digitization, notify, send_otp};
-use issuer_gateway::decision::{self, Policy, Signals};
-use issuer_gateway::domain::{Action, Expiry, Otp, Pan};
+use issuer_gateway::api::{card, digitization, eligibility, notify, send_otp};
+use issuer_gateway::decision::{self, Policy};
+use issuer_gateway::domain::{Action, Expiry, Pan};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::sync::OnceLock;
 
 type Checked = Result<(), ApiError>;
 
-/// `card::resolve`, up to the point where it needs the key ring and the store.
-fn card_fields(body: &Fields<'_>) -> Checked {
-    body.opt_str("cipheredCardInfo", 1, 8196)?;
-    body.opt_id("issuerCardRefId", 1, 48)?;
-    Ok(())
-}
-
-/// `eligibility::handle`.
 fn check_card_eligibility(body: &Fields<'_>) -> Checked {
-    body.opt_id("walletProviderId", 1, 128)?;
-    body.opt_obj("tokenRequestor")?;
-    body.opt_str("captureMethod", 0, 64)?;
-    card_fields(body)
+    eligibility::parse(body).map(|_| ())
 }
 
-/// `digitization::handle`: the fields, the signals, the decision of the default policy.
+/// The fields, the signals, and the decision of the default policy over them.
 fn request_card_digitization(body: &Fields<'_>) -> Checked {
-    body.opt_id("walletProviderId", 1, 128)?;
-    for name in [
-        "walletCardRefId",
-        "publicKeyIdentifier",
-        "tokenType",
-        "tncAcceptedDate",
-    ] {
-        body.opt_str(name, 0, 128)?;
-    }
-    body.opt_str("authenticationValue", 1, 8196)?;
-    body.opt_obj("tokenRequestor")?;
-    let signals = Signals::from_request(body)?;
-    card_fields(body)?;
+    let request = digitization::parse(body)?;
     static POLICY: OnceLock<Policy> = OnceLock::new();
     let policy = POLICY.get_or_init(Policy::default_policy);
-    let d = decision::decide(policy, &signals);
+    let d = decision::decide(policy, &request.signals);
     assert!(!d.rule.is_empty());
-    let _ = body
-        .opt_obj("deviceInformation")?
-        .and_then(|d| d.signal("language"))
-        .map(|l| digitization::normalise_language(&l));
-    serde_json::to_string(&signals).expect("signals serialise");
+    serde_json::to_string(&request.signals).expect("signals serialise");
     Ok(())
 }
 
-/// `send_otp::handle`.
 fn send_otp(body: &Fields<'_>) -> Checked {
-    body.req_id("issuerCardRefId", 1, 48)?;
-    let otp_text = body.req_str("otpValue", 1, 32)?;
-    let otp = Otp::new(otp_text).map_err(|e| ApiError::new(Code::BadField, e.to_string()))?;
-    assert_eq!(otp.expose(), otp_text, "the OTP is carried byte for byte");
-    body.opt_id("walletProviderId", 1, 128)?;
-    body.opt_id("otpMethodId", 1, 64)?;
-    body.opt_id("virtualCardId", 1, 64)?;
-    body.opt_str("deviceBindingReference", 1, 128)?;
-    body.opt_obj("tokenRequestor")?;
-    send_otp::expiration(body)?;
+    let request = send_otp::parse(body)?;
+    let sent = body
+        .0
+        .get("otpValue")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert_eq!(
+        request.otp.expose(),
+        sent,
+        "the OTP is carried byte for byte"
+    );
     Ok(())
 }
 
-/// `notify::handle`.
 fn notify_virtual_card_change(body: &Fields<'_>) -> Checked {
-    body.req_id("issuerCardRefId", 1, 48)?;
-    body.req_id("virtualCardId", 1, 64)?;
-    body.req_id("walletProviderId", 1, 128)?;
-    Action::parse(body.req_id("action", 1, 64)?);
-    body.opt_str("tokenStorageId", 1, 128)?;
-    body.opt_bool("isPrimary")?;
-    for name in [
-        "walletCardRefId",
-        "walletVirtualCardId",
-        "primaryWalletVirtualCardId",
-    ] {
-        body.opt_str(name, 1, 128)?;
-    }
-    body.opt_id("source", 1, 32)?;
-    body.opt_int("errorCode")?;
-    body.opt_obj("tokenRequestor")?;
-    body.opt_str("deviceBindingReference", 1, 128)?;
-    body.opt_str("tokenInfo", 1, 8196)?;
-    Ok(())
+    notify::parse(body).map(|_| ())
 }
 
 fn longest_digit_run(s: &str) -> usize {

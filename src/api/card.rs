@@ -96,6 +96,20 @@ pub fn parse_card_info(plain: &[u8]) -> Result<CardInfo, ApiError> {
 /// Finds the card of a call that carries `cipheredCardInfo` and/or `issuerCardRefId` (at least
 /// one, 101 otherwise). The encrypted data wins when both are present; a reference that names
 /// another card is refused.
+/// The card fields of a body, checked: `cipheredCardInfo` (1..8196) and/or `issuerCardRefId`
+/// (1..48), at least one (101 otherwise).
+pub fn check_fields<'a>(body: &Fields<'a>) -> Result<(Option<&'a str>, Option<&'a str>), ApiError> {
+    let ciphered = body.opt_str("cipheredCardInfo", 1, 8196)?;
+    let reference = body.opt_id("issuerCardRefId", 1, 48)?;
+    if ciphered.is_none() && reference.is_none() {
+        return Err(ApiError::new(
+            Code::Missing,
+            "cipheredCardInfo or issuerCardRefId is required",
+        ));
+    }
+    Ok((ciphered, reference))
+}
+
 pub async fn resolve(
     state: &AppState,
     body: &Fields<'_>,

@@ -8,8 +8,16 @@ use crate::domain::{Channel, LevelOfTrust};
 use crate::store::{CardRow, DecisionRecord, MethodRecord};
 use serde_json::{Value, json};
 
-pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
-    let state = call.state;
+/// The checked fields of a `requestCardDigitization` body.
+pub struct Request<'a> {
+    pub wallet: Option<&'a str>,
+    pub signals: Signals,
+    pub device_language: Option<String>,
+}
+
+/// Checks every field (before any lookup), so a malformed call is always a 400 of its own kind
+/// (101/102), whatever card it names.
+pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     let wallet = body.opt_id("walletProviderId", 1, 128)?;
     for name in [
         "walletCardRefId",
@@ -21,9 +29,27 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     }
     body.opt_str("authenticationValue", 1, 8196)?;
     body.opt_obj("tokenRequestor")?;
-    // Every field is checked before any card lookup, so a malformed call is always a 400 of
-    // its own kind (101/102), whatever card it names.
     let signals = Signals::from_request(body)?;
+    card::check_fields(body)?;
+    let device_language = body
+        .opt_obj("deviceInformation")?
+        .and_then(|d| d.signal("language"))
+        .map(|l| normalise_language(&l))
+        .filter(|l| !l.is_empty());
+    Ok(Request {
+        wallet,
+        signals,
+        device_language,
+    })
+}
+
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
+    let state = call.state;
+    let Request {
+        wallet,
+        signals,
+        device_language,
+    } = parse(body)?;
     let card = card::resolve_reusing(state, call.correlation_id, body).await?;
     let active_tokens = if state.policy.uses_active_tokens() {
         state.store.count_active_tokens(&card.card_ref).await?
@@ -47,11 +73,6 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
             };
         }
     }
-    let device_language = body
-        .opt_obj("deviceInformation")?
-        .and_then(|d| d.signal("language"))
-        .map(|l| normalise_language(&l))
-        .filter(|l| !l.is_empty());
     let signals_json = serde_json::to_string(&signals).map_err(ApiError::internal)?;
     let outcome = decision.outcome.as_str();
     let mut rec = call.record(Operation::RequestCardDigitization, 200, outcome);

@@ -7,11 +7,23 @@ use super::{Call, Operation, Success, card};
 use crate::domain::CardStatus;
 use serde_json::json;
 
-pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
-    let state = call.state;
+/// The checked fields of a `checkCardEligibility` body.
+pub struct Request<'a> {
+    pub wallet: Option<&'a str>,
+}
+
+/// Checks every field (before any lookup), in the order the contract's codes are answered.
+pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     let wallet = body.opt_id("walletProviderId", 1, 128)?;
     body.opt_obj("tokenRequestor")?;
     body.opt_str("captureMethod", 0, 64)?;
+    card::check_fields(body)?;
+    Ok(Request { wallet })
+}
+
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
+    let state = call.state;
+    let Request { wallet } = parse(body)?;
     let (card, info) = card::resolve_and_remember(state, call.correlation_id, body).await?;
     let refuse = |code: Code, msg: &str| {
         ApiError::new(code, msg)

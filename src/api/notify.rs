@@ -8,13 +8,26 @@ use crate::domain::{Action, Expiry};
 use crate::store::{NoticeOutcome, NoticeRecord};
 use serde_json::{Value, json};
 
-pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
-    let state = call.state;
+/// The checked fields of a `notifyVirtualCardChange` body.
+pub struct Request<'a> {
+    pub card_ref: &'a str,
+    pub virtual_card_id: &'a str,
+    pub wallet: &'a str,
+    pub action: Action,
+    pub token_storage_id: Option<&'a str>,
+    pub is_primary: Option<bool>,
+    pub source: Option<String>,
+    pub error_code: Option<i64>,
+    /// The encrypted `tokenInfo`, opened by the handler.
+    pub token_info: Option<&'a str>,
+}
+
+/// Checks every field (before any lookup), in the order the contract's codes are answered.
+pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     let card_ref = body.req_id("issuerCardRefId", 1, 48)?;
     let virtual_card_id = body.req_id("virtualCardId", 1, 64)?;
     let wallet = body.req_id("walletProviderId", 1, 128)?;
-    let action_text = body.req_id("action", 1, 64)?;
-    let action = Action::parse(action_text);
+    let action = Action::parse(body.req_id("action", 1, 64)?);
     let token_storage_id = body.opt_str("tokenStorageId", 1, 128)?;
     let is_primary = body.opt_bool("isPrimary")?;
     for name in [
@@ -28,7 +41,34 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     let error_code = body.opt_int("errorCode")?;
     body.opt_obj("tokenRequestor")?;
     body.opt_str("deviceBindingReference", 1, 128)?;
-    let token = match body.opt_str("tokenInfo", 1, 8196)? {
+    let token_info = body.opt_str("tokenInfo", 1, 8196)?;
+    Ok(Request {
+        card_ref,
+        virtual_card_id,
+        wallet,
+        action,
+        token_storage_id,
+        is_primary,
+        source,
+        error_code,
+        token_info,
+    })
+}
+
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
+    let state = call.state;
+    let Request {
+        card_ref,
+        virtual_card_id,
+        wallet,
+        action,
+        token_storage_id,
+        is_primary,
+        source,
+        error_code,
+        token_info,
+    } = parse(body)?;
+    let token = match token_info {
         Some(text) => Some(open_token_info(state, text)?),
         None => None,
     };

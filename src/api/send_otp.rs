@@ -14,8 +14,18 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
-    let state = call.state;
+/// The checked fields of a `sendOTP` body.
+pub struct Request<'a> {
+    pub card_ref: &'a str,
+    pub otp: Otp,
+    pub wallet: Option<&'a str>,
+    pub method_id: Option<&'a str>,
+    /// Epoch milliseconds.
+    pub expires_at: Option<i64>,
+}
+
+/// Checks every field (before any lookup), in the order the contract's codes are answered.
+pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     let card_ref = body.req_id("issuerCardRefId", 1, 48)?;
     let otp_text = body.req_str("otpValue", 1, 32)?;
     let otp = Otp::new(otp_text).map_err(|e| ApiError::new(Code::BadField, e.to_string()))?;
@@ -25,6 +35,24 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     body.opt_str("deviceBindingReference", 1, 128)?;
     body.opt_obj("tokenRequestor")?;
     let expires_at = expiration(body)?;
+    Ok(Request {
+        card_ref,
+        otp,
+        wallet,
+        method_id,
+        expires_at,
+    })
+}
+
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
+    let state = call.state;
+    let Request {
+        card_ref,
+        otp,
+        wallet,
+        method_id,
+        expires_at,
+    } = parse(body)?;
 
     let refuse = |code: Code, msg: &str| ApiError::new(code, msg).with_card(card_ref);
     let enrolment = state.store.enrolment(call.correlation_id).await?;
