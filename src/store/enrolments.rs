@@ -29,12 +29,14 @@ impl Store {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             upsert_enrolment!(tx, call);
-            sqlx::query("UPDATE enrolments SET decision = $2, decision_rule = $3, decision_signals = $4, device_language = COALESCE($5, device_language) WHERE correlation_id = $1")
+            // The decision is about the card it names: a later sendOTP must be for that card.
+            sqlx::query("UPDATE enrolments SET decision = $2, decision_rule = $3, decision_signals = $4, device_language = COALESCE($5, device_language), card_ref = COALESCE($6, card_ref) WHERE correlation_id = $1")
                 .bind(call.correlation_id)
                 .bind(d.decision)
                 .bind(d.rule)
                 .bind(d.signals_json)
                 .bind(d.device_language)
+                .bind(call.card_ref)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query("DELETE FROM enrolment_methods WHERE correlation_id = $1")
