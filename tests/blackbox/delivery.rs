@@ -761,7 +761,8 @@ async fn serve_refuses_to_start_when_the_relay_is_unusable() {
         e.starts_with("email.host:") && e.contains("did not answer within 500 ms"),
         "{e}"
     );
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    // The check gives up at email.timeout_ms; the rest is the start-up itself (keys, database).
+    assert!(started.elapsed() < Duration::from_millis(2500));
 
     // STARTTLS required but not offered.
     relay.set_mode(ACCEPT);
