@@ -212,6 +212,9 @@ fn parse_line(l: &Line<'_>) -> Result<CardLine, String> {
     };
     let card_ref = match get("issuer_card_ref_id") {
         None => None,
+        Some(r) if crate::domain::pan::contains_pan_like(r) => {
+            return Err("issuer_card_ref_id: must not contain a card number".into());
+        }
         Some(r) if valid_card_ref(r) => Some(r.to_owned()),
         Some(_) => {
             return Err(

@@ -253,6 +253,8 @@ pub async fn enrolment(
     State(state): State<SharedState>,
     Path(correlation_id): Path<String>,
 ) -> Answer {
+    // Stored in the same form the API gave it (a PAN-like run replaced by its fingerprint).
+    let correlation_id = state.data_keys.safe_identifier(&correlation_id);
     let store = &state.store;
     let (enrolment, methods, calls, sends, notices) = tokio::try_join!(
         store.enrolment(&correlation_id),

@@ -164,10 +164,15 @@ async fn dispatch(op: Operation, State(state): State<SharedState>, req: Request)
             // hide the original answer). Internal faults are logged only.
             if let (Some(cid), false, false) = (&correlation, e.recorded, e.code == Code::Internal)
             {
+                // The reference a refused call named is caller input: stored in safe form.
+                let card_ref = e
+                    .card_ref
+                    .as_deref()
+                    .map(|r| state.data_keys.safe_identifier(r));
                 let rec = CallRecord {
                     correlation_id: cid,
                     operation: op.name(),
-                    card_ref: e.card_ref.as_deref(),
+                    card_ref: card_ref.as_deref(),
                     wallet: None,
                     state: e.state,
                     response_code: i64::from(code),
@@ -209,7 +214,9 @@ async fn handle(
     started: Instant,
     correlation: &mut Option<String>,
 ) -> Result<Success, ApiError> {
-    let h = headers::check(req.headers(), &state.config.issuer.id)?;
+    let mut h = headers::check(req.headers(), &state.config.issuer.id)?;
+    // From here on, the correlation id is in its storable form (never a PAN).
+    h.correlation_id = state.data_keys.safe_identifier(&h.correlation_id);
     *correlation = Some(h.correlation_id.clone());
     let content_type = req
         .headers()

@@ -68,6 +68,10 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
         error_code,
         token_info,
     } = parse(body)?;
+    // Free-form identifiers are stored in safe form (a PAN-like run becomes its fingerprint).
+    let virtual_card_id = &state.data_keys.safe_identifier(virtual_card_id);
+    let token_storage_id = token_storage_id.map(|t| state.data_keys.safe_identifier(t));
+    let token_storage_id = token_storage_id.as_deref();
     let token = match token_info {
         Some(text) => Some(open_token_info(state, text)?),
         None => None,

@@ -89,6 +89,13 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
     sum % 10 == 0
 }
 
+/// True when `s` holds a run of 12 to 19 digits that passes the Luhn check: something that may be
+/// a PAN, where only an identifier belongs.
+pub fn contains_pan_like(s: &str) -> bool {
+    s.split(|c: char| !c.is_ascii_digit())
+        .any(|run| (12..=19).contains(&run.len()) && luhn_valid(run.as_bytes()))
+}
+
 /// Appends the Luhn check digit to a digit string (test cards, the simulator, the demo).
 pub fn with_luhn_check_digit(body: &str) -> String {
     let mut candidate = format!("{body}0");

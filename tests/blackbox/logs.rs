@@ -294,9 +294,19 @@ async fn a_full_run_logs_no_card_data() {
         }
     }
     assert!(
-        requests
-            .iter()
-            .any(|r| r["correlation_id"] == "[16 digits]"),
-        "a PAN used as correlation id is masked"
+        requests.iter().any(|r| r["correlation_id"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("pan#"))),
+        "a PAN used as correlation id is replaced by its fingerprint"
     );
+    // Nor does the database hold any of them (the correlation ids are stored in the same form).
+    let mut db = std::fs::read(dir.path().join("gw.db")).unwrap();
+    db.extend(std::fs::read(dir.path().join("gw.db-wal")).unwrap_or_default());
+    for s in sensitive_values() {
+        assert!(
+            !db.windows(s.len()).any(|w| w == s.as_bytes()),
+            "the database holds a sensitive value in clear ({} characters)",
+            s.len()
+        );
+    }
 }
