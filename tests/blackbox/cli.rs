@@ -75,15 +75,7 @@ fn keys_generate_never_overwrites_and_protects_secrets() {
 #[test]
 fn cards_import_reports_lines_without_pans() {
     let dir = tempfile::tempdir().unwrap();
-    bin()
-        .args(["keys", "generate", "--out"])
-        .arg(dir.path().join("keys"))
-        .output()
-        .unwrap();
-    let config = write_config(
-        dir.path(),
-        &format!("sqlite://{}", dir.path().join("gw.db").display()),
-    );
+    let config = crate::logs::keyed_config(dir.path());
     let csv = "pan,exp,status,product_id,phone,email,note\n\
                4111111111111111,1229,active,P1,+447700900123,a@example.com,x\n\
                4111111111111112,1229,active,P1,,,\n\
@@ -161,15 +153,7 @@ fn serve_refuses_a_bad_configuration_naming_each_setting() {
         );
     }
     // A key file readable by others is refused with a clear line.
-    bin()
-        .args(["keys", "generate", "--out"])
-        .arg(dir.path().join("keys"))
-        .output()
-        .unwrap();
-    let good = write_config(
-        dir.path(),
-        &format!("sqlite://{}", dir.path().join("gw.db").display()),
-    );
+    let good = crate::logs::keyed_config(dir.path());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -30,6 +30,22 @@ pub fn write_config(dir: &Path, db_url: &str) -> std::path::PathBuf {
     path
 }
 
+/// A folder ready for `serve`: keys made by `keys generate` (the real binary) and a
+/// configuration on a SQLite database `gw.db` in it. Returns the configuration file.
+pub fn keyed_config(dir: &Path) -> std::path::PathBuf {
+    let out = bin()
+        .args(["keys", "generate", "--out"])
+        .arg(dir.join("keys"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write_config(dir, &format!("sqlite://{}", dir.join("gw.db").display()))
+}
+
 /// A `serve` process whose standard error is collected line by line. Dropped without `stop` or
 /// `kill` (a failing test), the process is killed, so no test leaves a server running.
 pub struct Served {
@@ -124,20 +140,7 @@ impl Drop for Served {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_run_logs_no_card_data() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .args(["keys", "generate", "--out"])
-        .arg(dir.path().join("keys"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let config = write_config(
-        dir.path(),
-        &format!("sqlite://{}", dir.path().join("gw.db").display()),
-    );
+    let config = crate::logs::keyed_config(dir.path());
     std::fs::write(dir.path().join("cards.csv"), CARD_FILE).unwrap();
     let out = bin()
         .args(["cards", "import", "--config"])

@@ -3,7 +3,7 @@
 //! naming exactly the routes and response codes the gateway has.
 
 use crate::common::ISSUER_ID;
-use crate::logs::{Served, bin, write_config};
+use crate::logs::Served;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -107,20 +107,7 @@ fn the_document_is_consistent_with_the_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_serves_the_document_with_the_configured_base_path() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .args(["keys", "generate", "--out"])
-        .arg(dir.path().join("keys"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let config = write_config(
-        dir.path(),
-        &format!("sqlite://{}", dir.path().join("gw.db").display()),
-    );
+    let config = crate::logs::keyed_config(dir.path());
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,

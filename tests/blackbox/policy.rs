@@ -227,15 +227,7 @@ async fn policy_explain_agrees_with_the_server(backend: Backend) {
 #[test]
 fn a_broken_policy_is_refused_at_start_naming_the_rule() {
     let dir = tempfile::tempdir().unwrap();
-    bin()
-        .args(["keys", "generate", "--out"])
-        .arg(dir.path().join("keys"))
-        .output()
-        .unwrap();
-    let config = crate::logs::write_config(
-        dir.path(),
-        &format!("sqlite://{}", dir.path().join("gw.db").display()),
-    );
+    let config = crate::logs::keyed_config(dir.path());
     let good = std::fs::read_to_string(&config).unwrap();
     let as_file = |p: &str| {
         format!(
