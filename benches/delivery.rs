@@ -113,8 +113,8 @@ async fn run(s: Settings) -> anyhow::Result<()> {
 
     let mut config = Config::default();
     config.issuer.id = ISSUER_ID.into();
-    config.server.listen = "127.0.0.1:0".into();
-    config.admin.listen = "127.0.0.1:0".into();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.keys.pkcs7_private_keys = vec![keys.join("issuer-pkcs7-key.pem")];
     config.keys.pan_index_key_file = Some(keys.join("pan-index.key"));
     config.outbox.dir = dir.path().join("outbox");
@@ -122,15 +122,15 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("gateway.db").display()));
-    config.sms.provider = "twilio".into();
+    config.sms.provider = issuer_gateway::config::SmsProvider::Twilio;
     config.sms.base_url = sms_url;
     config.sms.account_sid = ACCOUNT_SID.into();
     config.sms.auth_token = Secret::new("bench-auth-token");
     config.sms.from = "+15005550006".into();
-    config.email.provider = "smtp".into();
+    config.email.provider = issuer_gateway::config::EmailProvider::Smtp;
     config.email.host = "127.0.0.1".into();
     config.email.port = smtp_port;
-    config.email.tls = "none".into();
+    config.email.tls = issuer_gateway::config::SmtpTls::None;
     config.email.from = "Card Services <no-reply@bank.example>".into();
     // The benchmark measures delivery, not the rate limits: out of the way.
     config.limits.sends_per_enrolment = 1_000_000;
@@ -140,7 +140,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
     config.limits.email_per_second = 1_000_000;
     config.controls.destination_change_hold_hours = 0;
 
-    let run_id = hex::encode(issuer_gateway::secrets::random_bytes::<4>());
+    let run_id = hex::encode(issuer_gateway::data_keys::random_bytes::<4>());
     let cards: Vec<Card> = (0..s.cards).map(Card::new).collect();
     let file = dir.path().join("cards.csv");
     let mut csv = String::from("pan,exp,status,product_id,phone,email,language,wallets\n");

@@ -1,13 +1,14 @@
 //! Building and running the gateway: load keys, connect the database, bind both listeners
 //! (port 0 works, for tests), then serve until told to stop and drain in-flight calls.
 
-use crate::api::{self, AppState, SharedState};
+use crate::api;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ConfigErrors};
+use crate::data_keys::{self, DataKeys};
+use crate::decision::Policy;
 use crate::delivery::Delivery;
-use crate::domain::Channel;
 use crate::envelope::KeyRing;
-use crate::secrets::{self, DataKeys};
+use crate::state::{AppState, SharedState};
 use crate::store::Store;
 use anyhow::Context;
 use axum::Router;
@@ -39,7 +40,7 @@ impl Application {
     }
 
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Application> {
-        config.validate_for_serve()?;
+        let policy = check_config(&config)?;
         let keys = load_key_ring(&config)?;
         let key_file = config
             .keys
@@ -57,27 +58,19 @@ impl Application {
         .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
         let delivery = Delivery::from_config(&config)?;
         delivery.check().await.map_err(|e| anyhow::anyhow!(e))?;
-        let policy = crate::decision::Policy::compile(&config.policy)
-            .map_err(crate::config::ConfigErrors)?;
-        let channel_preference = config
-            .idv
-            .channel_preference
-            .iter()
-            .filter_map(|c| Channel::parse(c))
-            .collect();
         let tls = match &config.server.tls {
             Some(files) => {
                 Some(crate::tls::Reloadable::new(files).map_err(|e| anyhow::anyhow!(e))?)
             }
             None => None,
         };
-        let api_listener = TcpListener::bind(&config.server.listen)
+        let api_listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
-        let admin_listener = TcpListener::bind(&config.admin.listen)
+        let admin_listener = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
-        crate::admin::metrics::install();
+        crate::metrics::install();
         let state = Arc::new(AppState {
             config,
             keys,
@@ -85,9 +78,7 @@ impl Application {
             store,
             delivery,
             clock,
-            channel_preference,
             policy,
-            opened_cards: crate::api::reuse::OpenedCards::new(),
         });
         Ok(Application {
             state,
@@ -174,6 +165,24 @@ impl Application {
     }
 }
 
+/// Every problem that keeps the configuration from serving, one line each: the settings'
+/// (`Config::validate_for_serve`) and the decision policy's (which only `decision` can judge).
+/// Returns the compiled policy.
+pub fn check_config(config: &Config) -> Result<Policy, ConfigErrors> {
+    let mut problems = match config.validate_for_serve() {
+        Ok(()) => Vec::new(),
+        Err(ConfigErrors(p)) => p,
+    };
+    match Policy::compile(&config.policy) {
+        Ok(policy) if problems.is_empty() => Ok(policy),
+        Ok(_) => Err(ConfigErrors(problems)),
+        Err(p) => {
+            problems.extend(p);
+            Err(ConfigErrors(problems))
+        }
+    }
+}
+
 /// The TSH-facing router with its layers: panics become 500 with the contract's body, and
 /// beyond `server.max_concurrency` calls are shed with 503 instead of queueing.
 pub fn api_service(state: SharedState) -> Router {
@@ -207,12 +216,12 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
     let mut ring = KeyRing::new();
     for path in &config.keys.pkcs7_private_keys {
         let shown = path.display();
-        match secrets::check_private_file(path) {
+        match data_keys::check_private_file(path) {
             Ok(()) => {}
-            Err(secrets::PermError::Io(e)) => {
+            Err(data_keys::PermError::Io(e)) => {
                 anyhow::bail!("keys.pkcs7_private_keys: cannot read {shown}: {e}")
             }
-            Err(secrets::PermError::Mode(m)) => {
+            Err(data_keys::PermError::Mode(m)) => {
                 anyhow::bail!(
                     "keys.pkcs7_private_keys: {shown} is readable by other users (mode {m:o}); run: chmod 600 {shown}"
                 )

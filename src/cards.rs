@@ -1,8 +1,8 @@
 //! The card file (CSV) and its import: the issuer's card registry feed.
 //! Errors name the line and the column, never the PAN.
 
+use crate::data_keys::DataKeys;
 use crate::domain::{CardStatus, Email, Expiry, Pan, Phone, ProductId, card::valid_card_ref};
-use crate::secrets::DataKeys;
 use crate::store::{ContactUpdate, NewCard, Store, StoreError, Upserted};
 use std::collections::HashMap;
 use std::io::Read;
@@ -199,16 +199,15 @@ fn parse_line(l: &Line<'_>) -> Result<CardLine, String> {
         .map_err(|e| format!("email: {e}"))?;
     let language = match get("language") {
         None => None,
-        Some(l) => {
-            let norm = crate::api::digitization::normalise_language(l);
-            if norm.len() < 2 {
+        Some(l) => match crate::domain::Language::parse(l) {
+            Some(language) => Some(language.to_string()),
+            None => {
                 return Err(format!(
                     "language: '{}' is not a language code such as en or fr",
                     safe(l)
                 ));
             }
-            Some(norm)
-        }
+        },
     };
     let card_ref = match get("issuer_card_ref_id") {
         None => None,
@@ -267,7 +266,7 @@ fn parse_line(l: &Line<'_>) -> Result<CardLine, String> {
 /// A value quoted in an error, cut short and stripped of digits runs that could be a PAN.
 fn safe(s: &str) -> String {
     let cut: String = s.chars().take(24).collect();
-    crate::api::headers::log_safe(&cut)
+    crate::domain::log_safe(&cut)
 }
 
 impl CardLine {
@@ -281,7 +280,7 @@ impl CardLine {
             bin: self.pan.bin(),
             last4: self.pan.last4(),
             exp: self.exp.mmyy(),
-            status: self.status.as_str().to_owned(),
+            status: self.status,
             product_id: self.product_id.as_str().to_owned(),
             phone_sealed: phone.as_ref().map(|c| c.sealed.clone()),
             phone_masked: phone.as_ref().map(|c| c.masked.clone()),

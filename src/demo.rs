@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 const ISSUER_ID: &str = "DEMOBANK01";
+/// Both listeners on loopback, on ports the system chooses.
+const LOOPBACK_ANY_PORT: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
 struct Card {
     pan: &'static str,
@@ -142,8 +145,8 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
 
     let mut config = Config::default();
     config.issuer.id = ISSUER_ID.into();
-    config.server.listen = "127.0.0.1:0".into();
-    config.admin.listen = "127.0.0.1:0".into();
+    config.server.listen = LOOPBACK_ANY_PORT;
+    config.admin.listen = LOOPBACK_ANY_PORT;
     config.database.url = format!("sqlite://{}", dir.join("gateway.db").display());
     config.keys.pkcs7_private_keys = vec![keys_dir.join(crate::keys::PRIVATE_KEY_FILE)];
     config.keys.pan_index_key_file = Some(keys_dir.join(crate::keys::PAN_INDEX_KEY_FILE));
@@ -523,7 +526,7 @@ async fn eligibility(
 async fn digitize_yellow(
     tsh: &Tsh,
     p: &mut Printer,
-    state: &crate::api::SharedState,
+    state: &crate::state::SharedState,
     cid: &str,
     card: &Card,
     wallet: &str,
@@ -564,7 +567,7 @@ async fn digitize_yellow(
 async fn activate(
     tsh: &Tsh,
     p: &mut Printer,
-    state: &crate::api::SharedState,
+    state: &crate::state::SharedState,
     cid: &str,
     card_ref: &str,
     wallet: &str,
@@ -622,7 +625,7 @@ async fn activate(
     Ok(())
 }
 
-async fn rule_of(state: &crate::api::SharedState, cid: &str) -> String {
+async fn rule_of(state: &crate::state::SharedState, cid: &str) -> String {
     state
         .store
         .enrolment(cid)

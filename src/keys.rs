@@ -1,7 +1,7 @@
 //! `keys generate` and the card import command's plumbing.
 
 use crate::config::Config;
-use crate::secrets::{self, DataKeys};
+use crate::data_keys::DataKeys;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -29,11 +29,11 @@ pub fn generate(dir: &Path, bits: u32, common_name: &str) -> anyhow::Result<Vec<
     let pair = crate::envelope::generate_key_pair(bits, common_name)
         .map_err(|e| anyhow::anyhow!("key generation failed: {e}"))?;
     let [key, cert, pan] = &files;
-    secrets::write_private_file(key, pair.private_key_pem.as_bytes())
+    crate::data_keys::write_private_file(key, pair.private_key_pem.as_bytes())
         .with_context(|| format!("cannot write {}", key.display()))?;
     std::fs::write(cert, pair.certificate_pem.as_bytes())
         .with_context(|| format!("cannot write {}", cert.display()))?;
-    secrets::write_private_file(pan, secrets::new_key_text().as_bytes())
+    crate::data_keys::write_private_file(pan, crate::data_keys::new_key_text().as_bytes())
         .with_context(|| format!("cannot write {}", pan.display()))?;
     Ok(files.to_vec())
 }

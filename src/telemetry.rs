@@ -2,16 +2,17 @@
 //! request. Nothing logged anywhere in the gateway carries card data: sensitive values are types
 //! that print masked, and request and response bodies are never logged.
 
+use crate::config::LogFormat;
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// Installs the global subscriber writing to standard error. Safe to call more than once.
-pub fn init(format: &str, level: &str) {
+pub fn init(format: LogFormat, level: &str) {
     let json = match format {
-        "json" => true,
-        "text" => false,
-        _ => !std::io::stderr().is_terminal(),
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
     init_with(BoxMakeWriter::new(std::io::stderr), json, level);
 }

@@ -27,15 +27,15 @@ const MAX_HANDSHAKES: usize = 256;
 pub fn server_config(files: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
     crate::install_crypto_provider();
     let chain = read_certs(&files.cert_chain, "server.tls.cert_chain")?;
-    match crate::secrets::check_private_file(&files.private_key) {
+    match crate::data_keys::check_private_file(&files.private_key) {
         Ok(()) => {}
-        Err(crate::secrets::PermError::Io(e)) => {
+        Err(crate::data_keys::PermError::Io(e)) => {
             return Err(format!(
                 "server.tls.private_key: cannot read {}: {e}",
                 files.private_key.display()
             ));
         }
-        Err(crate::secrets::PermError::Mode(m)) => {
+        Err(crate::data_keys::PermError::Mode(m)) => {
             return Err(format!(
                 "server.tls.private_key: {} is readable by other users (mode {m:o}); run: chmod 600 {}",
                 files.private_key.display(),

@@ -6,7 +6,7 @@
 #![no_main]
 
 use issuer_gateway::cards;
-use issuer_gateway::secrets::DataKeys;
+use issuer_gateway::data_keys::DataKeys;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

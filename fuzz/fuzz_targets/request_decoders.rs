@@ -2,7 +2,7 @@
 //! each operation's handler calls before any lookup (`eligibility::parse`,
 //! `digitization::parse`, `send_otp::parse`, `notify::parse`), then the decision of the default
 //! policy over the signals; and as the decrypted content of `cipheredCardInfo` and `tokenInfo`
-//! (`card::parse_card_info`, `notify::parse_token_info`).
+//! (`resolve_card::parse_card_info`, `notify::parse_token_info`).
 //!
 //! Nothing may panic; every refusal is a 4xx of the contract (never 500), and its message
 //! never quotes a PAN- or OTP-like number from the body.
@@ -10,7 +10,7 @@
 
 use issuer_gateway::api::error::{ApiError, Code};
 use issuer_gateway::api::fields::Fields;
-use issuer_gateway::api::{card, digitization, eligibility, notify, send_otp};
+use issuer_gateway::api::{digitization, eligibility, notify, resolve_card, send_otp};
 use issuer_gateway::decision::{self, Policy};
 use issuer_gateway::domain::{Action, Expiry, Pan};
 use libfuzzer_sys::fuzz_target;
@@ -103,7 +103,7 @@ fn walk(body: &Fields<'_>, depth: usize) {
 
 fuzz_target!(|data: &[u8]| {
     // The decrypted content of the envelopes.
-    match card::parse_card_info(data) {
+    match resolve_card::parse_card_info(data) {
         Ok(info) => assert!((12..=19).contains(&info.pan.expose_digits().len())),
         Err(e) => refusal_is_clean(Err(e)),
     }

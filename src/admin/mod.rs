@@ -15,10 +15,9 @@
 //!
 //! Every answer is JSON and never holds a PAN, an OTP or an unmasked destination.
 
-pub mod metrics;
 mod views;
 
-use crate::api::SharedState;
+use crate::state::SharedState;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -173,10 +172,10 @@ async fn openapi_yaml(State(state): State<SharedState>) -> Response {
 }
 
 async fn prometheus(State(state): State<SharedState>) -> Response {
-    metrics::record_pool_stats(&state.store.pool_stats());
+    crate::metrics::record_pool_stats(&state.store.pool_stats());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(),
+        crate::metrics::render(),
     )
         .into_response()
 }

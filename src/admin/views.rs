@@ -2,9 +2,9 @@
 //! PAN, OTP or destination in clear (destinations are shown in their masked form).
 
 use super::AdminError;
-use crate::api::SharedState;
 use crate::clock::format_ms;
 use crate::domain::{CardStatus, Email, Phone};
+use crate::state::SharedState;
 use crate::store::{CardRow, CardUpdate, ContactUpdate};
 use axum::Json;
 use axum::body::Bytes;
@@ -46,7 +46,7 @@ fn card_view(card: &CardRow) -> Value {
         "bin": card.bin,
         "last4": card.last4,
         "exp": card.exp,
-        "status": card.status,
+        "status": card.status.as_str(),
         "productId": card.product_id,
         "language": card.language,
         "wallets": wallets,
@@ -117,7 +117,7 @@ pub async fn update_card(
     tracing::info!(
         card_ref = %card.card_ref,
         // Key names only (never values), with any long digit run masked: a key is caller input.
-        fields = %crate::api::headers::log_safe(&fields.join(",")),
+        fields = %crate::domain::log_safe(&fields.join(",")),
         destinations_changed = %changed.join(","),
         "admin: card updated"
     );
@@ -135,7 +135,7 @@ fn parse_update(state: &SharedState, map: &Map<String, Value>) -> Result<CardUpd
     {
         return Err(AdminError::bad_request(format!(
             "'{}' cannot be updated (status, phone, email, language)",
-            crate::api::headers::log_safe(unknown.chars().take(32).collect::<String>().as_str())
+            crate::domain::log_safe(unknown.chars().take(32).collect::<String>().as_str())
         )));
     }
     if map.is_empty() {
@@ -158,16 +158,9 @@ fn parse_update(state: &SharedState, map: &Map<String, Value>) -> Result<CardUpd
     let status = match text("status")? {
         None => None,
         Some(None) => return Err(AdminError::bad_request("status cannot be removed")),
-        Some(Some(s)) => Some(
-            CardStatus::parse(s)
-                .ok_or_else(|| {
-                    AdminError::bad_request(
-                        "status must be one of active, blocked, lost, stolen, closed",
-                    )
-                })?
-                .as_str()
-                .to_owned(),
-        ),
+        Some(Some(s)) => Some(CardStatus::parse(s).ok_or_else(|| {
+            AdminError::bad_request("status must be one of active, blocked, lost, stolen, closed")
+        })?),
     };
     let phone: Option<Option<ContactUpdate>> = match text("phone")? {
         None => None,
@@ -190,15 +183,14 @@ fn parse_update(state: &SharedState, map: &Map<String, Value>) -> Result<CardUpd
     let language = match text("language")? {
         None => None,
         Some(None) => Some(None),
-        Some(Some(l)) => {
-            let norm = crate::api::digitization::normalise_language(l);
-            if norm.len() < 2 {
+        Some(Some(l)) => match crate::domain::Language::parse(l) {
+            Some(language) => Some(Some(language.to_string())),
+            None => {
                 return Err(AdminError::bad_request(
                     "language must be a language code such as en or fr",
                 ));
             }
-            Some(Some(norm))
-        }
+        },
     };
     Ok(CardUpdate {
         status,
@@ -363,7 +355,7 @@ pub async fn stuck_enrolments(
     {
         return Err(AdminError::bad_request(format!(
             "unknown parameter '{}' (stuck, stuck_after_minutes, limit)",
-            crate::api::headers::log_safe(unknown.chars().take(32).collect::<String>().as_str())
+            crate::domain::log_safe(unknown.chars().take(32).collect::<String>().as_str())
         )));
     }
     if !q.contains_key("stuck") && !q.contains_key("stuck_after_minutes") {

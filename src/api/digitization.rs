@@ -2,9 +2,11 @@
 
 use super::error::ApiError;
 use super::fields::Fields;
-use super::{AppState, Call, Operation, Success, card};
+use super::{Call, Operation, Success, resolve_card};
+use crate::config::LevelOfTrustCase;
 use crate::decision::{self, Decision, Signals};
-use crate::domain::{Channel, LevelOfTrust};
+use crate::domain::{Channel, Language, LevelOfTrust};
+use crate::state::AppState;
 use crate::store::{CardRow, DecisionRecord, MethodRecord};
 use serde_json::{Value, json};
 
@@ -12,7 +14,7 @@ use serde_json::{Value, json};
 pub struct Request<'a> {
     pub wallet: Option<&'a str>,
     pub signals: Signals,
-    pub device_language: Option<String>,
+    pub device_language: Option<Language>,
 }
 
 /// Checks every field (before any lookup), so a malformed call is always a 400 of its own kind
@@ -29,13 +31,12 @@ pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     }
     body.opt_str("authenticationValue", 1, 8196)?;
     body.opt_obj("tokenRequestor")?;
-    let signals = Signals::from_request(body)?;
-    card::check_fields(body)?;
+    let signals = signals(body)?;
+    resolve_card::check_fields(body)?;
     let device_language = body
         .opt_obj("deviceInformation")?
         .and_then(|d| d.signal("language"))
-        .map(|l| normalise_language(&l))
-        .filter(|l| !l.is_empty());
+        .and_then(|l| Language::parse(&l));
     Ok(Request {
         wallet,
         signals,
@@ -50,13 +51,13 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
         signals,
         device_language,
     } = parse(body)?;
-    let card = card::resolve_reusing(state, call.correlation_id, body).await?;
+    let card = resolve_card::resolve_reusing(call, body).await?;
     let active_tokens = if state.policy.uses_active_tokens() {
         state.store.count_active_tokens(&card.card_ref).await?
     } else {
         0
     };
-    let signals = signals.with_card(&card, call.at, active_tokens);
+    let signals = signals.with_card(&card.card(), call.at, active_tokens);
     let mut decision = decision::decide(&state.policy, &signals);
     let mut methods = Vec::new();
     if decision.outcome == LevelOfTrust::Yellow {
@@ -88,16 +89,15 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
                 decision: outcome,
                 rule: &decision.rule,
                 signals_json: &signals_json,
-                device_language: device_language.as_deref(),
+                device_language: device_language.as_ref().map(Language::as_str),
                 methods: &methods,
             },
         )
         .await?;
-    crate::admin::metrics::record_decision(outcome, &decision.rule);
-    let level = if state.config.server.level_of_trust_case == "upper" {
-        outcome.to_ascii_uppercase()
-    } else {
-        outcome.to_owned()
+    crate::metrics::record_decision(outcome, &decision.rule);
+    let level = match state.config.server.level_of_trust_case {
+        LevelOfTrustCase::Upper => outcome.to_ascii_uppercase(),
+        LevelOfTrustCase::Lower => outcome.to_owned(),
     };
     let mut resp = json!({
         "levelOfTrust": level,
@@ -131,7 +131,7 @@ pub fn offer_methods(
     now_ms: i64,
 ) -> Vec<MethodRecord> {
     let mut out = Vec::new();
-    for channel in &state.channel_preference {
+    for channel in &state.config.idv.channel_preference {
         if !state.delivery.is_enabled(*channel) {
             continue;
         }
@@ -167,15 +167,66 @@ pub fn offer_methods(
     out
 }
 
-/// `en-GB`, `EN_gb`, `en` -> `en`.
-pub fn normalise_language(l: &str) -> String {
-    l.split(['-', '_'])
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-        .chars()
-        .filter(char::is_ascii_alphabetic)
-        .take(8)
-        .collect()
+/// Reads the signals of a `requestCardDigitization` body. Unreadable signals are absent;
+/// only wrongly typed top-level fields are errors. The card's part is filled by
+/// [`Signals::with_card`].
+/// [`signals`] of a whole body, for `policy explain`: the error is the refusal's message.
+pub fn read_signals(body: &serde_json::Map<String, Value>) -> Result<Signals, String> {
+    signals(&Fields(body)).map_err(|e| e.message)
+}
+
+fn signals(body: &Fields<'_>) -> Result<Signals, ApiError> {
+    let capture = body.opt_obj("cardCaptureInformation")?;
+    let scoring = body.opt_obj("scoringInformation")?;
+    let wallet_user = body.opt_obj("walletUserInformation")?;
+    let device = body.opt_obj("deviceInformation")?;
+    let token_requestor = body.opt_obj("tokenRequestor")?;
+    let capture_method = capture
+        .as_ref()
+        .and_then(|c| c.signal("captureMethod"))
+        .or_else(|| body.signal("captureMethod"))
+        .map(|s| s.to_ascii_uppercase());
+    let score = |name: &str| scoring.as_ref().and_then(|s| s.signal_num(name));
+    let reason_codes = scoring
+        .as_ref()
+        .and_then(|s| s.0.get("reasonCodes"))
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| match v {
+                    serde_json::Value::String(s) => Some(s.trim().to_ascii_uppercase()),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .take(64)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Signals {
+        tnc_status: body.opt_bool("tncStatus")?,
+        cvv_validated: body.opt_bool("cvvValidated")?,
+        capture_method,
+        tsp_level_of_trust: scoring
+            .as_ref()
+            .and_then(|s| s.signal("levelOfTrust"))
+            .map(|s| s.to_ascii_lowercase()),
+        device_score: score("deviceScore"),
+        account_score: score("accountScore"),
+        wallet_score: score("walletScore"),
+        phone_number_score: score("phoneNumberScore"),
+        provisioning_attempts_24h: wallet_user
+            .as_ref()
+            .and_then(|w| w.signal_num("provisioningAttemptsOnDeviceIn24Hours")),
+        reason_codes,
+        device_country: scoring
+            .as_ref()
+            .and_then(|s| s.signal("deviceCountry"))
+            .or_else(|| device.as_ref().and_then(|d| d.signal("deviceCountry")))
+            .map(|s| s.to_ascii_uppercase()),
+        wallet_provider_id: body
+            .signal("walletProviderId")
+            .map(|s| s.to_ascii_uppercase()),
+        token_requestor_id: token_requestor.as_ref().and_then(|t| t.signal("id")),
+        ..Signals::default()
+    })
 }

@@ -3,7 +3,7 @@
 
 use super::error::{ApiError, Code};
 use super::fields::Fields;
-use super::{Call, Operation, Success, card};
+use super::{Call, Operation, Success, resolve_card};
 use crate::domain::CardStatus;
 use serde_json::json;
 
@@ -17,23 +17,23 @@ pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     let wallet = body.opt_id("walletProviderId", 1, 128)?;
     body.opt_obj("tokenRequestor")?;
     body.opt_str("captureMethod", 0, 64)?;
-    card::check_fields(body)?;
+    resolve_card::check_fields(body)?;
     Ok(Request { wallet })
 }
 
 pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
     let state = call.state;
     let Request { wallet } = parse(body)?;
-    let (card, info) = card::resolve_and_remember(state, call.correlation_id, body).await?;
+    let (card, info) = resolve_card::resolve_and_remember(call, body).await?;
     let refuse = |code: Code, msg: &str| {
         ApiError::new(code, msg)
             .with_card(&card.card_ref)
             .with_state("ineligible")
     };
-    if CardStatus::parse(&card.status) != Some(CardStatus::Active) {
+    if card.status != CardStatus::Active {
         return Err(refuse(Code::NotActive, "card is not active"));
     }
-    let record_exp = card::record_expiry(&card);
+    let record_exp = resolve_card::record_expiry(&card);
     match record_exp {
         Some(exp) if !exp.is_expired_at(state.clock.now()) => {}
         _ => return Err(refuse(Code::Expired, "card has expired")),

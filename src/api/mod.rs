@@ -2,23 +2,18 @@
 //! One dispatcher checks the headers, the content type and the body size, parses the JSON,
 //! runs the operation under the request deadline, then logs one line and counts the call.
 
-pub mod card;
 pub mod digitization;
 pub mod eligibility;
 pub mod error;
 pub mod fields;
 pub mod headers;
 pub mod notify;
-pub mod reuse;
+pub mod opened_cards;
+pub mod resolve_card;
 pub mod send_otp;
 
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::delivery::Delivery;
-use crate::domain::Channel;
-use crate::envelope::KeyRing;
-use crate::secrets::DataKeys;
-use crate::store::{CallRecord, Store};
+use crate::state::{AppState, SharedState};
+use crate::store::CallRecord;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -26,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use error::{ApiError, Code};
 use fields::Fields;
+use opened_cards::OpenedCards;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,22 +29,13 @@ use std::time::{Duration, Instant};
 /// Bodies above this size are refused (400, code 100) without being read whole.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Everything a call needs, shared by all calls.
-pub struct AppState {
-    pub config: Config,
-    pub keys: KeyRing,
-    pub data_keys: DataKeys,
-    pub store: Store,
-    pub delivery: Delivery,
-    pub clock: Clock,
-    pub channel_preference: Vec<Channel>,
-    pub policy: crate::decision::Policy,
-    /// Cards named by the envelopes eligibility opened, so that digitization need not open the
-    /// same envelope again (see [`reuse`]).
-    pub opened_cards: reuse::OpenedCards,
+/// The TSH-facing API's own state: the shared state, and the cards named by the envelopes
+/// eligibility opened, so that digitization need not open the same envelope again (see
+/// [`opened_cards`]).
+pub struct ApiState {
+    pub app: SharedState,
+    pub opened_cards: OpenedCards,
 }
-
-pub type SharedState = Arc<AppState>;
 
 /// The operations, dispatched in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +66,7 @@ pub struct Success {
 /// The context of one call.
 pub struct Call<'a> {
     pub state: &'a AppState,
+    pub opened_cards: &'a OpenedCards,
     pub correlation_id: &'a str,
     pub started: Instant,
     pub at: i64,
@@ -109,8 +97,12 @@ impl Call<'_> {
 /// The TSH-facing routes (the alias `requestCardEligibility` included).
 pub fn router(state: SharedState) -> Router {
     let base = state.config.server.base_path.clone();
+    let state = Arc::new(ApiState {
+        app: state,
+        opened_cards: OpenedCards::new(),
+    });
     let route =
-        |op: Operation| post(move |s: State<SharedState>, req: Request| dispatch(op, s, req));
+        |op: Operation| post(move |s: State<Arc<ApiState>>, req: Request| dispatch(op, s, req));
     Router::new()
         .route(
             &format!("{base}/checkCardEligibility"),
@@ -132,20 +124,23 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-async fn dispatch(op: Operation, State(state): State<SharedState>, req: Request) -> Response {
+async fn dispatch(op: Operation, State(api): State<Arc<ApiState>>, req: Request) -> Response {
+    let state = &api.app;
     let started = Instant::now();
     let deadline = Duration::from_millis(state.config.server.request_timeout_ms);
     let mut correlation: Option<String> = None;
-    let result =
-        match tokio::time::timeout(deadline, handle(op, &state, req, started, &mut correlation))
-            .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(ApiError::internal(format!(
-                "request deadline of {} ms passed",
-                deadline.as_millis()
-            ))),
-        };
+    let result = match tokio::time::timeout(
+        deadline,
+        handle(op, &api, req, started, &mut correlation),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::internal(format!(
+            "request deadline of {} ms passed",
+            deadline.as_millis()
+        ))),
+    };
     let elapsed = started.elapsed();
     let (response, code, outcome) = match result {
         Ok(s) => (
@@ -193,7 +188,7 @@ async fn dispatch(op: Operation, State(state): State<SharedState>, req: Request)
     };
     let cid = correlation
         .as_deref()
-        .map(headers::log_safe)
+        .map(crate::domain::log_safe)
         .unwrap_or_default();
     tracing::info!(
         operation = op.name(),
@@ -203,17 +198,18 @@ async fn dispatch(op: Operation, State(state): State<SharedState>, req: Request)
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
-    crate::admin::metrics::record_request(op.name(), code, elapsed);
+    crate::metrics::record_request(op.name(), code, elapsed);
     response
 }
 
 async fn handle(
     op: Operation,
-    state: &AppState,
+    api: &ApiState,
     req: Request,
     started: Instant,
     correlation: &mut Option<String>,
 ) -> Result<Success, ApiError> {
+    let state = &*api.app;
     let mut h = headers::check(req.headers(), &state.config.issuer.id)?;
     // From here on, the correlation id is in its storable form (never a PAN).
     h.correlation_id = state.data_keys.safe_identifier(&h.correlation_id);
@@ -261,6 +257,7 @@ async fn handle(
     };
     let call = Call {
         state,
+        opened_cards: &api.opened_cards,
         correlation_id: &h.correlation_id,
         started,
         at: state.clock.now_ms(),

@@ -3,8 +3,9 @@
 
 use super::error::{ApiError, Code};
 use super::fields::Fields;
-use super::{AppState, Call, Operation, Success};
+use super::{Call, Operation, Success};
 use crate::domain::{Action, Expiry};
+use crate::state::AppState;
 use crate::store::{NoticeOutcome, NoticeRecord};
 use serde_json::{Value, json};
 
@@ -142,7 +143,7 @@ pub struct TokenInfo {
 }
 
 fn open_token_info(state: &AppState, text: &str) -> Result<TokenInfo, ApiError> {
-    let plain = super::card::off_runtime(|| state.keys.open(text))
+    let plain = super::resolve_card::off_runtime(|| state.keys.open(text))
         .map_err(|e| ApiError::new(Code::Undecryptable, format!("tokenInfo: {e}")))?;
     parse_token_info(&plain)
 }
@@ -151,9 +152,9 @@ fn open_token_info(state: &AppState, text: &str) -> Result<TokenInfo, ApiError> 
 /// expiry). Public so that the fuzz targets drive the same code as the handler.
 pub fn parse_token_info(plain: &[u8]) -> Result<TokenInfo, ApiError> {
     let value: Value = serde_json::from_slice(plain)
-        .map_err(|_| super::card::not_an_envelope_of_ours("tokenInfo"))?;
+        .map_err(|_| super::resolve_card::not_an_envelope_of_ours("tokenInfo"))?;
     let Value::Object(map) = value else {
-        return Err(super::card::not_an_envelope_of_ours("tokenInfo"));
+        return Err(super::resolve_card::not_an_envelope_of_ours("tokenInfo"));
     };
     let dpan = ["dpan", "tokenValue", "token", "pan"]
         .iter()

@@ -1,15 +1,14 @@
 //! `sendOTP`: deliver the network's OTP to the cardholder, exactly as received, on the chosen
 //! channel, and answer 200 only once the provider accepted it.
 
-use super::AppState;
 use super::error::{ApiError, Code};
 use super::fields::Fields;
 use super::{Call, Operation, Success};
 use crate::controls::{self, Refusal};
-use crate::delivery::template::{self, Values};
-use crate::delivery::{DeliveryError, Message};
-use crate::domain::{CardStatus, Channel, Email, Otp, Phone};
-use crate::store::{CardRow, Claim, MethodRow, SendClaim, SendFinish};
+use crate::delivery::DeliveryError;
+use crate::delivery::template;
+use crate::domain::{CardStatus, Channel, Email, Language, Otp, Phone};
+use crate::store::{Claim, MethodRow, SendClaim, SendFinish};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -82,6 +81,8 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
                 )
             })?,
         None => state
+            .config
+            .idv
             .channel_preference
             .iter()
             .find_map(|c| methods.iter().find(|m| m.channel == c.as_str()).cloned())
@@ -117,7 +118,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
         .card_by_ref(card_ref)
         .await?
         .ok_or_else(|| refuse(Code::NoStepUp, "the enrolment's card is no longer on file"))?;
-    if CardStatus::parse(&card.status) != Some(CardStatus::Active) {
+    if card.status != CardStatus::Active {
         return Err(refuse(Code::FraudRefused, "card is not active"));
     }
     if expires_at.is_some_and(|t| t <= call.at) {
@@ -171,15 +172,20 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
             )
         }
     };
-    let message = build_message(
-        state,
-        channel,
-        to,
-        &otp,
-        &card,
-        wallet.or(enrolment.wallet_provider_id.as_deref()),
+    let languages: Vec<Language> = [
         enrolment.device_language.as_deref(),
-    );
+        card.language.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(Language::parse)
+    .collect();
+    let about = template::About {
+        last4: &card.last4,
+        wallet: wallet.or(enrolment.wallet_provider_id.as_deref()),
+        languages: &languages,
+    };
+    let message = template::build(&state.config.templates, channel, to, &otp, &about);
 
     let deadline = state.delivery.deadline(channel);
     let claim = SendClaim {
@@ -202,7 +208,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
         Claim::AlreadyAccepted => return already_sent(call, card_ref).await,
         Claim::InFlight => return wait_for_other(call, card_ref, &retry_fp, deadline).await,
         Claim::Limited(limit) => {
-            crate::admin::metrics::record_limit_refusal(limit);
+            crate::metrics::record_limit_refusal(limit);
             return Err(refuse(
                 Code::RateLimited,
                 &format!("rate limit reached: {limit}"),
@@ -246,7 +252,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
             )),
         ),
     };
-    crate::admin::metrics::record_send(channel.as_str(), outcome, sent_at.elapsed());
+    crate::metrics::record_send(channel.as_str(), outcome, sent_at.elapsed());
     let mut rec = call.record(Operation::SendOtp, code, outcome);
     rec.card_ref = Some(card_ref);
     rec.detail = Some(channel.as_str());
@@ -331,61 +337,6 @@ async fn wait_for_other(
                 .with_card(card_ref));
             }
         }
-    }
-}
-
-/// The message for the channel, from the template of the enrolment's device language, else the
-/// card's language, else the default; the OTP inserted byte for byte.
-fn build_message(
-    state: &AppState,
-    channel: Channel,
-    to: Zeroizing<String>,
-    otp: &Otp,
-    card: &CardRow,
-    wallet: Option<&str>,
-    device_language: Option<&str>,
-) -> Message {
-    let templates = &state.config.templates;
-    let languages: Vec<String> = [device_language, card.language.as_deref()]
-        .into_iter()
-        .flatten()
-        .map(super::digitization::normalise_language)
-        .collect();
-    // Each template set on its own: the first of the device's and the card's languages that
-    // it has, else the default language.
-    let pick = |m: &std::collections::BTreeMap<String, String>| -> String {
-        languages
-            .iter()
-            .find_map(|l| m.get(l))
-            .or_else(|| m.get(&templates.default_language))
-            .cloned()
-            .unwrap_or_default()
-    };
-    let wallet_name = template::wallet_display_name(wallet.unwrap_or(""));
-    let values = Values {
-        otp: otp.expose(),
-        last4: &card.last4,
-        wallet: &wallet_name,
-    };
-    match channel {
-        Channel::Sms => Message {
-            channel,
-            to,
-            subject: None,
-            body: template::render(&pick(&templates.sms), &values),
-        },
-        Channel::Email => Message {
-            channel,
-            to,
-            subject: Some(
-                template::render(
-                    &pick(&templates.email_subject),
-                    &Values { otp: "", ..values },
-                )
-                .to_string(),
-            ),
-            body: template::render(&pick(&templates.email_body), &values),
-        },
     }
 }
 

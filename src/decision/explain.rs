@@ -1,19 +1,18 @@
-//! `policy check` and `policy explain`: the policy examined offline, without a server.
+//! `policy check` and `policy explain` as text: the compiled policy as a readable list, and the
+//! trace of one decision. Pure: reading the request file and the card's record is the CLI's
+//! business (`cli::policy`).
 
-use super::{Policy, Signals, decide};
-use crate::api::fields::Fields;
-use crate::config::Config;
+use super::{Decision, Policy, Signals, decide};
 use std::fmt::Write;
-use std::path::Path;
 
-/// `policy check`: the compiled policy as a readable list, or every problem (one per line).
-pub fn check(config: &Config) -> Result<String, Vec<String>> {
-    let policy = Policy::compile(&config.policy)?;
+/// `policy check`: the compiled policy as a readable list. `from_config` says whether the rules
+/// came from the configuration (else the built-in default policy).
+pub fn check(policy: &Policy, from_config: bool) -> String {
     let mut out = String::new();
-    let source = if config.policy.rules.is_empty() {
-        "built-in default policy"
-    } else {
+    let source = if from_config {
         "policy from the configuration"
+    } else {
+        "built-in default policy"
     };
     let _ = writeln!(
         out,
@@ -47,72 +46,20 @@ pub fn check(config: &Config) -> Result<String, Vec<String>> {
         "      {:<32} -> {} (when no rule matches)",
         policy.default_rule_name, policy.default_outcome
     );
-    Ok(out)
+    out
 }
 
-/// `policy explain`: reads a `requestCardDigitization` body from `request`, takes the card's
-/// record from the database when `card_ref` is given (else assumes an active card that has not
-/// expired, with no tokens and no recent contact change), and says which rule decides and why.
-pub async fn explain(
-    config: &Config,
-    request: &Path,
-    card_ref: Option<&str>,
-) -> anyhow::Result<(String, super::Decision)> {
-    let policy =
-        Policy::compile(&config.policy).map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
-    let text = std::fs::read_to_string(request)
-        .map_err(|e| anyhow::anyhow!("--request {}: cannot read: {e}", request.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("--request {}: not JSON: {e}", request.display()))?;
-    let map = value
-        .as_object()
-        .ok_or_else(|| anyhow::anyhow!("--request {}: must be a JSON object", request.display()))?;
-    let signals = Signals::from_request(&Fields(map))
-        .map_err(|e| anyhow::anyhow!("--request {}: {}", request.display(), e.message))?;
-    let now = crate::clock::Clock::system().now_ms();
-    let mut out = String::new();
-    let signals = match card_ref {
-        Some(r) => {
-            let store = crate::store::Store::connect(
-                &config.database.url,
-                1,
-                std::time::Duration::from_millis(config.database.timeout_ms),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
-            let card = store
-                .card_by_ref(r)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("--card {r}: no such card"))?;
-            let tokens = store.count_active_tokens(r).await?;
-            store.close().await;
-            let _ = writeln!(
-                out,
-                "card {r}: {} {}******{} exp {}, {tokens} active token(s)",
-                card.status, card.bin, card.last4, card.exp
-            );
-            signals.with_card(&card, now, tokens)
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "no --card: assuming an active card that has not expired, with no tokens and no recent contact change"
-            );
-            Signals {
-                card_status: "active".into(),
-                card_active: true,
-                ..signals
-            }
-        }
-    };
+/// `policy explain`: which rule decides for these signals, and why, rule by rule; `out` already
+/// holds what the caller said of the card.
+pub fn explain(policy: &Policy, signals: &Signals, mut out: String) -> (String, Decision) {
     let _ = writeln!(
         out,
         "signals: {}",
-        serde_json::to_string(&signals).unwrap_or_default()
+        serde_json::to_string(signals).unwrap_or_default()
     );
-    let decision = decide(&policy, &signals);
+    let decision = decide(policy, signals);
     let mut decided = false;
-    for (i, t) in policy.trace(&signals).iter().enumerate() {
+    for (i, t) in policy.trace(signals).iter().enumerate() {
         let mark = if t.matched && !decided {
             "DECIDES"
         } else if t.matched {
@@ -176,5 +123,5 @@ pub async fn explain(
             super::NO_METHOD_RULE
         );
     }
-    Ok((out, decision))
+    (out, decision)
 }

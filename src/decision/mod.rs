@@ -1,14 +1,13 @@
 //! The digitization decision: an ordered list of rules over the request's signals and the
 //! card's record; the first rule that matches decides, and its name is recorded.
 
-use crate::api::fields::Fields;
-use crate::domain::LevelOfTrust;
+use crate::domain::{Card, CardStatus, LevelOfTrust};
 use serde::Serialize;
 
 pub mod explain;
 pub mod policy;
 
-pub use policy::{Policy, PolicyConfig};
+pub use policy::Policy;
 
 /// What the decision may look at. Nothing here is cardholder data.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -37,79 +36,14 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Reads the signals of a `requestCardDigitization` body. Unreadable signals are absent;
-    /// only wrongly typed top-level fields are errors. The card's part is filled by `with_card`.
-    pub fn from_request(body: &Fields<'_>) -> Result<Signals, crate::api::error::ApiError> {
-        let capture = body.opt_obj("cardCaptureInformation")?;
-        let scoring = body.opt_obj("scoringInformation")?;
-        let wallet_user = body.opt_obj("walletUserInformation")?;
-        let device = body.opt_obj("deviceInformation")?;
-        let token_requestor = body.opt_obj("tokenRequestor")?;
-        let capture_method = capture
-            .as_ref()
-            .and_then(|c| c.signal("captureMethod"))
-            .or_else(|| body.signal("captureMethod"))
-            .map(|s| s.to_ascii_uppercase());
-        let score = |name: &str| scoring.as_ref().and_then(|s| s.signal_num(name));
-        let reason_codes = scoring
-            .as_ref()
-            .and_then(|s| s.0.get("reasonCodes"))
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| match v {
-                        serde_json::Value::String(s) => Some(s.trim().to_ascii_uppercase()),
-                        serde_json::Value::Number(n) => Some(n.to_string()),
-                        _ => None,
-                    })
-                    .take(64)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Signals {
-            tnc_status: body.opt_bool("tncStatus")?,
-            cvv_validated: body.opt_bool("cvvValidated")?,
-            capture_method,
-            tsp_level_of_trust: scoring
-                .as_ref()
-                .and_then(|s| s.signal("levelOfTrust"))
-                .map(|s| s.to_ascii_lowercase()),
-            device_score: score("deviceScore"),
-            account_score: score("accountScore"),
-            wallet_score: score("walletScore"),
-            phone_number_score: score("phoneNumberScore"),
-            provisioning_attempts_24h: wallet_user
-                .as_ref()
-                .and_then(|w| w.signal_num("provisioningAttemptsOnDeviceIn24Hours")),
-            reason_codes,
-            device_country: scoring
-                .as_ref()
-                .and_then(|s| s.signal("deviceCountry"))
-                .or_else(|| device.as_ref().and_then(|d| d.signal("deviceCountry")))
-                .map(|s| s.to_ascii_uppercase()),
-            wallet_provider_id: body
-                .signal("walletProviderId")
-                .map(|s| s.to_ascii_uppercase()),
-            token_requestor_id: token_requestor.as_ref().and_then(|t| t.signal("id")),
-            ..Signals::default()
-        })
-    }
-
     /// Fills in what the issuer's record says of the card, at `now_ms`.
-    pub fn with_card(
-        mut self,
-        card: &crate::store::CardRow,
-        now_ms: i64,
-        active_tokens: i64,
-    ) -> Signals {
+    pub fn with_card(mut self, card: &Card, now_ms: i64, active_tokens: i64) -> Signals {
         let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let expiry = crate::domain::Expiry::parse_mmyy(&card.exp).ok();
-        self.card_status = card.status.clone();
-        self.card_active = crate::domain::CardStatus::parse(&card.status)
-            == Some(crate::domain::CardStatus::Active);
-        self.card_expired = expiry.is_none_or(|e| e.is_expired_at(now));
-        self.card_expires_in_days = expiry.and_then(|e| e.days_left_at(now));
+        self.card_status = card.status.as_str().to_owned();
+        self.card_active = card.status == CardStatus::Active;
+        self.card_expired = card.expiry.is_none_or(|e| e.is_expired_at(now));
+        self.card_expires_in_days = card.expiry.and_then(|e| e.days_left_at(now));
         self.product_id = card.product_id.clone();
         self.active_tokens = active_tokens;
         let days = |t: Option<i64>| t.map(|t| (now_ms - t) as f64 / 86_400_000.0);
@@ -329,7 +263,7 @@ mod property {
             when = { card_active = true, tsp_level_of_trust_not_in = ["yellow", "red"] }
             when_any = [ { cvv_validated = true }, { capture_method_in = ["BANK_APP"] } ]
         "#;
-        let cfg: PolicyConfig = toml::from_str(text).unwrap();
+        let cfg: crate::config::PolicyConfig = toml::from_str(text).unwrap();
         Policy::compile(&cfg).unwrap()
     }
 
@@ -387,7 +321,7 @@ mod property {
             channels = ["fax"]
             when = { cvv_validated = false }
         "#;
-        let cfg: PolicyConfig = toml::from_str(text).unwrap();
+        let cfg: crate::config::PolicyConfig = toml::from_str(text).unwrap();
         let errors = Policy::compile(&cfg).unwrap_err();
         let all = errors.join("\n");
         for needle in [

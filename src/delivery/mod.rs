@@ -7,7 +7,7 @@ pub mod smtp;
 pub mod template;
 pub mod twilio;
 
-use crate::config::Config;
+use crate::config::{Config, EmailProvider, SmsProvider};
 use crate::domain::Channel;
 use std::fmt;
 use std::time::Duration;
@@ -77,29 +77,31 @@ impl Delivery {
     /// Builds the providers: `outbox` ones create their folder, `twilio` builds its pooled HTTP
     /// client, `smtp` prepares TLS. Nothing is contacted here (see [`Delivery::check`]).
     pub fn from_config(c: &Config) -> anyhow::Result<Delivery> {
-        let make = |kind: &str, channel: &str| -> anyhow::Result<Provider> {
-            Ok(match (channel, kind) {
-                (_, "outbox") => {
-                    Provider::Outbox(outbox::Outbox::new(&c.outbox.dir).map_err(|e| {
-                        anyhow::anyhow!("outbox.dir: cannot create {}: {e}", c.outbox.dir.display())
-                    })?)
-                }
-                (_, "disabled") => Provider::Disabled,
-                ("sms", "twilio") => Provider::Twilio(Box::new(
-                    twilio::Twilio::new(&c.sms).map_err(|e| anyhow::anyhow!(e))?,
-                )),
-                ("email", "smtp") => Provider::Smtp(Box::new(
-                    smtp::Smtp::new(&c.email).map_err(|e| anyhow::anyhow!(e))?,
-                )),
-                (_, other) => {
-                    anyhow::bail!("{channel}.provider: '{other}' is not available for {channel}")
-                }
-            })
+        let outbox = || -> anyhow::Result<Provider> {
+            Ok(Provider::Outbox(
+                outbox::Outbox::new(&c.outbox.dir).map_err(|e| {
+                    anyhow::anyhow!("outbox.dir: cannot create {}: {e}", c.outbox.dir.display())
+                })?,
+            ))
+        };
+        let sms = match c.sms.provider {
+            SmsProvider::Outbox => outbox()?,
+            SmsProvider::Disabled => Provider::Disabled,
+            SmsProvider::Twilio => Provider::Twilio(Box::new(
+                twilio::Twilio::new(&c.sms).map_err(|e| anyhow::anyhow!(e))?,
+            )),
+        };
+        let email = match c.email.provider {
+            EmailProvider::Outbox => outbox()?,
+            EmailProvider::Disabled => Provider::Disabled,
+            EmailProvider::Smtp => Provider::Smtp(Box::new(
+                smtp::Smtp::new(&c.email).map_err(|e| anyhow::anyhow!(e))?,
+            )),
         };
         Ok(Delivery {
-            sms: make(&c.sms.provider, "sms")?,
+            sms,
             sms_timeout: Duration::from_millis(c.sms.timeout_ms),
-            email: make(&c.email.provider, "email")?,
+            email,
             email_timeout: Duration::from_millis(c.email.timeout_ms),
         })
     }

@@ -30,7 +30,7 @@ impl Outbox {
         let id = format!(
             "{stamp}-{}-{n:06}-{}",
             msg.channel,
-            hex::encode(crate::secrets::random_bytes::<4>())
+            hex::encode(crate::data_keys::random_bytes::<4>())
         );
         let ext = match msg.channel {
             crate::domain::Channel::Sms => "txt",

@@ -7,7 +7,7 @@
 //! the next one. The relay's text is never copied into an error (it may echo the address).
 
 use super::{DeliveryError, Message, Receipt};
-use crate::config::EmailConfig;
+use crate::config::{EmailConfig, SmtpTls};
 use lettre::Address;
 use lettre::address::Envelope;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
@@ -72,15 +72,10 @@ impl Smtp {
             TlsParameters::new(host.clone())
                 .map_err(|e| format!("email.tls: cannot set up TLS for {host}: {e}"))
         };
-        let security = match c.tls.as_str() {
-            "none" => Security::None,
-            "starttls" => Security::StartTls(tls_params()?),
-            "tls" => Security::Tls(tls_params()?),
-            other => {
-                return Err(format!(
-                    "email.tls: '{other}' is not one of none, starttls, tls"
-                ));
-            }
+        let security = match c.tls {
+            SmtpTls::None => Security::None,
+            SmtpTls::Starttls => Security::StartTls(tls_params()?),
+            SmtpTls::Tls => Security::Tls(tls_params()?),
         };
         let credentials = if c.username.is_empty() {
             None
@@ -276,7 +271,7 @@ impl Smtp {
         })?;
         let message_id = format!(
             "<{}.{}@{}>",
-            hex::encode(crate::secrets::random_bytes::<12>()),
+            hex::encode(crate::data_keys::random_bytes::<12>()),
             time::OffsetDateTime::now_utc().unix_timestamp(),
             self.id_domain
         );
@@ -351,10 +346,10 @@ mod tests {
 
     fn config() -> EmailConfig {
         EmailConfig {
-            provider: "smtp".into(),
+            provider: crate::config::EmailProvider::Smtp,
             host: "127.0.0.1".into(),
             port: 2525,
-            tls: "none".into(),
+            tls: SmtpTls::None,
             username: String::new(),
             password: Secret::default(),
             from: "Card Services <no-reply@bank.example>".into(),
@@ -433,13 +428,10 @@ mod tests {
         c.from = "not a mailbox".into();
         assert!(Smtp::new(&c).err().unwrap().starts_with("email.from:"));
         let mut c = config();
-        c.tls = "ssl".into();
-        assert!(Smtp::new(&c).err().unwrap().starts_with("email.tls:"));
-        let mut c = config();
         c.host = " ".into();
         assert!(Smtp::new(&c).err().unwrap().starts_with("email.host:"));
         let mut c = config();
-        c.tls = "starttls".into();
+        c.tls = SmtpTls::Starttls;
         assert!(Smtp::new(&c).is_ok());
     }
 

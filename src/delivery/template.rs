@@ -1,90 +1,71 @@
-//! Message templates with `{otp}`, `{last4}` and `{wallet}` placeholders (`{{` and `}}` for
-//! literal braces). The OTP is inserted byte for byte: no spacing, reformatting or escaping.
+//! Building the message of a send: the template of the cardholder's language (the enrolment's
+//! device language, else the card's, else the default; each template set on its own), with the
+//! OTP inserted byte for byte. The template syntax itself is `domain::template`.
 
+use super::Message;
+use crate::config::TemplatesConfig;
+use crate::domain::template::{Template, Values};
+use crate::domain::{Channel, Language, Otp};
+use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
-/// What a template can refer to.
-pub struct Values<'a> {
-    pub otp: &'a str,
+/// What a message is about, besides its OTP and destination.
+pub struct About<'a> {
+    /// The card's last four digits.
     pub last4: &'a str,
-    pub wallet: &'a str,
+    /// The wallet's `walletProviderId`, when known.
+    pub wallet: Option<&'a str>,
+    /// The languages to try, in order (device, then card).
+    pub languages: &'a [Language],
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
-    #[error("unknown placeholder {{{0}}} (use {{otp}}, {{last4}}, {{wallet}})")]
-    Unknown(String),
-    #[error("unclosed '{{' (write '{{{{' for a literal brace)")]
-    Unclosed,
-    #[error("lone '}}' (write '}}}}' for a literal brace)")]
-    LoneClose,
-}
-
-enum Piece<'t> {
-    Text(&'t str),
-    Otp,
-    Last4,
-    Wallet,
-}
-
-fn pieces(t: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
-    let mut out = Vec::new();
-    let mut rest = t;
-    while !rest.is_empty() {
-        let next = rest.find(['{', '}']);
-        let Some(i) = next else {
-            out.push(Piece::Text(rest));
-            break;
-        };
-        let (text, tail) = rest.split_at(i);
-        if !text.is_empty() {
-            out.push(Piece::Text(text));
-        }
-        if let Some(after) = tail.strip_prefix("{{") {
-            out.push(Piece::Text("{"));
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix("}}") {
-            out.push(Piece::Text("}"));
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix('{') {
-            let end = after.find('}').ok_or(TemplateError::Unclosed)?;
-            let (name, after_name) = after.split_at(end);
-            out.push(match name {
-                "otp" => Piece::Otp,
-                "last4" => Piece::Last4,
-                "wallet" => Piece::Wallet,
-                other => return Err(TemplateError::Unknown(other.to_owned())),
-            });
-            rest = after_name.strip_prefix('}').unwrap_or(after_name);
-        } else {
-            return Err(TemplateError::LoneClose);
-        }
+/// The message for the channel.
+pub fn build(
+    templates: &TemplatesConfig,
+    channel: Channel,
+    to: Zeroizing<String>,
+    otp: &Otp,
+    about: &About<'_>,
+) -> Message {
+    let render = |m: &BTreeMap<String, Template>, v: &Values<'_>| {
+        pick(m, about.languages, &templates.default_language)
+            .map(|t| t.render(v))
+            .unwrap_or_default()
+    };
+    let wallet_name = wallet_display_name(about.wallet.unwrap_or(""));
+    let values = Values {
+        otp: otp.expose(),
+        last4: about.last4,
+        wallet: &wallet_name,
+    };
+    match channel {
+        Channel::Sms => Message {
+            channel,
+            to,
+            subject: None,
+            body: render(&templates.sms, &values),
+        },
+        Channel::Email => Message {
+            channel,
+            to,
+            subject: Some(
+                render(&templates.email_subject, &Values { otp: "", ..values }).to_string(),
+            ),
+            body: render(&templates.email_body, &values),
+        },
     }
-    Ok(out)
 }
 
-/// Checks a template at start-up.
-pub fn check(t: &str) -> Result<(), TemplateError> {
-    pieces(t).map(|_| ())
-}
-
-/// Renders a template that `check` accepted (an invalid one renders as its text).
-pub fn render(t: &str, v: &Values<'_>) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(String::with_capacity(t.len() + v.otp.len() + 16));
-    match pieces(t) {
-        Ok(ps) => {
-            for p in ps {
-                match p {
-                    Piece::Text(s) => out.push_str(s),
-                    Piece::Otp => out.push_str(v.otp),
-                    Piece::Last4 => out.push_str(v.last4),
-                    Piece::Wallet => out.push_str(v.wallet),
-                }
-            }
-        }
-        Err(_) => out.push_str(t),
-    }
-    out
+/// The first of `languages` the set has a template for, else the default language's.
+fn pick<'m>(
+    m: &'m BTreeMap<String, Template>,
+    languages: &[Language],
+    default_language: &str,
+) -> Option<&'m Template> {
+    languages
+        .iter()
+        .find_map(|l| m.get(l.as_str()))
+        .or_else(|| m.get(default_language))
 }
 
 /// The display name of a wallet provider id, for messages.
@@ -105,33 +86,33 @@ pub fn wallet_display_name(wallet_provider_id: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use crate::config::Config;
 
     #[test]
-    fn renders_placeholders_and_literal_braces() {
-        let v = Values {
-            otp: "0042",
+    fn each_template_set_falls_back_on_its_own() {
+        let mut t = Config::default().templates;
+        t.email_subject.remove("fr");
+        let fr = [Language::parse("fr-FR").unwrap()];
+        let about = About {
             last4: "1111",
-            wallet: "Apple Pay",
+            wallet: Some("APPLE_PAY"),
+            languages: &fr,
         };
-        assert_eq!(
-            render("{otp} for {wallet} ({last4}) {{x}}", &v).as_str(),
-            "0042 for Apple Pay (1111) {x}"
+        let otp = Otp::new("123456").unwrap();
+        let m = build(
+            &t,
+            Channel::Email,
+            Zeroizing::new("a@b.c".into()),
+            &otp,
+            &about,
         );
-        assert!(matches!(check("{pin}"), Err(TemplateError::Unknown(_))));
-        assert_eq!(check("{otp"), Err(TemplateError::Unclosed));
-        assert_eq!(check("a } b"), Err(TemplateError::LoneClose));
-    }
-
-    proptest! {
-        #[test]
-        fn the_otp_appears_exactly_as_received(otp in "\\PC{1,32}") {
-            let v = Values { otp: &otp, last4: "1111", wallet: "W" };
-            let out = render("Code: {otp}.", &v);
-            prop_assert_eq!(out.as_str(), format!("Code: {otp}."));
-        }
+        assert_eq!(
+            m.subject.as_deref(),
+            Some("Your code to add your card to Apple Pay")
+        );
+        assert!(m.body.starts_with("Bonjour"), "{}", m.body.as_str());
+        assert!(m.body.contains("123456"));
     }
 }

@@ -1,6 +1,23 @@
 //! The funding card as the issuer knows it.
 
+use super::Expiry;
 use std::fmt;
+
+/// What the issuer's record says of a card, as the decision sees it: no PAN, and no contact
+/// details (those stay sealed in the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Card {
+    pub card_ref: String,
+    pub bin: String,
+    pub last4: String,
+    /// `None` when the expiry on record cannot be read (the card counts as expired).
+    pub expiry: Option<Expiry>,
+    pub status: CardStatus,
+    pub product_id: String,
+    /// When the phone number (e-mail address) on file last changed, epoch milliseconds.
+    pub phone_changed_at: Option<i64>,
+    pub email_changed_at: Option<i64>,
+}
 
 /// A card's status in the issuer's registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +49,14 @@ impl CardStatus {
             Self::Stolen => "stolen",
             Self::Closed => "closed",
         }
+    }
+}
+
+impl TryFrom<String> for CardStatus {
+    type Error = String;
+    /// For rows read back from the store, which only ever writes [`CardStatus::as_str`].
+    fn try_from(s: String) -> Result<Self, String> {
+        CardStatus::parse(&s).ok_or_else(|| format!("'{s}' is not a card status"))
     }
 }
 

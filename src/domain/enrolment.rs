@@ -36,7 +36,8 @@ impl fmt::Display for LevelOfTrust {
 }
 
 /// An OTP delivery channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Channel {
     Sms,
     Email,

@@ -5,12 +5,15 @@ pub mod card;
 pub mod contact;
 pub mod enrolment;
 pub mod expiry;
+pub mod language;
 pub mod otp;
 pub mod pan;
+pub mod template;
 
-pub use card::{CardStatus, ProductId};
+pub use card::{Card, CardStatus, ProductId};
 pub use contact::{Email, Phone};
 pub use enrolment::{Action, Channel, LevelOfTrust, TokenState};
 pub use expiry::Expiry;
+pub use language::Language;
 pub use otp::Otp;
-pub use pan::Pan;
+pub use pan::{Pan, contains_pan_like, log_safe};

@@ -176,7 +176,7 @@ pub struct Job<'a> {
 
 /// A random 6-digit OTP (the network's, in real life).
 pub fn random_otp() -> String {
-    let n = u32::from_be_bytes(crate::secrets::random_bytes::<4>()) % 1_000_000;
+    let n = u32::from_be_bytes(crate::data_keys::random_bytes::<4>()) % 1_000_000;
     format!("{n:06}")
 }
 
@@ -502,7 +502,7 @@ pub async fn simulate(o: SimulateOptions) -> anyhow::Result<bool> {
             o.cards.display()
         );
     }
-    let run = u32::from_be_bytes(crate::secrets::random_bytes::<4>());
+    let run = u32::from_be_bytes(crate::data_keys::random_bytes::<4>());
     match o.count {
         Some(count) => {
             super::load::run(

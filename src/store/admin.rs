@@ -4,6 +4,7 @@
 //! destination in clear.
 
 use super::*;
+use crate::domain::CardStatus;
 use serde::Serialize;
 
 /// A new destination, already sealed, masked and fingerprinted (see
@@ -19,7 +20,7 @@ pub struct ContactUpdate {
 /// contact details and the language, `Some(None)` removes the value.
 #[derive(Debug, Clone, Default)]
 pub struct CardUpdate {
-    pub status: Option<String>,
+    pub status: Option<CardStatus>,
     pub phone: Option<Option<ContactUpdate>>,
     pub email: Option<Option<ContactUpdate>>,
     pub language: Option<Option<String>>,
@@ -119,7 +120,7 @@ impl Store {
                 now,
                 || changed.push("email"),
             );
-            let status = update.status.as_ref().unwrap_or(&old.status);
+            let status = update.status.unwrap_or(old.status);
             let language = match &update.language {
                 None => old.language.clone(),
                 Some(l) => l.clone(),
@@ -130,7 +131,7 @@ impl Store {
                  email_changed_at = $10, language = $11, updated_at = $12 WHERE card_ref = $1",
             )
             .bind(card_ref)
-            .bind(status)
+            .bind(status.as_str())
             .bind(phone_sealed)
             .bind(phone_masked)
             .bind(phone_fp)

@@ -74,7 +74,7 @@ impl Store {
                     )
                     .bind(&old.card_ref)
                     .bind(&c.exp)
-                    .bind(&c.status)
+                    .bind(c.status.as_str())
                     .bind(&c.product_id)
                     .bind(&c.phone_sealed)
                     .bind(&c.phone_masked)
@@ -104,7 +104,7 @@ impl Store {
                     .bind(&c.bin)
                     .bind(&c.last4)
                     .bind(&c.exp)
-                    .bind(&c.status)
+                    .bind(c.status.as_str())
                     .bind(&c.product_id)
                     .bind(&c.phone_sealed)
                     .bind(&c.phone_masked)
@@ -160,7 +160,7 @@ const CARD_SELECT_BY_REF: &str = "SELECT * FROM cards WHERE card_ref = $1";
 
 /// A new opaque card reference: 128 random bits, hex. It says nothing about the PAN.
 pub fn new_card_ref() -> String {
-    hex::encode(crate::secrets::random_bytes::<16>())
+    hex::encode(crate::data_keys::random_bytes::<16>())
 }
 
 /// `c` with the fields it does not carry taken from the stored card.

@@ -1,6 +1,7 @@
 //! Rows as stored, and the records written. Nothing here holds a PAN, an OTP or a destination
 //! in clear: contact details are sealed, masked, or fingerprinted before they reach this module.
 
+use crate::domain::{Card, CardStatus, Expiry};
 use serde::Serialize;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -10,7 +11,8 @@ pub struct CardRow {
     pub bin: String,
     pub last4: String,
     pub exp: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: CardStatus,
     pub product_id: String,
     pub phone_sealed: Option<String>,
     pub phone_masked: Option<String>,
@@ -27,6 +29,20 @@ pub struct CardRow {
 }
 
 impl CardRow {
+    /// The card as the decision sees it.
+    pub fn card(&self) -> Card {
+        Card {
+            card_ref: self.card_ref.clone(),
+            bin: self.bin.clone(),
+            last4: self.last4.clone(),
+            expiry: Expiry::parse_mmyy(&self.exp).ok(),
+            status: self.status,
+            product_id: self.product_id.clone(),
+            phone_changed_at: self.phone_changed_at,
+            email_changed_at: self.email_changed_at,
+        }
+    }
+
     /// True when the card may be used in `wallet` (an empty list allows every wallet).
     pub fn allows_wallet(&self, wallet: &str) -> bool {
         let list: Vec<&str> = self
@@ -57,7 +73,7 @@ pub struct NewCard {
     pub bin: String,
     pub last4: String,
     pub exp: String,
-    pub status: String,
+    pub status: CardStatus,
     pub product_id: String,
     pub phone_sealed: Option<String>,
     pub phone_masked: Option<String>,

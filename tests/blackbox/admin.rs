@@ -485,7 +485,7 @@ async fn metrics_show_pools_limits_and_requests(backend: Backend) {
     let app = TestApp::spawn(backend.clone()).await;
     let gw = &app.gw;
     green(&app, "adm-met-1", ALICE).await;
-    issuer_gateway::admin::metrics::record_limit_refusal("per-card");
+    issuer_gateway::metrics::record_limit_refusal("per-card");
     let (status, _, text) = get(gw, "/metrics").await;
     assert_eq!(status, 200);
     for needle in [

@@ -4,11 +4,11 @@
 
 #![allow(dead_code)]
 
-use issuer_gateway::api::SharedState;
 use issuer_gateway::app::Application;
 use issuer_gateway::clock::Clock;
 use issuer_gateway::config::Config;
 use issuer_gateway::sim::Tsh;
+use issuer_gateway::state::SharedState;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -145,7 +145,7 @@ impl PgDatabase {
         use sqlx::Connection;
         let name = format!(
             "ig_test_{}",
-            hex::encode(issuer_gateway::secrets::random_bytes::<6>())
+            hex::encode(issuer_gateway::data_keys::random_bytes::<6>())
         );
         let mut conn = sqlx::PgConnection::connect(admin_url)
             .await
@@ -205,8 +205,8 @@ impl Fixture {
         issuer_gateway::keys::generate(&keys, 2048, "test issuer").expect("keys generate");
         let mut config = Config::default();
         config.issuer.id = ISSUER_ID.into();
-        config.server.listen = "127.0.0.1:0".into();
-        config.admin.listen = "127.0.0.1:0".into();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin.listen = "127.0.0.1:0".parse().unwrap();
         config.keys.pkcs7_private_keys = vec![keys.join("issuer-pkcs7-key.pem")];
         config.keys.pan_index_key_file = Some(keys.join("pan-index.key"));
         config.outbox.dir = dir.path().join("outbox");
@@ -246,7 +246,7 @@ impl Fixture {
     pub async fn import(&self, csv: &str) -> issuer_gateway::cards::ImportReport {
         let file = self.dir.path().join(format!(
             "cards-{}.csv",
-            hex::encode(issuer_gateway::secrets::random_bytes::<4>())
+            hex::encode(issuer_gateway::data_keys::random_bytes::<4>())
         ));
         std::fs::write(&file, csv).expect("write card file");
         issuer_gateway::keys::import_cards_at(

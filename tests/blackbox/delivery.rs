@@ -20,7 +20,7 @@ const TOKEN: &str = "tw-auth-token";
 const MESSAGES: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
 
 fn twilio(c: &mut issuer_gateway::config::Config, base_url: &str, timeout_ms: u64) {
-    c.sms.provider = "twilio".into();
+    c.sms.provider = issuer_gateway::config::SmsProvider::Twilio;
     c.sms.base_url = base_url.into();
     c.sms.account_sid = SID.into();
     c.sms.auth_token = Secret::new(TOKEN);
@@ -429,10 +429,10 @@ impl SmtpServer {
 }
 
 fn smtp(c: &mut issuer_gateway::config::Config, port: u16, timeout_ms: u64) {
-    c.email.provider = "smtp".into();
+    c.email.provider = issuer_gateway::config::EmailProvider::Smtp;
     c.email.host = "127.0.0.1".into();
     c.email.port = port;
-    c.email.tls = "none".into();
+    c.email.tls = issuer_gateway::config::SmtpTls::None;
     c.email.from = "Card Services <no-reply@bank.example>".into();
     c.email.timeout_ms = timeout_ms;
 }
@@ -768,7 +768,7 @@ async fn serve_refuses_to_start_when_the_relay_is_unusable() {
     relay.set_mode(ACCEPT);
     let mut config = fx.config.clone();
     smtp(&mut config, relay.port, 1000);
-    config.email.tls = "starttls".into();
+    config.email.tls = issuer_gateway::config::SmtpTls::Starttls;
     let e = Application::build(config)
         .await
         .err()

@@ -296,7 +296,10 @@ async fn green_and_red_decisions(backend: Backend) {
 }
 
 async fn email_only_card_and_default_method(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |c| c.server.level_of_trust_case = "upper".into()).await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.server.level_of_trust_case = issuer_gateway::config::LevelOfTrustCase::Upper
+    })
+    .await;
     let cid = "email-only";
     let a = app
         .tsh()

@@ -23,7 +23,7 @@ async fn slow_sms_gateway(delay: Duration) -> MockServer {
 }
 
 fn use_gateway(c: &mut Config, url: &str) {
-    c.sms.provider = "twilio".into();
+    c.sms.provider = issuer_gateway::config::SmsProvider::Twilio;
     c.sms.base_url = url.into();
     c.sms.account_sid = "AC0123456789abcdef0123456789abcdef".into();
     c.sms.auth_token = Secret::new("token");

@@ -35,7 +35,7 @@ fn leaf(ca: &Ca, name: &str, sans: &[&str]) -> (String, String) {
 
 fn write_private(path: &Path, text: &str) {
     let _ = std::fs::remove_file(path);
-    issuer_gateway::secrets::write_private_file(path, text.as_bytes()).unwrap();
+    issuer_gateway::data_keys::write_private_file(path, text.as_bytes()).unwrap();
 }
 
 struct Pki {

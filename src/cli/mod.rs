@@ -1,6 +1,8 @@
 //! The subcommands.
 
-use crate::config::Config;
+pub mod policy;
+
+use crate::config::{Config, ConfigErrors};
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -236,7 +238,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match crate::decision::explain::check(&config) {
+            match policy::check(&config) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -259,7 +261,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match crate::decision::explain::explain(&config, &request, card.as_deref()).await {
+            match policy::explain(&config, &request, card.as_deref()).await {
                 Ok((text, _)) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -275,7 +277,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            crate::telemetry::init(&config.log.format, "warn");
+            crate::telemetry::init(config.log.format, "warn");
             match crate::keys::import_cards(&config, &file).await {
                 Ok(report) => {
                     for c in &report.ignored_columns {
@@ -308,19 +310,29 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    let config = match load_config(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(code) => return code,
+    // Every problem of the configuration at once: values that do not parse, then what serving
+    // needs besides (settings and policy).
+    let (config, mut problems) = match Config::read(args.config.as_deref(), std::env::vars()) {
+        Ok(read) => read,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
     };
-    if args.print_config {
+    if args.print_config && problems.is_empty() {
         print!("{}", config.to_redacted_toml());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = config.validate_for_serve() {
-        eprint!("{e}");
+    if !args.print_config {
+        if let Err(ConfigErrors(more)) = crate::app::check_config(&config) {
+            problems.extend(more);
+        }
+    }
+    if !problems.is_empty() {
+        eprint!("{}", ConfigErrors(problems));
         return ExitCode::from(2);
     }
-    crate::telemetry::init(&config.log.format, &config.log.level);
+    crate::telemetry::init(config.log.format, &config.log.level);
     let app = match crate::app::Application::build(config).await {
         Ok(app) => app,
         Err(e) => {

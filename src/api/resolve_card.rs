@@ -1,11 +1,12 @@
 //! Finding the funding card of a call: from the encrypted card data (`cipheredCardInfo`) or
 //! from the issuer's reference (`issuerCardRefId`).
 
-use super::AppState;
+use super::Call;
 use super::error::{ApiError, Code};
 use super::fields::Fields;
-use super::reuse::OpenedCards;
+use super::opened_cards::OpenedCards;
 use crate::domain::{Expiry, Pan};
+use crate::state::AppState;
 use crate::store::CardRow;
 use serde_json::Value;
 
@@ -150,17 +151,17 @@ pub async fn resolve(
 }
 
 /// [`resolve`] for eligibility: also remembers which card the envelope named, for the
-/// digitization of the same enrolment (see [`super::reuse`]).
+/// digitization of the same enrolment (see [`super::opened_cards`]).
 pub async fn resolve_and_remember(
-    state: &AppState,
-    correlation_id: &str,
+    call: &Call<'_>,
     body: &Fields<'_>,
 ) -> Result<(CardRow, Option<CardInfo>), ApiError> {
+    let (state, correlation_id) = (call.state, call.correlation_id);
     let (card, info) = resolve(state, body).await?;
     if info.is_some() {
         if let Ok(Some(text)) = body.opt_str("cipheredCardInfo", 1, 8196) {
             let key = OpenedCards::key(&state.data_keys, correlation_id, text);
-            state.opened_cards.remember(key, &card.card_ref);
+            call.opened_cards.remember(key, &card.card_ref);
         }
     }
     Ok((card, info))
@@ -168,17 +169,14 @@ pub async fn resolve_and_remember(
 
 /// [`resolve`] for digitization: when eligibility opened a byte-identical `cipheredCardInfo`
 /// under the same correlation id, its card is taken from there (read afresh from the database)
-/// instead of opening the envelope a second time (see [`super::reuse`] for why this is safe).
-pub async fn resolve_reusing(
-    state: &AppState,
-    correlation_id: &str,
-    body: &Fields<'_>,
-) -> Result<CardRow, ApiError> {
+/// instead of opening the envelope a second time (see [`super::opened_cards`] for why this is safe).
+pub async fn resolve_reusing(call: &Call<'_>, body: &Fields<'_>) -> Result<CardRow, ApiError> {
+    let (state, correlation_id) = (call.state, call.correlation_id);
     let ciphered = body.opt_str("cipheredCardInfo", 1, 8196)?;
     let reference = body.opt_id("issuerCardRefId", 1, 48)?;
     if let Some(text) = ciphered {
         let key = OpenedCards::key(&state.data_keys, correlation_id, text);
-        if let Some(card_ref) = state.opened_cards.recall(&key) {
+        if let Some(card_ref) = call.opened_cards.recall(&key) {
             if let Some(card) = state.store.card_by_ref(&card_ref).await? {
                 if reference.is_some_and(|r| r != card.card_ref) {
                     return Err(ApiError::new(
@@ -186,7 +184,7 @@ pub async fn resolve_reusing(
                         "issuerCardRefId does not match the card data",
                     ));
                 }
-                crate::admin::metrics::record_envelope_reuse();
+                crate::metrics::record_envelope_reuse();
                 return Ok(card);
             }
         }

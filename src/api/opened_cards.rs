@@ -52,7 +52,7 @@ impl OpenedCards {
     }
 
     /// The key of an envelope within an enrolment.
-    pub fn key(keys: &crate::secrets::DataKeys, correlation_id: &str, envelope: &str) -> String {
+    pub fn key(keys: &crate::data_keys::DataKeys, correlation_id: &str, envelope: &str) -> String {
         keys.fingerprint(
             "opened-card-info",
             &[correlation_id.as_bytes(), envelope.as_bytes()],

@@ -1,0 +1,54 @@
+//! `[admin]`: the admin API's listener and token.
+
+use super::{Secret, parse_addr};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token: Secret,
+    /// `GET /enrolments?stuck` lists enrolments answered yellow with no activation after this
+    /// many minutes.
+    pub stuck_after_minutes: u32,
+}
+
+/// `[admin]` as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct AdminFile {
+    listen: String,
+    token: Secret,
+    stuck_after_minutes: u32,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        AdminFile {
+            listen: "127.0.0.1:9090".into(),
+            token: Secret::default(),
+            stuck_after_minutes: 30,
+        }
+    }
+}
+
+impl AdminFile {
+    pub(super) fn parse(self, p: &mut Vec<String>) -> AdminConfig {
+        AdminConfig {
+            listen: parse_addr("admin.listen", &self.listen, "127.0.0.1:9090", p),
+            token: self.token,
+            stuck_after_minutes: self.stuck_after_minutes,
+        }
+    }
+}
+
+impl AdminConfig {
+    pub fn validate(&self, p: &mut Vec<String>) {
+        if !self.listen.ip().is_loopback() && self.token.is_empty() {
+            p.push("admin.token: required because admin.listen is not a loopback address".into());
+        }
+        if !(1..=10_080).contains(&self.stuck_after_minutes) {
+            p.push("admin.stuck_after_minutes: must be 1 to 10080 (one week)".into());
+        }
+    }
+}
