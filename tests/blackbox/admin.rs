@@ -591,7 +591,7 @@ async fn simulate_plays_enrolments_and_reports_percentiles() {
     let run = |extra: &'static [&'static str]| {
         let (cards, cert, target) = (cards.clone(), cert.clone(), target.clone());
         tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_issuer-gateway"))
+            bin()
                 .args(["simulate", "--target", &target, "--issuer-id", ISSUER_ID])
                 .arg("--cert")
                 .arg(&cert)
@@ -647,7 +647,7 @@ async fn simulate_plays_enrolments_and_reports_percentiles() {
 
     // A gateway that is not there: non-zero exit, and the errors counted.
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_issuer-gateway"))
+        bin()
             .args([
                 "simulate",
                 "--target",

@@ -1,6 +1,6 @@
 //! The command line, as an operator meets it.
 
-use crate::logs::{bin, write_config};
+use crate::common::{bin, keyed_config, write_config};
 
 #[test]
 fn every_command_has_help() {
@@ -75,7 +75,7 @@ fn keys_generate_never_overwrites_and_protects_secrets() {
 #[test]
 fn cards_import_reports_lines_without_pans() {
     let dir = tempfile::tempdir().unwrap();
-    let config = crate::logs::keyed_config(dir.path());
+    let config = keyed_config(dir.path());
     let csv = "pan,exp,status,product_id,phone,email,note\n\
                4111111111111111,1229,active,P1,+447700900123,a@example.com,x\n\
                4111111111111112,1229,active,P1,,,\n\
@@ -153,7 +153,7 @@ fn serve_refuses_a_bad_configuration_naming_each_setting() {
         );
     }
     // A key file readable by others is refused with a clear line.
-    let good = crate::logs::keyed_config(dir.path());
+    let good = keyed_config(dir.path());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

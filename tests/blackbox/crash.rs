@@ -3,7 +3,6 @@
 //! nothing half-written.
 
 use crate::common::*;
-use crate::logs::{Served, bin};
 use issuer_gateway::sim::Tsh;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +17,7 @@ enum Sent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_nothing_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let config = crate::logs::keyed_config(dir.path());
+    let config = keyed_config(dir.path());
     let db = dir.path().join("gw.db");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n[limits]\nsends_per_enrolment = 1000\nsends_per_card = 100000\nsends_per_destination = 100000\nsms_per_second = 100000\nemail_per_second = 100000\n");

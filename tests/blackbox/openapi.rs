@@ -2,8 +2,7 @@
 //! API of the real binary with the configured base path, valid YAML, internally consistent, and
 //! naming exactly the routes and response codes the gateway has.
 
-use crate::common::ISSUER_ID;
-use crate::logs::Served;
+use crate::common::{ISSUER_ID, Served, keyed_config};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -107,7 +106,7 @@ fn the_document_is_consistent_with_the_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_serves_the_document_with_the_configured_base_path() {
     let dir = tempfile::tempdir().unwrap();
-    let config = crate::logs::keyed_config(dir.path());
+    let config = keyed_config(dir.path());
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,

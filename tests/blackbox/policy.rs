@@ -2,7 +2,6 @@
 //! start naming the rule, and `policy explain` agrees with the server.
 
 use crate::common::*;
-use crate::logs::bin;
 use crate::on_both_backends;
 use issuer_gateway::config::Config;
 use serde_json::{Value, json};
@@ -227,7 +226,7 @@ async fn policy_explain_agrees_with_the_server(backend: Backend) {
 #[test]
 fn a_broken_policy_is_refused_at_start_naming_the_rule() {
     let dir = tempfile::tempdir().unwrap();
-    let config = crate::logs::keyed_config(dir.path());
+    let config = keyed_config(dir.path());
     let good = std::fs::read_to_string(&config).unwrap();
     let as_file = |p: &str| {
         format!(

@@ -5,7 +5,6 @@
 //! process would; one scenario runs two real `serve` processes as well.
 
 use crate::common::*;
-use crate::logs::{Served, write_config};
 use issuer_gateway::sim::{Answer, Tsh};
 use issuer_gateway::store::Store;
 use serde_json::{Value, json};

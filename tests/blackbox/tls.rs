@@ -172,7 +172,7 @@ async fn only_clients_of_the_configured_ca_get_through() {
     let target = format!("https://localhost:{}", gw.api.port());
     let cert = fx.path().join("keys/issuer-pkcs7-cert.pem");
     let out = tokio::task::spawn_blocking(move || {
-        crate::logs::bin()
+        bin()
             .args([
                 "simulate",
                 "--target",

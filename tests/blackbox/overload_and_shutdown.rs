@@ -1,4 +1,4 @@
-//! Request hardening: calls beyond the concurrency limit are shed with 503 rather than queued,
+//! Overload and shutdown: calls beyond the concurrency limit are shed with 503 rather than queued,
 //! and shutdown lets the calls in flight finish.
 
 use crate::common::*;
