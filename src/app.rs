@@ -1,7 +1,7 @@
 //! Building and running the gateway: load keys, connect the database, bind both listeners
 //! (port 0 works, for tests), then serve until told to stop and drain in-flight calls.
 
-use crate::api;
+use crate::api::{self, error, error::Code};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigErrors};
 use crate::data_keys::{self, DataKeys};
@@ -14,7 +14,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -191,21 +190,23 @@ pub fn api_service(state: SharedState) -> Router {
     // concurrency limit counts every call of every operation together.
     let guarded = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            (
+            error::response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"responseCode": 500, "errorMessage": "overloaded, try again"})),
+                Code::Internal,
+                "overloaded, try again",
             )
-                .into_response()
         }))
         .load_shed()
         .concurrency_limit(max)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(serde_json::json!({"responseCode": 500, "errorMessage": "internal error"})),
-            )
-                .into_response()
-        }))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                error::response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Code::Internal,
+                    "internal error",
+                )
+            },
+        ))
         .service(api::router(state));
     Router::new().fallback_service(guarded)
 }

@@ -2,12 +2,12 @@
 
 use super::error::ApiError;
 use super::fields::Fields;
-use super::{Call, Operation, Success, resolve_card};
+use super::{Audit, Call, Handled, resolve_card};
 use crate::config::LevelOfTrustCase;
 use crate::decision::{self, Decision, Signals};
 use crate::domain::{Channel, Language, LevelOfTrust};
 use crate::state::AppState;
-use crate::store::{CardRow, DecisionRecord, MethodRecord};
+use crate::store::{CardRow, DecisionRecord, MethodRecord, Write};
 use serde_json::{Value, json};
 
 /// The checked fields of a `requestCardDigitization` body.
@@ -44,7 +44,7 @@ pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     })
 }
 
-pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiError> {
     let state = call.state;
     let Request {
         wallet,
@@ -76,24 +76,6 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     }
     let signals_json = serde_json::to_string(&signals).map_err(ApiError::internal)?;
     let outcome = decision.outcome.as_str();
-    let mut rec = call.record(Operation::RequestCardDigitization, 200, outcome);
-    rec.card_ref = Some(&card.card_ref);
-    rec.wallet = wallet;
-    rec.state = Some(outcome);
-    rec.detail = Some(&decision.rule);
-    state
-        .store
-        .record_decision(
-            &rec,
-            &DecisionRecord {
-                decision: outcome,
-                rule: &decision.rule,
-                signals_json: &signals_json,
-                device_language: device_language.as_ref().map(Language::as_str),
-                methods: &methods,
-            },
-        )
-        .await?;
     crate::metrics::record_decision(outcome, &decision.rule);
     let level = match state.config.server.level_of_trust_case {
         LevelOfTrustCase::Upper => outcome.to_ascii_uppercase(),
@@ -114,10 +96,23 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
             obj.insert("idvMethodList".into(), Value::Array(list));
         }
     }
-    Ok(Success {
-        body: resp,
-        outcome: format!("{outcome} ({})", decision.rule),
-    })
+    let audit = Audit {
+        wallet: wallet.map(str::to_owned),
+        state: Some(outcome),
+        outcome: outcome.to_owned(),
+        detail: Some(decision.rule.clone()),
+        log: format!("{outcome} ({})", decision.rule),
+        ..Audit::card(&card.card_ref)
+    };
+    // The decision is about the card it names: a later sendOTP must be for that card.
+    let write = Write::Decision(DecisionRecord {
+        decision: outcome.to_owned(),
+        rule: decision.rule,
+        signals_json,
+        device_language: device_language.map(|l| l.to_string()),
+        methods,
+    });
+    Ok(Handled::ok(resp, audit).writing(write))
 }
 
 /// The ID&V methods an enrolment can be offered: channels that are configured, have a

@@ -3,8 +3,11 @@
 
 use super::error::{ApiError, Code};
 use super::fields::Fields;
-use super::{Call, Operation, Success, resolve_card};
+use super::resolve_card::{self, CardInfo};
+use super::{Audit, Call, Handled};
 use crate::domain::CardStatus;
+use crate::state::AppState;
+use crate::store::CardRow;
 use serde_json::json;
 
 /// The checked fields of a `checkCardEligibility` body.
@@ -21,26 +24,48 @@ pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     Ok(Request { wallet })
 }
 
-pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiError> {
     let state = call.state;
     let Request { wallet } = parse(body)?;
     let (card, info) = resolve_card::resolve_and_remember(call, body).await?;
-    let refuse = |code: Code, msg: &str| {
-        ApiError::new(code, msg)
-            .with_card(&card.card_ref)
-            .with_state("ineligible")
-    };
-    if card.status != CardStatus::Active {
-        return Err(refuse(Code::NotActive, "card is not active"));
+    if let Err(refusal) = check(state, &card, info.as_ref(), wallet) {
+        let audit = Audit {
+            state: Some("ineligible"),
+            ..Audit::card(&card.card_ref)
+        };
+        return Ok(Handled::refused(refusal, audit));
     }
-    let record_exp = resolve_card::record_expiry(&card);
+    let audit = Audit {
+        wallet: wallet.map(str::to_owned),
+        state: Some("eligible"),
+        outcome: "eligible".into(),
+        ..Audit::card(&card.card_ref)
+    };
+    Ok(Handled::ok(
+        json!({ "issuerCardRefId": card.card_ref, "productId": card.product_id }),
+        audit,
+    ))
+}
+
+/// The card may be added: active, not expired (and the expiry sent is the one on record), and
+/// its product enabled for the wallet.
+fn check(
+    state: &AppState,
+    card: &CardRow,
+    info: Option<&CardInfo>,
+    wallet: Option<&str>,
+) -> Result<(), ApiError> {
+    if card.status != CardStatus::Active {
+        return Err(ApiError::new(Code::NotActive, "card is not active"));
+    }
+    let record_exp = resolve_card::record_expiry(card);
     match record_exp {
         Some(exp) if !exp.is_expired_at(state.clock.now()) => {}
-        _ => return Err(refuse(Code::Expired, "card has expired")),
+        _ => return Err(ApiError::new(Code::Expired, "card has expired")),
     }
-    if let Some(sent) = info.as_ref().and_then(|i| i.exp) {
+    if let Some(sent) = info.and_then(|i| i.exp) {
         if Some(sent) != record_exp {
-            return Err(refuse(
+            return Err(ApiError::new(
                 Code::Expired,
                 "expiry does not match the issuer's record",
             ));
@@ -48,19 +73,11 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     }
     if let Some(w) = wallet {
         if !card.allows_wallet(w) {
-            return Err(refuse(
+            return Err(ApiError::new(
                 Code::ProductNotEnabled,
                 "card product is not enabled for this wallet",
             ));
         }
     }
-    let mut rec = call.record(Operation::CheckCardEligibility, 200, "eligible");
-    rec.card_ref = Some(&card.card_ref);
-    rec.wallet = wallet;
-    rec.state = Some("eligible");
-    state.store.record_call(&rec).await?;
-    Ok(Success {
-        body: json!({ "issuerCardRefId": card.card_ref, "productId": card.product_id }),
-        outcome: "eligible".into(),
-    })
+    Ok(())
 }

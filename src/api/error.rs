@@ -42,12 +42,6 @@ pub struct ApiError {
     pub code: Code,
     pub message: String,
     pub cause: Option<String>,
-    /// The card concerned, when known, for the enrolment record.
-    pub card_ref: Option<String>,
-    /// The enrolment's new state, when this refusal changes it.
-    pub state: Option<&'static str>,
-    /// True when the operation already recorded this refusal with the enrolment.
-    pub recorded: bool,
 }
 
 impl ApiError {
@@ -56,9 +50,6 @@ impl ApiError {
             code,
             message: message.into(),
             cause: None,
-            card_ref: None,
-            state: None,
-            recorded: false,
         }
     }
 
@@ -68,20 +59,7 @@ impl ApiError {
             code: Code::Internal,
             message: "internal error".into(),
             cause: Some(cause.to_string()),
-            card_ref: None,
-            state: None,
-            recorded: false,
         }
-    }
-
-    pub fn with_card(mut self, card_ref: &str) -> Self {
-        self.card_ref = Some(card_ref.to_owned());
-        self
-    }
-
-    pub fn with_state(mut self, state: &'static str) -> Self {
-        self.state = Some(state);
-        self
     }
 
     pub fn status(&self) -> StatusCode {
@@ -101,7 +79,13 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "responseCode": self.code.number(), "errorMessage": self.message });
-        (self.status(), axum::Json(body)).into_response()
+        response(self.status(), self.code, &self.message)
     }
+}
+
+/// The contract's error body with `status`: every error answer of the TSH-facing listener is
+/// built here (refusals, internal faults, and the overload and panic answers of its layers).
+pub fn response(status: StatusCode, code: Code, message: &str) -> Response {
+    let body = json!({ "responseCode": code.number(), "errorMessage": message });
+    (status, axum::Json(body)).into_response()
 }

@@ -13,7 +13,7 @@ pub mod resolve_card;
 pub mod send_otp;
 
 use crate::state::{AppState, SharedState};
-use crate::store::CallRecord;
+use crate::store::{CallRecord, Write, Written};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -57,10 +57,68 @@ impl Operation {
     }
 }
 
-/// A successful operation: its response body, and what to log as its outcome.
-pub struct Success {
-    pub body: Value,
+/// What an operation decided: its answer, what its call record says, and what it writes with
+/// that record. Only [`dispatch`] writes call records: the operation's rows and its call record in
+/// one transaction ([`crate::store::Store::record`]), before the answer leaves.
+pub struct Handled {
+    /// The 200 body, or the refusal.
+    pub answer: Result<Value, ApiError>,
+    pub audit: Audit,
+    pub write: Write,
+}
+
+/// What the call record of a call says, besides its operation, response code and timing.
+#[derive(Debug, Default)]
+pub struct Audit {
+    /// The card concerned, when known. On a refusal, the reference the caller named, stored in
+    /// safe form.
+    pub card_ref: Option<String>,
+    pub wallet: Option<String>,
+    /// The enrolment's new state, when this call changes it.
+    pub state: Option<&'static str>,
+    /// The record's outcome (`eligible`, `green`, `accepted`, ...); empty: `refused`.
     pub outcome: String,
+    /// The record's detail; on a refusal without one, the refusal's message.
+    pub detail: Option<String>,
+    /// What the log line says of the outcome (more than the record, never card data); empty:
+    /// the record's outcome.
+    pub log: String,
+}
+
+impl Audit {
+    /// An audit of the card `card_ref`.
+    pub fn card(card_ref: &str) -> Audit {
+        Audit {
+            card_ref: Some(card_ref.to_owned()),
+            ..Audit::default()
+        }
+    }
+}
+
+impl Handled {
+    /// A 200 answer.
+    pub fn ok(body: Value, audit: Audit) -> Handled {
+        Handled {
+            answer: Ok(body),
+            audit,
+            write: Write::Nothing,
+        }
+    }
+
+    /// A refusal, recorded with what `audit` says.
+    pub fn refused(error: ApiError, audit: Audit) -> Handled {
+        Handled {
+            answer: Err(error),
+            audit,
+            write: Write::Nothing,
+        }
+    }
+
+    /// The same, writing `write` with the call record.
+    pub fn writing(mut self, write: Write) -> Handled {
+        self.write = write;
+        self
+    }
 }
 
 /// The context of one call.
@@ -70,28 +128,6 @@ pub struct Call<'a> {
     pub correlation_id: &'a str,
     pub started: Instant,
     pub at: i64,
-}
-
-impl Call<'_> {
-    pub fn elapsed_ms(&self) -> i64 {
-        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// A call record for this call with the given outcome.
-    pub fn record<'r>(&'r self, op: Operation, code: i64, outcome: &'r str) -> CallRecord<'r> {
-        CallRecord {
-            correlation_id: self.correlation_id,
-            operation: op.name(),
-            card_ref: None,
-            wallet: None,
-            state: None,
-            response_code: code,
-            outcome,
-            detail: None,
-            duration_ms: self.elapsed_ms(),
-            at: self.at,
-        }
-    }
 }
 
 /// The TSH-facing routes (the alias `requestCardEligibility` included).
@@ -131,7 +167,7 @@ async fn dispatch(op: Operation, State(api): State<Arc<ApiState>>, req: Request)
     let mut correlation: Option<String> = None;
     let result = match tokio::time::timeout(
         deadline,
-        handle(op, &api, req, started, &mut correlation),
+        answer(op, &api, req, started, &mut correlation),
     )
     .await
     {
@@ -143,47 +179,22 @@ async fn dispatch(op: Operation, State(api): State<Arc<ApiState>>, req: Request)
     };
     let elapsed = started.elapsed();
     let (response, code, outcome) = match result {
-        Ok(s) => (
-            (axum::http::StatusCode::OK, axum::Json(s.body)).into_response(),
+        Ok((body, outcome)) => (
+            (axum::http::StatusCode::OK, axum::Json(body)).into_response(),
             200u16,
-            s.outcome,
+            outcome,
         ),
         Err(e) => {
-            let code = e.code.number();
-            let outcome = if e.code == Code::Internal {
-                "internal-error".to_owned()
-            } else {
-                "refused".to_owned()
-            };
-            // Refusals are recorded with the enrolment (best effort: a database fault must not
-            // hide the original answer). Internal faults are logged only.
-            if let (Some(cid), false, false) = (&correlation, e.recorded, e.code == Code::Internal)
-            {
-                // The reference a refused call named is caller input: stored in safe form.
-                let card_ref = e
-                    .card_ref
-                    .as_deref()
-                    .map(|r| state.data_keys.safe_identifier(r));
-                let rec = CallRecord {
-                    correlation_id: cid,
-                    operation: op.name(),
-                    card_ref: card_ref.as_deref(),
-                    wallet: None,
-                    state: e.state,
-                    response_code: i64::from(code),
-                    outcome: &outcome,
-                    detail: Some(&e.message),
-                    duration_ms: i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
-                    at: state.clock.now_ms(),
-                };
-                if let Err(db) = state.store.record_call(&rec).await {
-                    tracing::warn!(operation = op.name(), error = %db, "could not record a refused call");
-                }
-            }
             if let Some(cause) = &e.cause {
                 tracing::error!(operation = op.name(), cause = %cause, "internal error");
             }
-            (e.into_response(), code, outcome)
+            let outcome = if e.code == Code::Internal {
+                "internal-error"
+            } else {
+                "refused"
+            };
+            let code = e.code.number();
+            (e.into_response(), code, outcome.to_owned())
         }
     };
     let cid = correlation
@@ -202,13 +213,88 @@ async fn dispatch(op: Operation, State(api): State<Arc<ApiState>>, req: Request)
     response
 }
 
-async fn handle(
+/// Runs the operation, then writes its call record with what it writes (refusals best effort:
+/// a database fault must not hide the original answer; internal faults are logged only).
+/// `Ok`: the 200 body and the log's outcome.
+async fn answer(
     op: Operation,
     api: &ApiState,
     req: Request,
     started: Instant,
     correlation: &mut Option<String>,
-) -> Result<Success, ApiError> {
+) -> Result<(Value, String), ApiError> {
+    let state = &*api.app;
+    let at = state.clock.now_ms();
+    let handled = handle(op, api, req, started, at, correlation).await;
+    // Without a correlation id (bad headers) there is no enrolment to record the call with.
+    let Some(cid) = correlation.as_deref() else {
+        return handled.and_then(|h| h.answer.map(|body| (body, h.audit.log)));
+    };
+    let Handled {
+        answer,
+        audit,
+        write,
+    } = match handled {
+        Ok(h) => h,
+        Err(e) => Handled::refused(e, Audit::default()),
+    };
+    let answer = match answer {
+        Err(e) if e.code == Code::Internal => return Err(e),
+        other => other,
+    };
+    let refusal = answer.as_ref().err();
+    let card_ref = match refusal {
+        // The reference a refused call named is caller input: stored in safe form.
+        Some(_) => audit
+            .card_ref
+            .as_deref()
+            .map(|r| state.data_keys.safe_identifier(r)),
+        None => audit.card_ref.clone(),
+    };
+    let outcome = if audit.outcome.is_empty() {
+        "refused"
+    } else {
+        audit.outcome.as_str()
+    };
+    let rec = CallRecord {
+        correlation_id: cid,
+        operation: op.name(),
+        card_ref: card_ref.as_deref(),
+        wallet: audit.wallet.as_deref(),
+        state: audit.state,
+        response_code: i64::from(refusal.map_or(200, |e| e.code.number())),
+        outcome,
+        detail: audit
+            .detail
+            .as_deref()
+            .or(refusal.map(|e| e.message.as_str())),
+        duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        at,
+    };
+    let written = match state.store.record(&rec, &write).await {
+        Ok(w) => Some(w),
+        Err(db) if refusal.is_some() && matches!(write, Write::Nothing) => {
+            tracing::warn!(operation = op.name(), error = %db, "could not record a refused call");
+            None
+        }
+        Err(db) => return Err(ApiError::internal(db)),
+    };
+    let log = match (&write, &written) {
+        (Write::Notice(n), Some(Written::Notice(o))) => notify::describe(n, o),
+        _ if audit.log.is_empty() => outcome.to_owned(),
+        _ => audit.log,
+    };
+    answer.map(|body| (body, log))
+}
+
+async fn handle(
+    op: Operation,
+    api: &ApiState,
+    req: Request,
+    started: Instant,
+    at: i64,
+    correlation: &mut Option<String>,
+) -> Result<Handled, ApiError> {
     let state = &*api.app;
     let mut h = headers::check(req.headers(), &state.config.issuer.id)?;
     // From here on, the correlation id is in its storable form (never a PAN).
@@ -260,7 +346,7 @@ async fn handle(
         opened_cards: &api.opened_cards,
         correlation_id: &h.correlation_id,
         started,
-        at: state.clock.now_ms(),
+        at,
     };
     let body = Fields(&map);
     match op {

@@ -3,10 +3,10 @@
 
 use super::error::{ApiError, Code};
 use super::fields::Fields;
-use super::{Call, Operation, Success};
+use super::{Audit, Call, Handled};
 use crate::domain::{Action, Expiry};
 use crate::state::AppState;
-use crate::store::{NoticeOutcome, NoticeRecord};
+use crate::store::{NoticeOutcome, NoticeRecord, Write};
 use serde_json::{Value, json};
 
 /// The checked fields of a `notifyVirtualCardChange` body.
@@ -56,7 +56,7 @@ pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     })
 }
 
-pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiError> {
     let state = call.state;
     let Request {
         card_ref,
@@ -72,7 +72,6 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     // Free-form identifiers are stored in safe form (a PAN-like run becomes its fingerprint).
     let virtual_card_id = &state.data_keys.safe_identifier(virtual_card_id);
     let token_storage_id = token_storage_id.map(|t| state.data_keys.safe_identifier(t));
-    let token_storage_id = token_storage_id.as_deref();
     let token = match token_info {
         Some(text) => Some(open_token_info(state, text)?),
         None => None,
@@ -97,43 +96,37 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
             card_ref.as_bytes(),
         ],
     );
-    let mut rec = call.record(Operation::NotifyVirtualCardChange, 200, "recorded");
-    rec.card_ref = Some(card_ref);
-    rec.wallet = Some(wallet);
-    rec.detail = Some(action.as_str());
-    let outcome = state
-        .store
-        .apply_notice(
-            &rec,
-            &NoticeRecord {
-                virtual_card_id,
-                card_ref,
-                wallet_provider_id: wallet,
-                token_storage_id,
-                is_primary,
-                action: &action,
-                source: source.as_deref(),
-                error_code,
-                dpan_last4: token.as_ref().map(|t| t.last4.as_str()),
-                dpan_exp: token.as_ref().and_then(|t| t.exp.as_deref()),
-                notice_fp: &notice_fp,
-            },
-        )
-        .await?;
-    let outcome = match outcome {
-        NoticeOutcome::Duplicate => format!("{} duplicate: nothing changed", action.as_str()),
-        NoticeOutcome::Recorded { before, after } => {
-            format!(
-                "{} {} -> {after}",
-                action.as_str(),
-                before.as_deref().unwrap_or("new")
-            )
-        }
+    let audit = Audit {
+        wallet: Some(wallet.to_owned()),
+        outcome: "recorded".into(),
+        detail: Some(action.as_str().to_owned()),
+        ..Audit::card(card_ref)
     };
-    Ok(Success {
-        body: json!({}),
-        outcome,
-    })
+    let write = Write::Notice(NoticeRecord {
+        virtual_card_id: virtual_card_id.clone(),
+        card_ref: card_ref.to_owned(),
+        wallet_provider_id: wallet.to_owned(),
+        token_storage_id,
+        is_primary,
+        action,
+        source,
+        error_code,
+        dpan_last4: token.as_ref().map(|t| t.last4.clone()),
+        dpan_exp: token.and_then(|t| t.exp),
+        notice_fp,
+    });
+    Ok(Handled::ok(json!({}), audit).writing(write))
+}
+
+/// The log's outcome of a notice, once recorded: what it changed.
+pub fn describe(notice: &NoticeRecord, outcome: &NoticeOutcome) -> String {
+    let action = notice.action.as_str();
+    match outcome {
+        NoticeOutcome::Duplicate => format!("{action} duplicate: nothing changed"),
+        NoticeOutcome::Recorded { before, after } => {
+            format!("{action} {} -> {after}", before.as_deref().unwrap_or("new"))
+        }
+    }
 }
 
 /// What we keep of the token: the last 4 digits of the DPAN and its expiry.

@@ -3,12 +3,12 @@
 
 use super::error::{ApiError, Code};
 use super::fields::Fields;
-use super::{Call, Operation, Success};
-use crate::controls::{self, Refusal};
-use crate::delivery::DeliveryError;
-use crate::delivery::template;
-use crate::domain::{CardStatus, Channel, Email, Language, Otp, Phone};
-use crate::store::{Claim, MethodRow, SendClaim, SendFinish};
+use super::{Audit, Call, Handled};
+use crate::controls::{self, Refusal, limits};
+use crate::delivery::{DeliveryError, Message, template};
+use crate::domain::{CardStatus, Channel, Email, Language, Otp, Phone, SendOutcome};
+use crate::state::AppState;
+use crate::store::{CardRow, Claim, MethodRow, SendClaim, SendFinish, Write};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
@@ -43,60 +43,40 @@ pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     })
 }
 
-pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiError> {
-    let state = call.state;
-    let Request {
-        card_ref,
-        otp,
-        wallet,
-        method_id,
-        expires_at,
-    } = parse(body)?;
+pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiError> {
+    let request = parse(body)?;
+    match send(call, &request).await {
+        Ok(handled) => Ok(handled),
+        Err(e) if e.code == Code::Internal => Err(e),
+        // Every refusal after the body was read is recorded with the card the call named.
+        Err(e) => Ok(Handled::refused(e, Audit::card(request.card_ref))),
+    }
+}
 
-    let refuse = |code: Code, msg: &str| ApiError::new(code, msg).with_card(card_ref);
-    let enrolment = state.store.enrolment(call.correlation_id).await?;
-    let enrolment = match enrolment {
+/// The steps of a send: the enrolment and its method, the retry rule, the card, the
+/// destination and the fraud controls, the message, the claim (retry rule and rate limits,
+/// atomically), the delivery, and what it became.
+async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
+    let state = call.state;
+    let enrolment = match state.store.enrolment(call.correlation_id).await? {
         Some(e)
             if e.decision.as_deref() == Some("yellow")
-                && e.card_ref.as_deref() == Some(card_ref) =>
+                && e.card_ref.as_deref() == Some(r.card_ref) =>
         {
             e
         }
         _ => {
-            return Err(refuse(
+            return Err(ApiError::new(
                 Code::NoStepUp,
                 "no enrolment in step-up for this correlation id and card",
             ));
         }
     };
-    let methods = state.store.enrolment_methods(call.correlation_id).await?;
-    let method: MethodRow = match method_id {
-        Some(id) => methods
-            .into_iter()
-            .find(|m| m.method_id == id)
-            .ok_or_else(|| {
-                refuse(
-                    Code::UnknownMethod,
-                    "otpMethodId was not offered to this enrolment",
-                )
-            })?,
-        None => state
-            .config
-            .idv
-            .channel_preference
-            .iter()
-            .find_map(|c| methods.iter().find(|m| m.channel == c.as_str()).cloned())
-            .ok_or_else(|| {
-                refuse(
-                    Code::UnknownMethod,
-                    "no ID&V method was offered to this enrolment",
-                )
-            })?,
-    };
+    let method = choose_method(call, r.method_id).await?;
     let channel = Channel::parse(&method.channel)
         .ok_or_else(|| ApiError::internal("stored method has an unknown channel"))?;
     if !state.delivery.is_enabled(channel) {
-        return Err(refuse(
+        return Err(ApiError::new(
             Code::UnknownMethod,
             "the method's channel is no longer available",
         ));
@@ -106,72 +86,27 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
         &[
             call.correlation_id.as_bytes(),
             method.method_id.as_bytes(),
-            otp.expose().as_bytes(),
+            r.otp.expose().as_bytes(),
         ],
     );
     // A retry of a send already accepted answers 200 again, whatever happened since.
-    if state.store.send_outcome(&retry_fp).await?.as_deref() == Some("accepted") {
-        return already_sent(call, card_ref).await;
+    if state.store.send_outcome(&retry_fp).await? == Some(SendOutcome::Accepted) {
+        return Ok(already_sent(r.card_ref));
     }
-    let card = state
-        .store
-        .card_by_ref(card_ref)
-        .await?
-        .ok_or_else(|| refuse(Code::NoStepUp, "the enrolment's card is no longer on file"))?;
+    let card = state.store.card_by_ref(r.card_ref).await?.ok_or_else(|| {
+        ApiError::new(Code::NoStepUp, "the enrolment's card is no longer on file")
+    })?;
     if card.status != CardStatus::Active {
-        return Err(refuse(Code::FraudRefused, "card is not active"));
+        return Err(ApiError::new(Code::FraudRefused, "card is not active"));
     }
-    if expires_at.is_some_and(|t| t <= call.at) {
-        return Err(refuse(
+    if r.expires_at.is_some_and(|t| t <= call.at) {
+        return Err(ApiError::new(
             Code::OtpExpired,
             "the OTP expired before it could be sent",
         ));
     }
-    let controls = &state.config.controls;
-    let fraud = |r: Refusal| refuse(Code::FraudRefused, r.0);
+    let destination = open_destination(state, &card, channel, call.at)?;
 
-    // The destination, opened from its sealed form only now, and only for this message.
-    let (to, masked, dest_fp) = match channel {
-        Channel::Sms => {
-            let sealed = card
-                .phone_sealed
-                .as_deref()
-                .ok_or_else(|| refuse(Code::NoDestination, "no phone number on file"))?;
-            let phone = state
-                .data_keys
-                .unseal("phone", sealed)
-                .map_err(ApiError::internal)?;
-            let phone = Phone::parse(&phone)
-                .map_err(|_| ApiError::internal("stored phone number is invalid"))?;
-            controls::check_destination_hold(controls, card.phone_changed_at, call.at)
-                .map_err(fraud)?;
-            controls::check_sms_country(controls, &phone).map_err(fraud)?;
-            (
-                Zeroizing::new(phone.expose().to_owned()),
-                phone.masked(),
-                card.phone_fp.clone().unwrap_or_default(),
-            )
-        }
-        Channel::Email => {
-            let sealed = card
-                .email_sealed
-                .as_deref()
-                .ok_or_else(|| refuse(Code::NoDestination, "no e-mail address on file"))?;
-            let email = state
-                .data_keys
-                .unseal("email", sealed)
-                .map_err(ApiError::internal)?;
-            let email = Email::parse(&email)
-                .map_err(|_| ApiError::internal("stored e-mail address is invalid"))?;
-            controls::check_destination_hold(controls, card.email_changed_at, call.at)
-                .map_err(fraud)?;
-            (
-                Zeroizing::new(email.expose().to_owned()),
-                email.masked(),
-                card.email_fp.clone().unwrap_or_default(),
-            )
-        }
-    };
     let languages: Vec<Language> = [
         enrolment.device_language.as_deref(),
         card.language.as_deref(),
@@ -182,115 +117,221 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Success, ApiEr
     .collect();
     let about = template::About {
         last4: &card.last4,
-        wallet: wallet.or(enrolment.wallet_provider_id.as_deref()),
+        wallet: r.wallet.or(enrolment.wallet_provider_id.as_deref()),
         languages: &languages,
     };
-    let message = template::build(&state.config.templates, channel, to, &otp, &about);
+    let message = template::build(
+        &state.config.templates,
+        channel,
+        destination.to,
+        &r.otp,
+        &about,
+    );
 
     let deadline = state.delivery.deadline(channel);
+    let limits = limits::for_send(&state.config.limits, channel);
     let claim = SendClaim {
         correlation_id: call.correlation_id,
-        card_ref,
+        card_ref: r.card_ref,
         method_id: &method.method_id,
-        channel: channel.as_str(),
+        channel,
         provider: state.delivery.provider_name(channel),
-        destination_masked: &masked,
-        destination_fp: &dest_fp,
+        destination_masked: &destination.masked,
+        destination_fp: &destination.fingerprint,
         retry_fp: &retry_fp,
         at: call.at,
+        // A pending send older than this was interrupted (a crash).
         stale_after_ms: i64::try_from(deadline.as_millis())
             .unwrap_or(i64::MAX)
             .saturating_add(60_000),
-        limits: controls::limits(&state.config, channel),
+        limits: &limits,
     };
     let id = match state.store.claim_send(&claim).await? {
         Claim::Claimed(id) => id,
-        Claim::AlreadyAccepted => return already_sent(call, card_ref).await,
-        Claim::InFlight => return wait_for_other(call, card_ref, &retry_fp, deadline).await,
+        Claim::AlreadyAccepted => return Ok(already_sent(r.card_ref)),
+        Claim::InFlight => return wait_for_other(call, r.card_ref, &retry_fp, deadline).await,
         Claim::Limited(limit) => {
             crate::metrics::record_limit_refusal(limit);
-            return Err(refuse(
+            return Err(ApiError::new(
                 Code::RateLimited,
-                &format!("rate limit reached: {limit}"),
+                format!("rate limit reached: {limit}"),
             ));
         }
     };
+    Ok(deliver(call, r.card_ref, id, &message, &destination.masked).await)
+}
 
+/// The method `otpMethodId` names, else the first offered in the configured preference order.
+async fn choose_method(call: &Call<'_>, method_id: Option<&str>) -> Result<MethodRow, ApiError> {
+    let methods = call
+        .state
+        .store
+        .enrolment_methods(call.correlation_id)
+        .await?;
+    match method_id {
+        Some(id) => methods
+            .into_iter()
+            .find(|m| m.method_id == id)
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::UnknownMethod,
+                    "otpMethodId was not offered to this enrolment",
+                )
+            }),
+        None => call
+            .state
+            .config
+            .idv
+            .channel_preference
+            .iter()
+            .find_map(|c| methods.iter().find(|m| m.channel == c.as_str()).cloned())
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::UnknownMethod,
+                    "no ID&V method was offered to this enrolment",
+                )
+            }),
+    }
+}
+
+/// A destination opened for one message: the address, its masked form and its fingerprint.
+struct Destination {
+    to: Zeroizing<String>,
+    masked: String,
+    fingerprint: String,
+}
+
+/// The channel's destination, opened from its sealed form only now and only for this message,
+/// once the fraud controls allow it.
+fn open_destination(
+    state: &AppState,
+    card: &CardRow,
+    channel: Channel,
+    now_ms: i64,
+) -> Result<Destination, ApiError> {
+    let controls = &state.config.controls;
+    let fraud = |r: Refusal| ApiError::new(Code::FraudRefused, r.0);
+    match channel {
+        Channel::Sms => {
+            let sealed = card
+                .phone_sealed
+                .as_deref()
+                .ok_or_else(|| ApiError::new(Code::NoDestination, "no phone number on file"))?;
+            let phone = state
+                .data_keys
+                .unseal("phone", sealed)
+                .map_err(ApiError::internal)?;
+            let phone = Phone::parse(&phone)
+                .map_err(|_| ApiError::internal("stored phone number is invalid"))?;
+            controls::check_destination_hold(controls, card.phone_changed_at, now_ms)
+                .map_err(fraud)?;
+            controls::check_sms_country(controls, &phone).map_err(fraud)?;
+            Ok(Destination {
+                to: Zeroizing::new(phone.expose().to_owned()),
+                masked: phone.masked(),
+                fingerprint: card.phone_fp.clone().unwrap_or_default(),
+            })
+        }
+        Channel::Email => {
+            let sealed = card
+                .email_sealed
+                .as_deref()
+                .ok_or_else(|| ApiError::new(Code::NoDestination, "no e-mail address on file"))?;
+            let email = state
+                .data_keys
+                .unseal("email", sealed)
+                .map_err(ApiError::internal)?;
+            let email = Email::parse(&email)
+                .map_err(|_| ApiError::internal("stored e-mail address is invalid"))?;
+            controls::check_destination_hold(controls, card.email_changed_at, now_ms)
+                .map_err(fraud)?;
+            Ok(Destination {
+                to: Zeroizing::new(email.expose().to_owned()),
+                masked: email.masked(),
+                fingerprint: card.email_fp.clone().unwrap_or_default(),
+            })
+        }
+    }
+}
+
+/// Sends the claimed message `id` within the channel's deadline; the answer says what became of
+/// it, and the send's outcome is written with the call record.
+async fn deliver(
+    call: &Call<'_>,
+    card_ref: &str,
+    id: i64,
+    message: &Message,
+    masked: &str,
+) -> Handled {
+    let channel = message.channel;
     let sent_at = Instant::now();
-    let result = state.delivery.send(&message).await;
+    let result = call.state.delivery.send(message).await;
     let latency_ms = i64::try_from(sent_at.elapsed().as_millis()).unwrap_or(i64::MAX);
-    let (outcome, code, provider_message_id, provider_code, err) = match result {
-        Ok(receipt) => ("accepted", 200i64, receipt.provider_message_id, None, None),
+    let (outcome, provider_message_id, provider_code, answer) = match result {
+        Ok(receipt) => (
+            SendOutcome::Accepted,
+            receipt.provider_message_id,
+            None,
+            Ok(json!({})),
+        ),
         Err(DeliveryError::Timeout(ms)) => (
-            "timeout",
-            i64::from(Code::ProviderTimeout.number()),
+            SendOutcome::Timeout,
             None,
             None,
-            Some(ApiError::new(
+            Err(ApiError::new(
                 Code::ProviderTimeout,
                 format!("the delivery provider did not answer within {ms} ms"),
             )),
         ),
         Err(DeliveryError::Refused { code, reason: _ }) => (
-            "refused",
-            i64::from(Code::ProviderFailed.number()),
+            SendOutcome::Refused,
             None,
             code,
-            Some(ApiError::new(
+            Err(ApiError::new(
                 Code::ProviderFailed,
                 "the delivery provider refused or failed",
             )),
         ),
         Err(DeliveryError::Disabled) => (
-            "refused",
-            i64::from(Code::ProviderFailed.number()),
+            SendOutcome::Refused,
             None,
             None,
-            Some(ApiError::new(
+            Err(ApiError::new(
                 Code::ProviderFailed,
                 "the channel is disabled",
             )),
         ),
     };
-    crate::metrics::record_send(channel.as_str(), outcome, sent_at.elapsed());
-    let mut rec = call.record(Operation::SendOtp, code, outcome);
-    rec.card_ref = Some(card_ref);
-    rec.detail = Some(channel.as_str());
-    state
-        .store
-        .finish_send(
+    crate::metrics::record_send(channel.as_str(), outcome.as_str(), sent_at.elapsed());
+    let audit = Audit {
+        outcome: outcome.as_str().to_owned(),
+        detail: Some(channel.as_str().to_owned()),
+        log: format!("sent by {channel} to {masked}"),
+        ..Audit::card(card_ref)
+    };
+    Handled {
+        answer,
+        audit,
+        write: Write::SendFinished {
             id,
-            &rec,
-            &SendFinish {
+            finish: SendFinish {
                 outcome,
-                provider_message_id: provider_message_id.as_deref(),
-                provider_code: provider_code.as_deref(),
+                provider_message_id,
+                provider_code,
                 latency_ms,
             },
-        )
-        .await?;
-    match err {
-        // Already recorded with the send: the dispatcher must not record it again.
-        Some(mut e) => {
-            e.recorded = true;
-            Err(e)
-        }
-        None => Ok(Success {
-            body: json!({}),
-            outcome: format!("sent by {channel} to {masked}"),
-        }),
+        },
     }
 }
 
-async fn already_sent(call: &Call<'_>, card_ref: &str) -> Result<Success, ApiError> {
-    let mut rec = call.record(Operation::SendOtp, 200, "already-sent");
-    rec.card_ref = Some(card_ref);
-    rec.detail = Some("retry of an accepted send: nothing sent");
-    call.state.store.record_call(&rec).await?;
-    Ok(Success {
-        body: json!({}),
+/// A retry of a send that was accepted: nothing is sent again.
+fn already_sent(card_ref: &str) -> Handled {
+    let audit = Audit {
         outcome: "already-sent".into(),
-    })
+        detail: Some("retry of an accepted send: nothing sent".into()),
+        ..Audit::card(card_ref)
+    };
+    Handled::ok(json!({}), audit)
 }
 
 /// The same send is under way in another call (a concurrent retry): wait for its outcome, up
@@ -300,7 +341,7 @@ async fn wait_for_other(
     card_ref: &str,
     retry_fp: &str,
     deadline: Duration,
-) -> Result<Success, ApiError> {
+) -> Result<Handled, ApiError> {
     // Never past this call's own deadline (the dispatcher answers 500 there): keep a margin to
     // answer and record the outcome.
     let request_deadline =
@@ -310,31 +351,28 @@ async fn wait_for_other(
         .unwrap_or(request_deadline);
     let until = (Instant::now() + deadline + Duration::from_secs(1)).min(latest);
     loop {
-        match call.state.store.send_outcome(retry_fp).await?.as_deref() {
-            Some("accepted") => return already_sent(call, card_ref).await,
-            Some("pending") if Instant::now() < until => {
+        match call.state.store.send_outcome(retry_fp).await? {
+            Some(SendOutcome::Accepted) => return Ok(already_sent(card_ref)),
+            Some(SendOutcome::Pending) if Instant::now() < until => {
                 tokio::time::sleep(Duration::from_millis(20)).await
             }
-            Some("pending") => {
+            Some(SendOutcome::Pending) => {
                 return Err(ApiError::new(
                     Code::ProviderTimeout,
                     "the same OTP is still being delivered by another call",
-                )
-                .with_card(card_ref));
+                ));
             }
-            Some("timeout") => {
+            Some(SendOutcome::Timeout) => {
                 return Err(ApiError::new(
                     Code::ProviderTimeout,
                     "the delivery provider did not answer in time",
-                )
-                .with_card(card_ref));
+                ));
             }
-            _ => {
+            Some(SendOutcome::Refused) | None => {
                 return Err(ApiError::new(
                     Code::ProviderFailed,
                     "the delivery provider refused or failed",
-                )
-                .with_card(card_ref));
+                ));
             }
         }
     }

@@ -1,9 +1,11 @@
 //! Fraud controls and rate limits applied before any OTP send. Each refusal has its response
-//! code (134 for a fraud control, 133 for a limit) and is recorded with the enrolment.
+//! code (134 for a fraud control, 133 for a limit) and is recorded with the enrolment. The fraud
+//! controls are here; the rate limits are [`limits`].
 
-use crate::config::{Config, ControlsConfig};
-use crate::domain::{Channel, Phone};
-use crate::store::SendLimits;
+pub mod limits;
+
+use crate::config::ControlsConfig;
+use crate::domain::Phone;
 
 /// A refusal by a fraud control: the reason, safe to show and record (no destination in it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,22 +45,6 @@ pub fn check_sms_country(c: &ControlsConfig, phone: &Phone) -> Result<(), Refusa
         Ok(())
     } else {
         Err(Refusal("SMS to this country is not allowed"))
-    }
-}
-
-/// The limits of a send on `channel`.
-pub fn limits(config: &Config, channel: Channel) -> SendLimits {
-    let l = &config.limits;
-    SendLimits {
-        per_enrolment: i64::from(l.sends_per_enrolment),
-        per_card: i64::from(l.sends_per_card),
-        card_window_ms: i64::from(l.card_window_minutes) * 60_000,
-        per_destination: i64::from(l.sends_per_destination),
-        destination_window_ms: i64::from(l.destination_window_minutes) * 60_000,
-        channel_per_second: i64::from(match channel {
-            Channel::Sms => l.sms_per_second,
-            Channel::Email => l.email_per_second,
-        }),
     }
 }
 

@@ -35,6 +35,54 @@ impl fmt::Display for LevelOfTrust {
     }
 }
 
+/// What became of one OTP send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendOutcome {
+    /// Claimed and under way (or interrupted by a crash).
+    Pending,
+    /// The provider accepted the message.
+    Accepted,
+    /// The provider did not answer in time: it may have delivered the message.
+    Timeout,
+    /// The provider refused or failed (or the channel was disabled): nothing went out.
+    Refused,
+}
+
+impl SendOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Timeout => "timeout",
+            Self::Refused => "refused",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "accepted" => Some(Self::Accepted),
+            "timeout" => Some(Self::Timeout),
+            "refused" => Some(Self::Refused),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<String> for SendOutcome {
+    type Error = String;
+    /// For rows read back from the store, which only ever writes [`SendOutcome::as_str`].
+    fn try_from(s: String) -> Result<Self, String> {
+        SendOutcome::parse(&s).ok_or_else(|| format!("'{s}' is not a send outcome"))
+    }
+}
+
+impl std::fmt::Display for SendOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An OTP delivery channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

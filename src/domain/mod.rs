@@ -12,7 +12,7 @@ pub mod template;
 
 pub use card::{Card, CardStatus, ProductId};
 pub use contact::{Email, Phone};
-pub use enrolment::{Action, Channel, LevelOfTrust, TokenState};
+pub use enrolment::{Action, Channel, LevelOfTrust, SendOutcome, TokenState};
 pub use expiry::Expiry;
 pub use language::Language;
 pub use otp::Otp;

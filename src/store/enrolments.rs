@@ -3,9 +3,26 @@
 use super::*;
 
 impl Store {
-    /// Records one call of an enrolment, creating the enrolment when it is new. `state`, when
-    /// given, becomes the enrolment's state; `card_ref` and `wallet` fill in what is unknown.
-    pub async fn record_call(&self, call: &CallRecord<'_>) -> Result<(), StoreError> {
+    /// Records one call of an enrolment with what its operation writes, in one transaction,
+    /// creating the enrolment when it is new. The call record's `state`, when given, becomes
+    /// the enrolment's state; its `card_ref` and `wallet` fill in what is unknown.
+    pub async fn record(
+        &self,
+        call: &CallRecord<'_>,
+        write: &Write,
+    ) -> Result<Written, StoreError> {
+        match write {
+            Write::Nothing => self.record_call(call).await.map(|()| Written::Done),
+            Write::Decision(d) => self.record_decision(call, d).await.map(|()| Written::Done),
+            Write::SendFinished { id, finish } => self
+                .finish_send(*id, call, finish)
+                .await
+                .map(|()| Written::Done),
+            Write::Notice(n) => self.apply_notice(call, n).await.map(Written::Notice),
+        }
+    }
+
+    async fn record_call(&self, call: &CallRecord<'_>) -> Result<(), StoreError> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
             upsert_enrolment!(tx, call);
@@ -21,10 +38,10 @@ impl Store {
     /// applied one after the other without a further lock: the first statement, the enrolment
     /// upsert, holds the enrolment's row until commit, and every later statement reads afresh,
     /// so the second replaces the first's methods whole.
-    pub async fn record_decision(
+    async fn record_decision(
         &self,
         call: &CallRecord<'_>,
-        d: &DecisionRecord<'_>,
+        d: &DecisionRecord,
     ) -> Result<(), StoreError> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
@@ -32,10 +49,10 @@ impl Store {
             // The decision is about the card it names: a later sendOTP must be for that card.
             sqlx::query("UPDATE enrolments SET decision = $2, decision_rule = $3, decision_signals = $4, device_language = COALESCE($5, device_language), card_ref = COALESCE($6, card_ref) WHERE correlation_id = $1")
                 .bind(call.correlation_id)
-                .bind(d.decision)
-                .bind(d.rule)
-                .bind(d.signals_json)
-                .bind(d.device_language)
+                .bind(&d.decision)
+                .bind(&d.rule)
+                .bind(&d.signals_json)
+                .bind(&d.device_language)
                 .bind(call.card_ref)
                 .execute(&mut *tx)
                 .await?;

@@ -25,6 +25,8 @@ pub enum StoreError {
     Url(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("database holds an unexpected value: {0}")]
+    Unexpected(String),
 }
 
 #[derive(Clone)]
@@ -273,4 +275,4 @@ pub use admin::{
 };
 pub use cards::new_card_ref;
 pub use rows::*;
-pub use sends::{Claim, SendClaim, SendLimits};
+pub use sends::{Claim, LimitScope, SendClaim, SendLimit};

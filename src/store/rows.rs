@@ -1,7 +1,7 @@
 //! Rows as stored, and the records written. Nothing here holds a PAN, an OTP or a destination
 //! in clear: contact details are sealed, masked, or fingerprinted before they reach this module.
 
-use crate::domain::{Card, CardStatus, Expiry};
+use crate::domain::{Card, CardStatus, Expiry, SendOutcome};
 use serde::Serialize;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -185,35 +185,59 @@ pub struct MethodRecord {
     pub masked_value: String,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct DecisionRecord<'a> {
-    pub decision: &'a str,
-    pub rule: &'a str,
-    pub signals_json: &'a str,
-    pub device_language: Option<&'a str>,
-    pub methods: &'a [MethodRecord],
+/// A digitization decision, with the ID&V methods it offered.
+#[derive(Debug, Clone)]
+pub struct DecisionRecord {
+    pub decision: String,
+    pub rule: String,
+    pub signals_json: String,
+    pub device_language: Option<String>,
+    pub methods: Vec<MethodRecord>,
 }
 
 /// The provider's answer to a claimed send.
-#[derive(Debug, Clone, Copy)]
-pub struct SendFinish<'a> {
-    pub outcome: &'a str,
-    pub provider_message_id: Option<&'a str>,
-    pub provider_code: Option<&'a str>,
+#[derive(Debug, Clone)]
+pub struct SendFinish {
+    pub outcome: SendOutcome,
+    pub provider_message_id: Option<String>,
+    pub provider_code: Option<String>,
     pub latency_ms: i64,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct NoticeRecord<'a> {
-    pub virtual_card_id: &'a str,
-    pub card_ref: &'a str,
-    pub wallet_provider_id: &'a str,
-    pub token_storage_id: Option<&'a str>,
+/// A token notice.
+#[derive(Debug, Clone)]
+pub struct NoticeRecord {
+    pub virtual_card_id: String,
+    pub card_ref: String,
+    pub wallet_provider_id: String,
+    pub token_storage_id: Option<String>,
     pub is_primary: Option<bool>,
-    pub action: &'a crate::domain::Action,
-    pub source: Option<&'a str>,
+    pub action: crate::domain::Action,
+    pub source: Option<String>,
     pub error_code: Option<i64>,
-    pub dpan_last4: Option<&'a str>,
-    pub dpan_exp: Option<&'a str>,
-    pub notice_fp: &'a str,
+    pub dpan_last4: Option<String>,
+    pub dpan_exp: Option<String>,
+    pub notice_fp: String,
+}
+
+/// What an operation writes besides its call record, in the same transaction
+/// ([`super::Store::record`]).
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Only the call record (and the enrolment it belongs to).
+    Nothing,
+    Decision(DecisionRecord),
+    /// The outcome of the claimed send `id`.
+    SendFinished {
+        id: i64,
+        finish: SendFinish,
+    },
+    Notice(NoticeRecord),
+}
+
+/// What a [`Write`] found, where the caller needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    Done,
+    Notice(super::NoticeOutcome),
 }

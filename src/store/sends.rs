@@ -7,21 +7,45 @@
 //! the row gets its outcome together with the call record.
 
 use super::*;
+use crate::domain::{Channel, SendOutcome};
 
 /// Sends that count against the limits: those that went out, or may have (`pending`: under way
 /// or interrupted by a crash; `timeout`: the provider may have delivered it). Refusals do not
 /// count, so nobody can use failures to lock a cardholder out.
 const COUNTED: &str = "('pending', 'accepted', 'timeout')";
 
-/// The limits of one claim (counts, and windows in milliseconds).
-#[derive(Debug, Clone, Copy)]
-pub struct SendLimits {
-    pub per_enrolment: i64,
-    pub per_card: i64,
-    pub card_window_ms: i64,
-    pub per_destination: i64,
-    pub destination_window_ms: i64,
-    pub channel_per_second: i64,
+/// What a limit counts sends by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    /// The enrolment (correlation id).
+    Enrolment,
+    Card,
+    /// The phone number or e-mail address (its fingerprint).
+    Destination,
+    /// Every send on the channel, all cards together.
+    Channel,
+}
+
+impl LimitScope {
+    /// The column of `sends` that holds this scope's key.
+    fn column(self) -> &'static str {
+        match self {
+            LimitScope::Enrolment => "correlation_id",
+            LimitScope::Card => "card_ref",
+            LimitScope::Destination => "destination_fp",
+            LimitScope::Channel => "channel",
+        }
+    }
+}
+
+/// One rate limit, as `controls::limits` defines it: at most `max` counted sends with the same
+/// key within `window_ms` (`None`: ever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimit {
+    pub name: &'static str,
+    pub scope: LimitScope,
+    pub window_ms: Option<i64>,
+    pub max: i64,
 }
 
 /// A send about to go out.
@@ -30,7 +54,7 @@ pub struct SendClaim<'a> {
     pub correlation_id: &'a str,
     pub card_ref: &'a str,
     pub method_id: &'a str,
-    pub channel: &'a str,
+    pub channel: Channel,
     pub provider: &'a str,
     pub destination_masked: &'a str,
     pub destination_fp: &'a str,
@@ -38,7 +62,7 @@ pub struct SendClaim<'a> {
     pub at: i64,
     /// A `pending` send older than this is taken as interrupted (a crash) for the retry rule.
     pub stale_after_ms: i64,
-    pub limits: SendLimits,
+    pub limits: &'a [SendLimit],
 }
 
 /// The answer to a claim.
@@ -61,7 +85,7 @@ impl Store {
         let keys = [
             format!("send-card:{}", c.card_ref),
             format!("send-destination:{}", c.destination_fp),
-            format!("send-channel:{}", c.channel),
+            format!("send-channel:{}", c.channel.as_str()),
         ];
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
@@ -82,55 +106,27 @@ impl Store {
             {
                 return Ok(Claim::InFlight);
             }
-            let checks: [(&'static str, String, &str, Option<i64>, i64); 4] = [
-                (
-                    "sends per enrolment",
-                    (format!(
-                        "SELECT COUNT(*) FROM sends WHERE correlation_id = $1 AND outcome IN {COUNTED} AND at > $2"
-                    )),
-                    c.correlation_id,
-                    None,
-                    c.limits.per_enrolment,
-                ),
-                (
-                    "sends per card",
-                    (format!(
-                        "SELECT COUNT(*) FROM sends WHERE card_ref = $1 AND outcome IN {COUNTED} AND at > $2"
-                    )),
-                    c.card_ref,
-                    Some(c.limits.card_window_ms),
-                    c.limits.per_card,
-                ),
-                (
-                    "sends per destination",
-                    (format!(
-                        "SELECT COUNT(*) FROM sends WHERE destination_fp = $1 AND outcome IN {COUNTED} AND at > $2"
-                    )),
-                    c.destination_fp,
-                    Some(c.limits.destination_window_ms),
-                    c.limits.per_destination,
-                ),
-                (
-                    "channel budget per second",
-                    (format!(
-                        "SELECT COUNT(*) FROM sends WHERE channel = $1 AND outcome IN {COUNTED} AND at > $2"
-                    )),
-                    c.channel,
-                    Some(1000),
-                    c.limits.channel_per_second,
-                ),
-            ];
-            for (name, sql, key, window, max) in checks {
+            for limit in c.limits {
+                let key = match limit.scope {
+                    LimitScope::Enrolment => c.correlation_id,
+                    LimitScope::Card => c.card_ref,
+                    LimitScope::Destination => c.destination_fp,
+                    LimitScope::Channel => c.channel.as_str(),
+                };
+                let sql = format!(
+                    "SELECT COUNT(*) FROM sends WHERE {} = $1 AND outcome IN {COUNTED} AND at > $2",
+                    limit.scope.column()
+                );
                 // A send at time t counts while now < t + window: the window reopens exactly
                 // `window` after the send.
-                let since = window.map_or(i64::MIN, |w| c.at - w);
+                let since = limit.window_ms.map_or(i64::MIN, |w| c.at - w);
                 let (n,): (i64,) = sqlx::query_as(&sql)
                     .bind(key)
                     .bind(since)
                     .fetch_one(&mut *tx)
                     .await?;
-                if n >= max {
-                    return Ok(Claim::Limited(name));
+                if n >= limit.max {
+                    return Ok(Claim::Limited(limit.name));
                 }
             }
             let (id,): (i64,) = sqlx::query_as(
@@ -141,7 +137,7 @@ impl Store {
             .bind(c.correlation_id)
             .bind(c.card_ref)
             .bind(c.method_id)
-            .bind(c.channel)
+            .bind(c.channel.as_str())
             .bind(c.provider)
             .bind(c.destination_masked)
             .bind(c.destination_fp)
@@ -155,11 +151,11 @@ impl Store {
     }
 
     /// Records the provider's answer for a claimed send, and the call, in one transaction.
-    pub async fn finish_send(
+    pub(super) async fn finish_send(
         &self,
         id: i64,
         call: &CallRecord<'_>,
-        f: &SendFinish<'_>,
+        f: &SendFinish,
     ) -> Result<(), StoreError> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
@@ -169,10 +165,10 @@ impl Store {
                  latency_ms = $6 WHERE id = $1",
             )
             .bind(id)
-            .bind(f.outcome)
+            .bind(f.outcome.as_str())
             .bind(call.response_code)
-            .bind(f.provider_message_id)
-            .bind(f.provider_code)
+            .bind(&f.provider_message_id)
+            .bind(&f.provider_code)
             .bind(f.latency_ms)
             .execute(&mut *tx)
             .await?;
@@ -183,7 +179,7 @@ impl Store {
     }
 
     /// The outcome of the newest send with this retry fingerprint, if any.
-    pub async fn send_outcome(&self, retry_fp: &str) -> Result<Option<String>, StoreError> {
+    pub async fn send_outcome(&self, retry_fp: &str) -> Result<Option<SendOutcome>, StoreError> {
         with_pool!(self, read, |pool| {
             let row: Option<(String,)> = sqlx::query_as(
                 "SELECT outcome FROM sends WHERE retry_fp = $1 ORDER BY id DESC LIMIT 1",
@@ -191,7 +187,8 @@ impl Store {
             .bind(retry_fp)
             .fetch_optional(pool)
             .await?;
-            Ok(row.map(|(o,)| o))
+            row.map(|(o,)| SendOutcome::try_from(o).map_err(StoreError::Unexpected))
+                .transpose()
         })
     }
 

@@ -11,10 +11,10 @@ impl Store {
     /// token's lock is taken before its state is read, so two notices racing each other cannot
     /// both start from the same state (a lost update could bring a deleted token back), and the
     /// same notice delivered twice at once is recorded once and seen as a duplicate by the other.
-    pub async fn apply_notice(
+    pub(super) async fn apply_notice(
         &self,
         call: &CallRecord<'_>,
-        n: &NoticeRecord<'_>,
+        n: &NoticeRecord,
     ) -> Result<NoticeOutcome, StoreError> {
         let lock = format!("token:{}", n.virtual_card_id);
         with_pool!(self, write, |pool| {
@@ -22,12 +22,12 @@ impl Store {
             tx.lock_key(&lock).await?;
             let current: Option<(String,)> =
                 sqlx::query_as("SELECT state FROM tokens WHERE virtual_card_id = $1")
-                    .bind(n.virtual_card_id)
+                    .bind(&n.virtual_card_id)
                     .fetch_optional(&mut *tx)
                     .await?;
             let before = current.map(|(s,)| s);
             let before_state = before.as_deref().and_then(crate::domain::TokenState::parse);
-            let after = crate::domain::TokenState::after(before_state, n.action)
+            let after = crate::domain::TokenState::after(before_state, &n.action)
                 .as_str()
                 .to_owned();
             // The event first: its fingerprint is unique, so a notice already recorded inserts
@@ -36,14 +36,14 @@ impl Store {
                 "INSERT INTO token_events (virtual_card_id, correlation_id, action, source, error_code, state_before, state_after, notice_fp, at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (notice_fp) DO NOTHING",
             )
-            .bind(n.virtual_card_id)
+            .bind(&n.virtual_card_id)
             .bind(call.correlation_id)
             .bind(n.action.as_str())
-            .bind(n.source)
+            .bind(&n.source)
             .bind(n.error_code)
             .bind(&before)
             .bind(&after)
-            .bind(n.notice_fp)
+            .bind(&n.notice_fp)
             .bind(call.at)
             .execute(&mut *tx)
             .await?
@@ -72,14 +72,14 @@ impl Store {
                  card_ref = CASE WHEN $12 AND tokens.state <> 'deleted' THEN $2 ELSE tokens.card_ref END, \
                  updated_at = $10",
             )
-            .bind(n.virtual_card_id)
-            .bind(n.card_ref)
-            .bind(n.wallet_provider_id)
-            .bind(n.token_storage_id)
+            .bind(&n.virtual_card_id)
+            .bind(&n.card_ref)
+            .bind(&n.wallet_provider_id)
+            .bind(&n.token_storage_id)
             .bind(n.is_primary)
             .bind(&after)
-            .bind(if wipe { None } else { n.dpan_last4 })
-            .bind(if wipe { None } else { n.dpan_exp })
+            .bind(if wipe { None } else { n.dpan_last4.as_deref() })
+            .bind(if wipe { None } else { n.dpan_exp.as_deref() })
             .bind(call.correlation_id)
             .bind(call.at)
             .bind(wipe)
