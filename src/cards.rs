@@ -2,7 +2,9 @@
 //! Errors name the line and the column, never the PAN.
 
 use crate::data_keys::DataKeys;
-use crate::domain::{CardStatus, Email, Expiry, Pan, Phone, ProductId, card::valid_card_ref};
+use crate::domain::{
+    CardStatus, Email, Expiry, Millis, Pan, Phone, ProductId, card::valid_card_ref,
+};
 use crate::store::{ContactUpdate, NewCard, Store, StoreError, Upserted};
 use std::collections::HashMap;
 use std::io::Read;
@@ -19,8 +21,8 @@ pub struct CardLine {
     pub language: Option<String>,
     pub card_ref: Option<String>,
     pub wallets: Vec<String>,
-    pub phone_changed_at: Option<i64>,
-    pub email_changed_at: Option<i64>,
+    pub phone_changed_at: Option<Millis>,
+    pub email_changed_at: Option<Millis>,
     /// Columns the file does not have: a re-import leaves those values as stored.
     pub keep: crate::store::Keep,
 }
@@ -257,8 +259,8 @@ fn parse_line(l: &Line<'_>) -> Result<CardLine, String> {
         language,
         card_ref,
         wallets,
-        phone_changed_at: time("phone_changed_at")?,
-        email_changed_at: time("email_changed_at")?,
+        phone_changed_at: time("phone_changed_at")?.map(Millis),
+        email_changed_at: time("email_changed_at")?.map(Millis),
         keep: crate::store::Keep::default(),
     })
 }
@@ -333,7 +335,7 @@ pub async fn import(
     store: &Store,
     keys: &DataKeys,
     file: CardFile,
-    now_ms: i64,
+    now_ms: Millis,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport, StoreError> {
     let total = file.lines.len() as u64;

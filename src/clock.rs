@@ -1,5 +1,6 @@
 //! Time, injectable so that tests can move it instead of sleeping.
 
+use crate::domain::Millis;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use time::OffsetDateTime;
@@ -25,8 +26,8 @@ impl Clock {
         (self.0)()
     }
 
-    pub fn now_ms(&self) -> i64 {
-        to_ms(self.now())
+    pub fn now_ms(&self) -> Millis {
+        Millis(to_ms(self.now()))
     }
 }
 
@@ -35,12 +36,12 @@ pub fn to_ms(t: OffsetDateTime) -> i64 {
 }
 
 /// RFC 3339 for display.
-pub fn format_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+pub fn format_ms(ms: Millis) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms.0) * 1_000_000)
         .ok()
         .and_then(|t| {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .unwrap_or_else(|| ms.to_string())
+        .unwrap_or_else(|| ms.0.to_string())
 }

@@ -434,7 +434,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
             &format!(
                 "state {}, decision {} by rule {}",
                 e.state,
-                e.decision.unwrap_or_default(),
+                e.decision.map(|d| d.as_str()).unwrap_or_default(),
                 e.decision_rule.unwrap_or_default()
             ),
         );

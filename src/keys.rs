@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::data_keys::DataKeys;
+use crate::domain::Millis;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -51,7 +52,7 @@ pub async fn import_cards(
 pub async fn import_cards_at(
     config: &Config,
     file: &Path,
-    now: i64,
+    now: Millis,
 ) -> anyhow::Result<crate::cards::ImportReport> {
     let key_file = config
         .keys

@@ -3,7 +3,7 @@
 
 use super::AdminError;
 use crate::clock::format_ms;
-use crate::domain::{CardStatus, Email, Phone};
+use crate::domain::{CardStatus, Email, Millis, Phone};
 use crate::state::SharedState;
 use crate::store::{CardRow, CardUpdate, ContactUpdate};
 use axum::Json;
@@ -22,16 +22,16 @@ const MAX_UPDATE_BYTES: usize = 16 * 1024;
 
 type Answer = Result<Json<Value>, AdminError>;
 
-fn time(ms: i64) -> Value {
+fn time(ms: Millis) -> Value {
     Value::String(format_ms(ms))
 }
 
-fn opt_time(ms: Option<i64>) -> Value {
+fn opt_time(ms: Option<Millis>) -> Value {
     ms.map(time).unwrap_or(Value::Null)
 }
 
 fn card_view(card: &CardRow) -> Value {
-    let destination = |masked: &Option<String>, changed: Option<i64>| match masked {
+    let destination = |masked: &Option<String>, changed: Option<Millis>| match masked {
         Some(m) => json!({ "masked": m, "changedAt": opt_time(changed) }),
         None => json!({ "masked": null, "changedAt": opt_time(changed) }),
     };
@@ -387,7 +387,7 @@ pub async fn stuck_enrolments(
             .ok_or_else(|| AdminError::bad_request("limit must be 1 to 1000"))?,
     };
     let now = state.clock.now_ms();
-    let cutoff = now.saturating_sub(minutes.saturating_mul(60_000));
+    let cutoff = now.minus(Millis(minutes.saturating_mul(60_000)));
     let rows = state.store.admin_stuck_enrolments(cutoff, limit).await?;
     let list: Vec<Value> = rows
         .iter()
@@ -399,7 +399,7 @@ pub async fn stuck_enrolments(
                 "state": r.state,
                 "decisionRule": r.decision_rule,
                 "decidedAt": time(r.decided_at),
-                "minutesWaiting": now.saturating_sub(r.decided_at) / 60_000,
+                "minutesWaiting": now.since(r.decided_at).as_i64() / 60_000,
                 "sends": r.sends,
                 "sendsAccepted": r.sends_accepted,
                 "createdAt": time(r.created_at),

@@ -5,7 +5,7 @@ use super::fields::Fields;
 use super::{Audit, Call, Handled, resolve_card};
 use crate::config::LevelOfTrustCase;
 use crate::decision::{self, Decision, Signals};
-use crate::domain::{Channel, Language, LevelOfTrust};
+use crate::domain::{Channel, Language, LevelOfTrust, Millis};
 use crate::state::AppState;
 use crate::store::{CardRow, DecisionRecord, MethodRecord, Write};
 use serde_json::{Value, json};
@@ -63,7 +63,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     if decision.outcome == LevelOfTrust::Yellow {
         methods = offer_methods(state, call.correlation_id, &card, call.at);
         if let Some(allowed) = &decision.channels {
-            methods.retain(|m| allowed.iter().any(|c| c.as_str() == m.channel));
+            methods.retain(|m| allowed.contains(&m.channel));
         }
         if methods.is_empty() {
             decision = Decision {
@@ -123,7 +123,7 @@ pub fn offer_methods(
     state: &AppState,
     correlation_id: &str,
     card: &CardRow,
-    now_ms: i64,
+    now_ms: Millis,
 ) -> Vec<MethodRecord> {
     let mut out = Vec::new();
     for channel in &state.config.idv.channel_preference {
@@ -154,7 +154,7 @@ pub fn offer_methods(
         let id: String = fp.chars().take(16).collect();
         out.push(MethodRecord {
             method_id: id,
-            channel: channel.as_str().to_owned(),
+            channel: *channel,
             method_type: method_type.clone(),
             masked_value: masked.clone(),
         });

@@ -12,6 +12,7 @@ pub mod opened_cards;
 pub mod resolve_card;
 pub mod send_otp;
 
+use crate::domain::Millis;
 use crate::state::{AppState, SharedState};
 use crate::store::{CallRecord, Write, Written};
 use axum::Router;
@@ -127,7 +128,7 @@ pub struct Call<'a> {
     pub opened_cards: &'a OpenedCards,
     pub correlation_id: &'a str,
     pub started: Instant,
-    pub at: i64,
+    pub at: Millis,
 }
 
 /// The TSH-facing routes (the alias `requestCardEligibility` included).
@@ -268,7 +269,7 @@ async fn answer(
             .detail
             .as_deref()
             .or(refusal.map(|e| e.message.as_str())),
-        duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        duration_ms: Millis::of(started.elapsed()),
         at,
     };
     let written = match state.store.record(&rec, &write).await {
@@ -292,7 +293,7 @@ async fn handle(
     api: &ApiState,
     req: Request,
     started: Instant,
-    at: i64,
+    at: Millis,
     correlation: &mut Option<String>,
 ) -> Result<Handled, ApiError> {
     let state = &*api.app;

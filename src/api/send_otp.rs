@@ -6,7 +6,9 @@ use super::fields::Fields;
 use super::{Audit, Call, Handled};
 use crate::controls::{self, Refusal, limits};
 use crate::delivery::{DeliveryError, Message, template};
-use crate::domain::{CardStatus, Channel, Email, Language, Otp, Phone, SendOutcome};
+use crate::domain::{
+    CardStatus, Channel, Email, Language, LevelOfTrust, Millis, Otp, Phone, SendOutcome,
+};
 use crate::state::AppState;
 use crate::store::{CardRow, Claim, MethodRow, SendClaim, SendFinish, Write};
 use serde_json::{Value, json};
@@ -20,7 +22,7 @@ pub struct Request<'a> {
     pub wallet: Option<&'a str>,
     pub method_id: Option<&'a str>,
     /// Epoch milliseconds.
-    pub expires_at: Option<i64>,
+    pub expires_at: Option<Millis>,
 }
 
 /// Checks every field (before any lookup), in the order the contract's codes are answered.
@@ -33,7 +35,7 @@ pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     body.opt_id("virtualCardId", 1, 64)?;
     body.opt_str("deviceBindingReference", 1, 128)?;
     body.opt_obj("tokenRequestor")?;
-    let expires_at = expiration(body)?;
+    let expires_at = expiration(body)?.map(Millis);
     Ok(Request {
         card_ref,
         otp,
@@ -60,7 +62,7 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
     let state = call.state;
     let enrolment = match state.store.enrolment(call.correlation_id).await? {
         Some(e)
-            if e.decision.as_deref() == Some("yellow")
+            if e.decision == Some(LevelOfTrust::Yellow)
                 && e.card_ref.as_deref() == Some(r.card_ref) =>
         {
             e
@@ -73,8 +75,7 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
         }
     };
     let method = choose_method(call, r.method_id).await?;
-    let channel = Channel::parse(&method.channel)
-        .ok_or_else(|| ApiError::internal("stored method has an unknown channel"))?;
+    let channel = method.channel;
     if !state.delivery.is_enabled(channel) {
         return Err(ApiError::new(
             Code::UnknownMethod,
@@ -141,9 +142,7 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
         retry_fp: &retry_fp,
         at: call.at,
         // A pending send older than this was interrupted (a crash).
-        stale_after_ms: i64::try_from(deadline.as_millis())
-            .unwrap_or(i64::MAX)
-            .saturating_add(60_000),
+        stale_after: Millis::of(deadline).plus(Millis(60_000)),
         limits: &limits,
     };
     let id = match state.store.claim_send(&claim).await? {
@@ -184,7 +183,7 @@ async fn choose_method(call: &Call<'_>, method_id: Option<&str>) -> Result<Metho
             .idv
             .channel_preference
             .iter()
-            .find_map(|c| methods.iter().find(|m| m.channel == c.as_str()).cloned())
+            .find_map(|c| methods.iter().find(|m| m.channel == *c).cloned())
             .ok_or_else(|| {
                 ApiError::new(
                     Code::UnknownMethod,
@@ -207,7 +206,7 @@ fn open_destination(
     state: &AppState,
     card: &CardRow,
     channel: Channel,
-    now_ms: i64,
+    now_ms: Millis,
 ) -> Result<Destination, ApiError> {
     let controls = &state.config.controls;
     let fraud = |r: Refusal| ApiError::new(Code::FraudRefused, r.0);
@@ -266,7 +265,7 @@ async fn deliver(
     let channel = message.channel;
     let sent_at = Instant::now();
     let result = call.state.delivery.send(message).await;
-    let latency_ms = i64::try_from(sent_at.elapsed().as_millis()).unwrap_or(i64::MAX);
+    let latency_ms = Millis::of(sent_at.elapsed());
     let (outcome, provider_message_id, provider_code, answer) = match result {
         Ok(receipt) => (
             SendOutcome::Accepted,

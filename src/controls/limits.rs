@@ -8,36 +8,36 @@
 //! itself, exactly `window` after the send.
 
 use crate::config::LimitsConfig;
-use crate::domain::Channel;
+use crate::domain::{Channel, Millis};
 use crate::store::{LimitScope, SendLimit};
 
 /// The limits of one send on `channel`, in the order they are checked (and reported).
 pub fn for_send(config: &LimitsConfig, channel: Channel) -> [SendLimit; 4] {
-    let minutes = |m: u32| Some(i64::from(m) * 60_000);
+    let minutes = |m: u32| Some(Millis::minutes(m));
     [
         SendLimit {
             name: "sends per enrolment",
             scope: LimitScope::Enrolment,
             // Over the enrolment's whole life.
-            window_ms: None,
+            window: None,
             max: i64::from(config.sends_per_enrolment),
         },
         SendLimit {
             name: "sends per card",
             scope: LimitScope::Card,
-            window_ms: minutes(config.card_window_minutes),
+            window: minutes(config.card_window_minutes),
             max: i64::from(config.sends_per_card),
         },
         SendLimit {
             name: "sends per destination",
             scope: LimitScope::Destination,
-            window_ms: minutes(config.destination_window_minutes),
+            window: minutes(config.destination_window_minutes),
             max: i64::from(config.sends_per_destination),
         },
         SendLimit {
             name: "channel budget per second",
             scope: LimitScope::Channel,
-            window_ms: Some(1_000),
+            window: Some(Millis(1_000)),
             max: i64::from(match channel {
                 Channel::Sms => config.sms_per_second,
                 Channel::Email => config.email_per_second,
@@ -59,10 +59,10 @@ mod tests {
         };
         assert_eq!(for_send(&c, Channel::Sms)[3].max, 7);
         assert_eq!(for_send(&c, Channel::Email)[3].max, 9);
-        assert_eq!(for_send(&c, Channel::Sms)[0].window_ms, None);
+        assert_eq!(for_send(&c, Channel::Sms)[0].window, None);
         assert_eq!(
-            for_send(&c, Channel::Sms)[1].window_ms,
-            Some(i64::from(c.card_window_minutes) * 60_000)
+            for_send(&c, Channel::Sms)[1].window,
+            Some(Millis::minutes(c.card_window_minutes))
         );
     }
 }

@@ -5,7 +5,7 @@
 pub mod limits;
 
 use crate::config::ControlsConfig;
-use crate::domain::Phone;
+use crate::domain::{Millis, Phone};
 
 /// A refusal by a fraud control: the reason, safe to show and record (no destination in it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +15,12 @@ pub struct Refusal(pub &'static str);
 /// e-mail address shortly before a token request is the classic account-takeover pattern).
 pub fn check_destination_hold(
     c: &ControlsConfig,
-    changed_at: Option<i64>,
-    now_ms: i64,
+    changed_at: Option<Millis>,
+    now_ms: Millis,
 ) -> Result<(), Refusal> {
-    let hold_ms = i64::from(c.destination_change_hold_hours) * 3_600_000;
+    let hold = Millis::hours(c.destination_change_hold_hours);
     match changed_at {
-        Some(t) if hold_ms > 0 && now_ms - t < hold_ms => {
+        Some(t) if hold > Millis::ZERO && now_ms.since(t) < hold => {
             Err(Refusal("the channel's destination changed recently"))
         }
         _ => Ok(()),
@@ -28,7 +28,7 @@ pub fn check_destination_hold(
 }
 
 /// True when the destination's channel is not held at `now_ms` (used to decide what to offer).
-pub fn destination_usable(c: &ControlsConfig, changed_at: Option<i64>, now_ms: i64) -> bool {
+pub fn destination_usable(c: &ControlsConfig, changed_at: Option<Millis>, now_ms: Millis) -> bool {
     check_destination_hold(c, changed_at, now_ms).is_ok()
 }
 
@@ -58,10 +58,12 @@ mod tests {
             destination_change_hold_hours: 72,
             sms_allowed_calling_codes: vec![],
         };
-        let changed = 1_000_000;
-        let hold = 72 * 3_600_000;
-        assert!(check_destination_hold(&c, Some(changed), changed + hold - 1).is_err());
-        assert!(check_destination_hold(&c, Some(changed), changed + hold).is_ok());
+        let changed = Millis(1_000_000);
+        let hold = Millis(72 * 3_600_000);
+        assert!(
+            check_destination_hold(&c, Some(changed), changed.plus(hold).minus(Millis(1))).is_err()
+        );
+        assert!(check_destination_hold(&c, Some(changed), changed.plus(hold)).is_ok());
         assert!(check_destination_hold(&c, None, changed).is_ok());
         let off = ControlsConfig {
             destination_change_hold_hours: 0,

@@ -1,7 +1,7 @@
 //! The digitization decision: an ordered list of rules over the request's signals and the
 //! card's record; the first rule that matches decides, and its name is recorded.
 
-use crate::domain::{Card, CardStatus, LevelOfTrust};
+use crate::domain::{Card, CardStatus, LevelOfTrust, Millis};
 use serde::Serialize;
 
 pub mod explain;
@@ -37,8 +37,8 @@ pub struct Signals {
 
 impl Signals {
     /// Fills in what the issuer's record says of the card, at `now_ms`.
-    pub fn with_card(mut self, card: &Card, now_ms: i64, active_tokens: i64) -> Signals {
-        let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+    pub fn with_card(mut self, card: &Card, now_ms: Millis, active_tokens: i64) -> Signals {
+        let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms.0) * 1_000_000)
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         self.card_status = card.status.as_str().to_owned();
         self.card_active = card.status == CardStatus::Active;
@@ -46,7 +46,7 @@ impl Signals {
         self.card_expires_in_days = card.expiry.and_then(|e| e.days_left_at(now));
         self.product_id = card.product_id.clone();
         self.active_tokens = active_tokens;
-        let days = |t: Option<i64>| t.map(|t| (now_ms - t) as f64 / 86_400_000.0);
+        let days = |t: Option<Millis>| t.map(|t| now_ms.since(t).as_days());
         self.days_since_phone_change = days(card.phone_changed_at);
         self.days_since_email_change = days(card.email_changed_at);
         self

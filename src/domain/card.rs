@@ -1,6 +1,6 @@
 //! The funding card as the issuer knows it.
 
-use super::Expiry;
+use super::{Expiry, Millis};
 use std::fmt;
 
 /// What the issuer's record says of a card, as the decision sees it: no PAN, and no contact
@@ -15,8 +15,8 @@ pub struct Card {
     pub status: CardStatus,
     pub product_id: String,
     /// When the phone number (e-mail address) on file last changed, epoch milliseconds.
-    pub phone_changed_at: Option<i64>,
-    pub email_changed_at: Option<i64>,
+    pub phone_changed_at: Option<Millis>,
+    pub email_changed_at: Option<Millis>,
 }
 
 /// A card's status in the issuer's registry.

@@ -29,6 +29,14 @@ impl LevelOfTrust {
     }
 }
 
+impl TryFrom<String> for LevelOfTrust {
+    type Error = String;
+    /// For rows read back from the store, which only ever writes [`LevelOfTrust::as_str`].
+    fn try_from(s: String) -> Result<Self, String> {
+        LevelOfTrust::parse(&s).ok_or_else(|| format!("'{s}' is not a level of trust"))
+    }
+}
+
 impl fmt::Display for LevelOfTrust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -105,6 +113,14 @@ impl Channel {
             "email" | "e-mail" => Some(Self::Email),
             _ => None,
         }
+    }
+}
+
+impl TryFrom<String> for Channel {
+    type Error = String;
+    /// For rows read back from the store, which only ever writes [`Channel::as_str`].
+    fn try_from(s: String) -> Result<Self, String> {
+        Channel::parse(&s).ok_or_else(|| format!("'{s}' is not a channel"))
     }
 }
 

@@ -3,8 +3,8 @@
 //! of the connection pools. Like the rest of the store, nothing here holds a PAN, an OTP or a
 //! destination in clear.
 
-use super::*;
-use crate::domain::CardStatus;
+use super::{Backend, CardRow, Store, StoreError};
+use crate::domain::{CardStatus, LevelOfTrust, Millis};
 use serde::Serialize;
 
 /// A new destination, already sealed, masked and fingerprinted (see
@@ -35,7 +35,7 @@ pub struct NoticeRow {
     pub error_code: Option<i64>,
     pub state_before: Option<String>,
     pub state_after: String,
-    pub at: i64,
+    pub at: Millis,
 }
 
 /// One enrolment of a card, in short.
@@ -44,10 +44,10 @@ pub struct EnrolmentSummaryRow {
     pub correlation_id: String,
     pub wallet_provider_id: Option<String>,
     pub state: String,
-    pub decision: Option<String>,
+    pub decision: Option<LevelOfTrust>,
     pub decision_rule: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
 }
 
 /// An enrolment answered yellow and neither activated nor failed since.
@@ -59,11 +59,11 @@ pub struct StuckEnrolmentRow {
     pub state: String,
     pub decision_rule: Option<String>,
     /// When the (last) yellow answer was given.
-    pub decided_at: i64,
+    pub decided_at: Millis,
     pub sends: i64,
     pub sends_accepted: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
 }
 
 /// The state of one connection pool.
@@ -86,7 +86,7 @@ impl Store {
         &self,
         card_ref: &str,
         update: &CardUpdate,
-        now: i64,
+        now: Millis,
     ) -> Result<Option<(CardRow, Vec<&'static str>)>, StoreError> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin().await?;
@@ -188,7 +188,7 @@ impl Store {
     /// and neither complete (activated) nor failed since; oldest first, at most `limit`.
     pub async fn admin_stuck_enrolments(
         &self,
-        decided_before: i64,
+        decided_before: Millis,
         limit: i64,
     ) -> Result<Vec<StuckEnrolmentRow>, StoreError> {
         with_pool!(self, read, |pool| {
@@ -235,7 +235,7 @@ type Contact<'a> = (
     &'a Option<String>,
     &'a Option<String>,
     &'a Option<String>,
-    Option<i64>,
+    Option<Millis>,
 );
 
 /// The stored columns of a destination after an update: unchanged when not updated; when the
@@ -243,9 +243,14 @@ type Contact<'a> = (
 fn merge_contact(
     update: &Option<Option<ContactUpdate>>,
     (sealed, masked, fp, changed_at): Contact<'_>,
-    now: i64,
+    now: Millis,
     changed: impl FnOnce(),
-) -> (Option<String>, Option<String>, Option<String>, Option<i64>) {
+) -> (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Millis>,
+) {
     match update {
         None => (sealed.clone(), masked.clone(), fp.clone(), changed_at),
         Some(new) => {

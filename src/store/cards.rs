@@ -1,6 +1,98 @@
 //! The card registry.
 
-use super::*;
+use super::{Backend, LockKey, Store, StoreError};
+use crate::domain::{Card, CardStatus, Expiry, Millis};
+use sqlx::Row;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CardRow {
+    pub card_ref: String,
+    pub pan_index: String,
+    pub bin: String,
+    pub last4: String,
+    pub exp: String,
+    pub status: CardStatus,
+    pub product_id: String,
+    pub phone_sealed: Option<String>,
+    pub phone_masked: Option<String>,
+    pub phone_fp: Option<String>,
+    pub phone_changed_at: Option<Millis>,
+    pub email_sealed: Option<String>,
+    pub email_masked: Option<String>,
+    pub email_fp: Option<String>,
+    pub email_changed_at: Option<Millis>,
+    pub language: Option<String>,
+    pub wallets: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl CardRow {
+    /// The card as the decision sees it.
+    pub fn card(&self) -> Card {
+        Card {
+            card_ref: self.card_ref.clone(),
+            bin: self.bin.clone(),
+            last4: self.last4.clone(),
+            expiry: Expiry::parse_mmyy(&self.exp).ok(),
+            status: self.status,
+            product_id: self.product_id.clone(),
+            phone_changed_at: self.phone_changed_at,
+            email_changed_at: self.email_changed_at,
+        }
+    }
+
+    /// True when the card may be used in `wallet` (an empty list allows every wallet).
+    pub fn allows_wallet(&self, wallet: &str) -> bool {
+        let list: Vec<&str> = self
+            .wallets
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        list.is_empty() || list.iter().any(|w| w.eq_ignore_ascii_case(wallet))
+    }
+}
+
+/// What an update leaves as stored because its input did not carry it (a card file without
+/// that column, an admin call without that field).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keep {
+    pub phone: bool,
+    pub email: bool,
+    pub language: bool,
+    pub wallets: bool,
+}
+
+/// A card to insert or update (from the card file or the admin API).
+#[derive(Debug, Clone)]
+pub struct NewCard {
+    pub card_ref: Option<String>,
+    pub pan_index: String,
+    pub bin: String,
+    pub last4: String,
+    pub exp: String,
+    pub status: CardStatus,
+    pub product_id: String,
+    pub phone_sealed: Option<String>,
+    pub phone_masked: Option<String>,
+    pub phone_fp: Option<String>,
+    pub phone_changed_at: Option<Millis>,
+    pub email_sealed: Option<String>,
+    pub email_masked: Option<String>,
+    pub email_fp: Option<String>,
+    pub email_changed_at: Option<Millis>,
+    pub language: Option<String>,
+    pub wallets: String,
+    pub keep: Keep,
+}
+
+/// Outcome of a card upsert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upserted {
+    Added,
+    Updated,
+}
 
 impl Store {
     /// Inserts a card, or updates the card with the same PAN index (keeping its reference).
@@ -14,7 +106,7 @@ impl Store {
     pub async fn upsert_card(
         &self,
         c: &NewCard,
-        now: i64,
+        now: Millis,
     ) -> Result<(Upserted, String), StoreError> {
         let card_lock = format!("card-pan:{}", c.pan_index);
         let ref_lock = c.card_ref.as_ref().map(|r| format!("card-ref:{r}"));

@@ -1,6 +1,99 @@
 //! Enrolments, their calls and decisions.
 
-use super::*;
+use super::sends::SendFinish;
+use super::tokens::NoticeRecord;
+use super::{Backend, Store, StoreError};
+use crate::domain::{Channel, LevelOfTrust, Millis};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EnrolmentRow {
+    pub correlation_id: String,
+    pub card_ref: Option<String>,
+    pub wallet_provider_id: Option<String>,
+    pub state: String,
+    pub decision: Option<LevelOfTrust>,
+    pub decision_rule: Option<String>,
+    pub decision_signals: Option<String>,
+    pub device_language: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct MethodRow {
+    pub method_id: String,
+    pub channel: Channel,
+    pub method_type: String,
+    pub masked_value: String,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CallRow {
+    pub operation: String,
+    pub card_ref: Option<String>,
+    pub response_code: i64,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub duration_ms: Millis,
+    pub at: Millis,
+}
+
+/// One call of an enrolment, as recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRecord<'a> {
+    pub correlation_id: &'a str,
+    pub operation: &'a str,
+    pub card_ref: Option<&'a str>,
+    pub wallet: Option<&'a str>,
+    /// The enrolment's new state, if this call changes it.
+    pub state: Option<&'a str>,
+    pub response_code: i64,
+    pub outcome: &'a str,
+    pub detail: Option<&'a str>,
+    pub duration_ms: Millis,
+    pub at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct MethodRecord {
+    pub method_id: String,
+    pub channel: Channel,
+    pub method_type: String,
+    pub masked_value: String,
+}
+
+/// A digitization decision, with the ID&V methods it offered.
+#[derive(Debug, Clone)]
+pub struct DecisionRecord {
+    pub decision: String,
+    pub rule: String,
+    pub signals_json: String,
+    pub device_language: Option<String>,
+    pub methods: Vec<MethodRecord>,
+}
+
+/// What an operation writes besides its call record, in the same transaction
+/// ([`super::Store::record`]).
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Only the call record (and the enrolment it belongs to).
+    Nothing,
+    Decision(DecisionRecord),
+    /// The outcome of the claimed send `id`.
+    SendFinished {
+        id: i64,
+        finish: SendFinish,
+    },
+    Notice(NoticeRecord),
+}
+
+/// What a [`Write`] found, where the caller needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    Done,
+    Notice(super::NoticeOutcome),
+}
 
 impl Store {
     /// Records one call of an enrolment with what its operation writes, in one transaction,
@@ -64,7 +157,7 @@ impl Store {
                 sqlx::query("INSERT INTO enrolment_methods (correlation_id, method_id, channel, method_type, masked_value, position) VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(call.correlation_id)
                     .bind(&m.method_id)
-                    .bind(&m.channel)
+                    .bind(m.channel)
                     .bind(&m.method_type)
                     .bind(&m.masked_value)
                     .bind(i as i64)

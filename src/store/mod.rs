@@ -3,11 +3,11 @@
 //! both dialects agree (`$n` parameters, `ON CONFLICT`, `RETURNING`); each backend has its own
 //! migrations. All times are milliseconds since the Unix epoch.
 
+use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -144,23 +144,6 @@ macro_rules! insert_call {
     };
 }
 
-/// Outcome of a card upsert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upserted {
-    Added,
-    Updated,
-}
-
-/// Outcome of recording a token notice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NoticeOutcome {
-    Recorded {
-        before: Option<String>,
-        after: String,
-    },
-    Duplicate,
-}
-
 impl Store {
     /// Connects, creating the SQLite file and folder when missing, and applies migrations.
     pub async fn connect(
@@ -264,9 +247,8 @@ impl Store {
 
 mod admin;
 mod cards;
-mod decisions;
+mod columns;
 mod enrolments;
-mod rows;
 mod sends;
 mod tokens;
 
@@ -274,5 +256,9 @@ pub use admin::{
     CardUpdate, ContactUpdate, EnrolmentSummaryRow, NoticeRow, PoolStat, StuckEnrolmentRow,
 };
 pub use cards::new_card_ref;
-pub use rows::*;
-pub use sends::{Claim, LimitScope, SendClaim, SendLimit};
+pub use cards::{CardRow, Keep, NewCard, Upserted};
+pub use enrolments::{
+    CallRecord, CallRow, DecisionRecord, EnrolmentRow, MethodRecord, MethodRow, Write, Written,
+};
+pub use sends::{Claim, LimitScope, SendClaim, SendFinish, SendLimit, SendRow};
+pub use tokens::{NoticeOutcome, NoticeRecord, TokenEventRow, TokenRow};

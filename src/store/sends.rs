@@ -6,8 +6,9 @@
 //! are therefore exact under any concurrency and across instances. After the provider answered,
 //! the row gets its outcome together with the call record.
 
-use super::*;
-use crate::domain::{Channel, SendOutcome};
+use super::{Backend, CallRecord, LockKey, Store, StoreError};
+use crate::domain::{Channel, Millis, SendOutcome};
+use serde::Serialize;
 
 /// Sends that count against the limits: those that went out, or may have (`pending`: under way
 /// or interrupted by a crash; `timeout`: the provider may have delivered it). Refusals do not
@@ -39,12 +40,12 @@ impl LimitScope {
 }
 
 /// One rate limit, as `controls::limits` defines it: at most `max` counted sends with the same
-/// key within `window_ms` (`None`: ever).
+/// key within `window` (`None`: ever).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendLimit {
     pub name: &'static str,
     pub scope: LimitScope,
-    pub window_ms: Option<i64>,
+    pub window: Option<Millis>,
     pub max: i64,
 }
 
@@ -59,9 +60,9 @@ pub struct SendClaim<'a> {
     pub destination_masked: &'a str,
     pub destination_fp: &'a str,
     pub retry_fp: &'a str,
-    pub at: i64,
+    pub at: Millis,
     /// A `pending` send older than this is taken as interrupted (a crash) for the retry rule.
-    pub stale_after_ms: i64,
+    pub stale_after: Millis,
     pub limits: &'a [SendLimit],
 }
 
@@ -78,6 +79,29 @@ pub enum Claim {
     Limited(&'static str),
 }
 
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SendRow {
+    pub method_id: String,
+    pub channel: Channel,
+    pub provider: String,
+    pub destination_masked: String,
+    pub outcome: SendOutcome,
+    pub response_code: i64,
+    pub provider_message_id: Option<String>,
+    pub provider_code: Option<String>,
+    pub latency_ms: Millis,
+    pub at: Millis,
+}
+
+/// The provider's answer to a claimed send.
+#[derive(Debug, Clone)]
+pub struct SendFinish {
+    pub outcome: SendOutcome,
+    pub provider_message_id: Option<String>,
+    pub provider_code: Option<String>,
+    pub latency_ms: Millis,
+}
+
 impl Store {
     /// Claims a send: checks the retry rule and every limit, and records a pending send, atomically.
     pub async fn claim_send(&self, c: &SendClaim<'_>) -> Result<Claim, StoreError> {
@@ -92,17 +116,17 @@ impl Store {
             for key in &keys {
                 tx.lock_key(key).await?;
             }
-            let previous: Vec<(String, i64)> =
+            let previous: Vec<(SendOutcome, Millis)> =
                 sqlx::query_as("SELECT outcome, at FROM sends WHERE retry_fp = $1 AND outcome IN ('accepted', 'pending')")
                     .bind(c.retry_fp)
                     .fetch_all(&mut *tx)
                     .await?;
-            if previous.iter().any(|(o, _)| o == "accepted") {
+            if previous.iter().any(|(o, _)| *o == SendOutcome::Accepted) {
                 return Ok(Claim::AlreadyAccepted);
             }
             if previous
                 .iter()
-                .any(|(o, at)| o == "pending" && *at > c.at - c.stale_after_ms)
+                .any(|(o, at)| *o == SendOutcome::Pending && *at > c.at.minus(c.stale_after))
             {
                 return Ok(Claim::InFlight);
             }
@@ -119,7 +143,7 @@ impl Store {
                 );
                 // A send at time t counts while now < t + window: the window reopens exactly
                 // `window` after the send.
-                let since = limit.window_ms.map_or(i64::MIN, |w| c.at - w);
+                let since = limit.window.map_or(Millis(i64::MIN), |w| c.at.minus(w));
                 let (n,): (i64,) = sqlx::query_as(&sql)
                     .bind(key)
                     .bind(since)
@@ -181,14 +205,13 @@ impl Store {
     /// The outcome of the newest send with this retry fingerprint, if any.
     pub async fn send_outcome(&self, retry_fp: &str) -> Result<Option<SendOutcome>, StoreError> {
         with_pool!(self, read, |pool| {
-            let row: Option<(String,)> = sqlx::query_as(
+            let row: Option<(SendOutcome,)> = sqlx::query_as(
                 "SELECT outcome FROM sends WHERE retry_fp = $1 ORDER BY id DESC LIMIT 1",
             )
             .bind(retry_fp)
             .fetch_optional(pool)
             .await?;
-            row.map(|(o,)| SendOutcome::try_from(o).map_err(StoreError::Unexpected))
-                .transpose()
+            Ok(row.map(|(o,)| o))
         })
     }
 

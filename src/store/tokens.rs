@@ -1,6 +1,60 @@
 //! Tokens (virtual cards) and their notices.
 
-use super::*;
+use super::{Backend, CallRecord, LockKey, Store, StoreError};
+use crate::domain::Millis;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TokenRow {
+    pub virtual_card_id: String,
+    pub card_ref: String,
+    pub wallet_provider_id: String,
+    pub token_storage_id: Option<String>,
+    pub is_primary: Option<bool>,
+    pub state: String,
+    pub dpan_last4: Option<String>,
+    pub dpan_exp: Option<String>,
+    pub correlation_id: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TokenEventRow {
+    pub correlation_id: String,
+    pub action: String,
+    pub source: Option<String>,
+    pub error_code: Option<i64>,
+    pub state_before: Option<String>,
+    pub state_after: String,
+    pub at: Millis,
+}
+
+/// A token notice.
+#[derive(Debug, Clone)]
+pub struct NoticeRecord {
+    pub virtual_card_id: String,
+    pub card_ref: String,
+    pub wallet_provider_id: String,
+    pub token_storage_id: Option<String>,
+    pub is_primary: Option<bool>,
+    pub action: crate::domain::Action,
+    pub source: Option<String>,
+    pub error_code: Option<i64>,
+    pub dpan_last4: Option<String>,
+    pub dpan_exp: Option<String>,
+    pub notice_fp: String,
+}
+
+/// Outcome of recording a token notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeOutcome {
+    Recorded {
+        before: Option<String>,
+        after: String,
+    },
+    Duplicate,
+}
 
 impl Store {
     /// Applies a token notice idempotently: the notice's fingerprint is recorded once; a second
@@ -148,6 +202,19 @@ impl Store {
             .bind(virtual_card_id)
             .fetch_all(pool)
             .await?)
+        })
+    }
+
+    /// The card's tokens that are active now.
+    pub async fn count_active_tokens(&self, card_ref: &str) -> Result<i64, StoreError> {
+        with_pool!(self, read, |pool| {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM tokens WHERE card_ref = $1 AND state = 'active'",
+            )
+            .bind(card_ref)
+            .fetch_one(pool)
+            .await?;
+            Ok(n)
         })
     }
 }

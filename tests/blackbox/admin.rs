@@ -318,7 +318,9 @@ async fn card_update_records_a_destination_change(backend: Backend) {
     let card_ref = green(&app, "adm-upd-1", ALICE).await;
     let path = format!("/cards/{card_ref}");
     let now = || {
-        issuer_gateway::clock::format_ms(app.fx.clock_ms.load(std::sync::atomic::Ordering::SeqCst))
+        issuer_gateway::clock::format_ms(issuer_gateway::domain::Millis(
+            app.fx.clock_ms.load(std::sync::atomic::Ordering::SeqCst),
+        ))
     };
 
     // Bad values are refused without being echoed, and change nothing.

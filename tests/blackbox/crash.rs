@@ -187,7 +187,10 @@ async fn sigkill_under_load_loses_nothing_answered() {
                 "{s:?}"
             );
         }
-        let accepted = sends.iter().filter(|s| s.outcome == "accepted").count();
+        let accepted = sends
+            .iter()
+            .filter(|s| s.outcome.as_str() == "accepted")
+            .count();
         let answered_ok = otps_answered.get(cid).copied().unwrap_or(0);
         assert!(
             accepted >= answered_ok,

@@ -263,7 +263,7 @@ async fn sms_gateway_that_never_answers_gives_137_within_the_deadline() {
         "answered after {elapsed:?}"
     );
     let sends = app.gw.state.store.sends(cid).await.unwrap();
-    assert_eq!(sends[0].outcome, "timeout");
+    assert_eq!(sends[0].outcome.as_str(), "timeout");
     app.gw.stop().await;
 }
 

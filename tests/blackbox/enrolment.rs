@@ -64,7 +64,7 @@ async fn option_b_by_sms_end_to_end(backend: Backend) {
     assert_eq!(token.card_ref, card_ref);
     let e = app.gw.state.store.enrolment(cid).await.unwrap().unwrap();
     assert_eq!(e.state, "complete");
-    assert_eq!(e.decision.as_deref(), Some("yellow"));
+    assert_eq!(e.decision.map(|d| d.as_str()), Some("yellow"));
     assert_eq!(e.decision_rule.as_deref(), Some("step-up"));
     let calls: Vec<(String, i64)> = app
         .gw

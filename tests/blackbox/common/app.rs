@@ -72,7 +72,7 @@ impl Fixture {
         issuer_gateway::keys::import_cards_at(
             &self.config,
             &file,
-            self.clock_ms.load(std::sync::atomic::Ordering::SeqCst),
+            issuer_gateway::domain::Millis(self.clock_ms.load(std::sync::atomic::Ordering::SeqCst)),
         )
         .await
         .expect("import")
