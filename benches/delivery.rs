@@ -151,7 +151,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         ));
     }
     std::fs::write(&file, csv)?;
-    issuer_gateway::keys::import_cards(&config, &file).await?;
+    issuer_gateway::card_file::import_cards(&config, &file).await?;
 
     let app = Application::build(config.clone()).await?;
     let api = app.api_addr();

@@ -154,7 +154,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
 
     let card_file = dir.join("cards.csv");
     std::fs::write(&card_file, CARD_FILE)?;
-    let report = crate::keys::import_cards(&config, &card_file).await?;
+    let report = crate::card_file::import_cards(&config, &card_file).await?;
     println!(
         "   cards    imported {} sample cards (added {}, rejected {}); the database holds no PAN, only a keyed index, BIN and last 4",
         report.added + report.updated,

@@ -16,7 +16,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
-pub mod cards;
+pub mod card_file;
 pub mod cli;
 pub mod clock;
 pub mod config;

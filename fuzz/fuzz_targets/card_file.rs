@@ -1,11 +1,11 @@
-//! Arbitrary bytes as a card file (`cards::parse`), and every line it accepts turned into its
+//! Arbitrary bytes as a card file (`card_file::parse`), and every line it accepts turned into its
 //! stored form (`CardLine::to_new_card`).
 //!
 //! Nothing may panic; no reason given for a refused line holds a run of 12 or more digits (a
 //! PAN); sealed contact details open to what was sealed.
 #![no_main]
 
-use issuer_gateway::cards;
+use issuer_gateway::card_file;
 use issuer_gateway::data_keys::DataKeys;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -23,7 +23,7 @@ fn longest_digit_run(s: &str) -> usize {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(file) = cards::parse(data) else {
+    let Ok(file) = card_file::parse(data) else {
         return;
     };
     let mut last_line = 0;

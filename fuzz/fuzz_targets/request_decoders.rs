@@ -12,7 +12,7 @@ use issuer_gateway::api::error::{ApiError, Code};
 use issuer_gateway::api::fields::Fields;
 use issuer_gateway::api::{digitization, eligibility, notify, resolve_card, send_otp};
 use issuer_gateway::decision::{self, Policy};
-use issuer_gateway::domain::{Action, Expiry, Pan};
+use issuer_gateway::domain::{Action, Expiry, Language, Pan};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -91,7 +91,7 @@ fn walk(body: &Fields<'_>, depth: usize) {
             let _ = Pan::parse(&s);
             let _ = Expiry::parse_mmyy(&s);
             let _ = Action::parse(&s);
-            let _ = digitization::normalise_language(&s);
+            let _ = Language::parse(&s);
         }
         if depth < 4 {
             if let Ok(Some(inner)) = body.opt_obj(name) {

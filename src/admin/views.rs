@@ -168,7 +168,7 @@ fn parse_update(state: &SharedState, map: &Map<String, Value>) -> Result<CardUpd
         Some(Some(p)) => {
             let phone =
                 Phone::parse(p).map_err(|e| AdminError::bad_request(format!("phone: {e}")))?;
-            Some(Some(crate::cards::sealed_phone(keys, &phone)))
+            Some(Some(crate::card_file::sealed_phone(keys, &phone)))
         }
     };
     let email: Option<Option<ContactUpdate>> = match text("email")? {
@@ -177,7 +177,7 @@ fn parse_update(state: &SharedState, map: &Map<String, Value>) -> Result<CardUpd
         Some(Some(e)) => {
             let email =
                 Email::parse(e).map_err(|e| AdminError::bad_request(format!("email: {e}")))?;
-            Some(Some(crate::cards::sealed_email(keys, &email)))
+            Some(Some(crate::card_file::sealed_email(keys, &email)))
         }
     };
     let language = match text("language")? {

@@ -165,7 +165,7 @@ pub fn offer_methods(
 /// Reads the signals of a `requestCardDigitization` body. Unreadable signals are absent;
 /// only wrongly typed top-level fields are errors. The card's part is filled by
 /// [`Signals::with_card`].
-/// [`signals`] of a whole body, for `policy explain`: the error is the refusal's message.
+/// The signals of a whole body, for `policy explain`: the error is the refusal's message.
 pub fn read_signals(body: &serde_json::Map<String, Value>) -> Result<Signals, String> {
     signals(&Fields(body)).map_err(|e| e.message)
 }

@@ -59,7 +59,7 @@ impl Operation {
 }
 
 /// What an operation decided: its answer, what its call record says, and what it writes with
-/// that record. Only [`dispatch`] writes call records: the operation's rows and its call record in
+/// that record. Only the dispatcher writes call records: the operation's rows and its call record in
 /// one transaction ([`crate::store::Store::record`]), before the answer leaves.
 pub struct Handled {
     /// The 200 body, or the refusal.

@@ -278,7 +278,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(code) => return code,
             };
             crate::telemetry::init(config.log.format, "warn");
-            match crate::keys::import_cards(&config, &file).await {
+            match crate::card_file::import_cards(&config, &file).await {
                 Ok(report) => {
                     for c in &report.ignored_columns {
                         eprintln!(

@@ -416,7 +416,7 @@ pub async fn notice(
 pub fn read_cards(path: &std::path::Path) -> anyhow::Result<Vec<SimCard>> {
     let file = std::fs::File::open(path)
         .map_err(|e| anyhow::anyhow!("--cards {}: {e}", path.display()))?;
-    let parsed = crate::cards::parse(std::io::BufReader::new(file))
+    let parsed = crate::card_file::parse(std::io::BufReader::new(file))
         .map_err(|e| anyhow::anyhow!("--cards {}: {e}", path.display()))?;
     let now = time::OffsetDateTime::now_utc();
     let mut cards = Vec::new();

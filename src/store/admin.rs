@@ -8,7 +8,7 @@ use crate::domain::{CardStatus, LevelOfTrust, Millis};
 use serde::Serialize;
 
 /// A new destination, already sealed, masked and fingerprinted (see
-/// [`crate::cards::sealed_phone`] / [`crate::cards::sealed_email`]).
+/// [`crate::card_file::sealed_phone`] / [`crate::card_file::sealed_email`]).
 #[derive(Debug, Clone)]
 pub struct ContactUpdate {
     pub sealed: String,

@@ -396,7 +396,7 @@ async fn card_update_records_a_destination_change(backend: Backend) {
     let phone = issuer_gateway::domain::Phone::parse("+447700900555").unwrap();
     assert_eq!(
         row.phone_fp,
-        Some(issuer_gateway::cards::sealed_phone(&gw.state.data_keys, &phone).fp)
+        Some(issuer_gateway::card_file::sealed_phone(&gw.state.data_keys, &phone).fp)
     );
     assert!(row.email_sealed.is_none() && row.email_fp.is_none());
 

@@ -67,9 +67,9 @@ impl Fixture {
     }
 
     /// Imports a card file through the same code as `cards import`.
-    pub async fn import(&self, csv: &str) -> issuer_gateway::cards::ImportReport {
+    pub async fn import(&self, csv: &str) -> issuer_gateway::card_file::ImportReport {
         let file = write_card_file(self.dir.path(), csv);
-        issuer_gateway::keys::import_cards_at(
+        issuer_gateway::card_file::import_cards_at(
             &self.config,
             &file,
             issuer_gateway::domain::Millis(self.clock_ms.load(std::sync::atomic::Ordering::SeqCst)),

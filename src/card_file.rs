@@ -1,13 +1,16 @@
 //! The card file (CSV) and its import: the issuer's card registry feed.
 //! Errors name the line and the column, never the PAN.
 
+use crate::config::Config;
 use crate::data_keys::DataKeys;
 use crate::domain::{
     CardStatus, Email, Expiry, Millis, Pan, Phone, ProductId, card::valid_card_ref,
 };
 use crate::store::{ContactUpdate, NewCard, Store, StoreError, Upserted};
+use anyhow::Context;
 use std::collections::HashMap;
 use std::io::Read;
+use std::path::Path;
 
 /// One valid line of the card file.
 #[derive(Debug, Clone)]
@@ -358,6 +361,45 @@ pub async fn import(
             progress(done, total);
         }
     }
+    Ok(report)
+}
+
+/// `cards import`: opens the database and the PAN index key named by the configuration and
+/// imports the file, printing progress on standard error for long files.
+pub async fn import_cards(config: &Config, file: &Path) -> anyhow::Result<ImportReport> {
+    import_cards_at(config, file, crate::clock::Clock::system().now_ms()).await
+}
+
+/// `import_cards` at a given time (destination changes are recorded at `now`).
+pub async fn import_cards_at(
+    config: &Config,
+    file: &Path,
+    now: Millis,
+) -> anyhow::Result<ImportReport> {
+    let key_file = config
+        .keys
+        .pan_index_key_file
+        .as_ref()
+        .context("keys.pan_index_key_file: required to index the PANs")?;
+    let keys = DataKeys::from_file(key_file)
+        .map_err(|e| anyhow::anyhow!("keys.pan_index_key_file: {e}"))?;
+    let reader =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let parsed = parse(std::io::BufReader::new(reader))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let store = crate::store::Store::connect(
+        &config.database.url,
+        config.database.max_connections,
+        std::time::Duration::from_millis(config.database.timeout_ms),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
+    let report = import(&store, &keys, parsed, now, |done, total| {
+        eprintln!("  {done} of {total} lines imported");
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("import stopped: {e}"))?;
+    store.close().await;
     Ok(report)
 }
 
