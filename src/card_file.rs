@@ -404,7 +404,6 @@ pub async fn import_cards_at(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -246,7 +246,6 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,13 +1,3 @@
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::string_slice,
-        clippy::panic
-    )
-)]
 //! issuer-gateway: the issuer's backend for the Thales Token Service Hub.
 //!
 //! The pipeline runs one way: bytes from TSH (`api`) -> checked request (`domain`) -> decision

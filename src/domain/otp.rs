@@ -41,7 +41,6 @@ impl fmt::Display for Otp {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -135,7 +135,6 @@ pub fn with_luhn_check_digit(body: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

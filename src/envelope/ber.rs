@@ -313,7 +313,6 @@ pub(crate) fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

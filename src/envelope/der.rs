@@ -119,7 +119,6 @@ pub(crate) fn wrap_pkcs1_private_key(rsa_private_key: &[u8]) -> Zeroizing<Vec<u8
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
