@@ -16,7 +16,8 @@ pub mod decision;
 pub mod delivery;
 pub mod demo;
 pub mod domain;
-pub mod envelope;
+/// PKCS#7 envelopes: the `issuer-gateway-envelope` crate of this workspace.
+pub use issuer_gateway_envelope as envelope;
 pub mod keys;
 pub mod metrics;
 pub mod sim;

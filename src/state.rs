@@ -1,5 +1,5 @@
 //! What every call shares: the configuration, the keys, the store, the delivery channels, the
-//! clock and the compiled policy. Built once by [`crate::app::Application`]; read by the
+//! clock and the compiled policy. Built once by `app::Application`; read by the
 //! TSH-facing API (`api`) and the admin API (`admin`) alike, so neither imports the other.
 
 use crate::clock::Clock;

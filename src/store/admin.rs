@@ -8,7 +8,7 @@ use crate::domain::{CardStatus, LevelOfTrust, Millis};
 use serde::Serialize;
 
 /// A new destination, already sealed, masked and fingerprinted (see
-/// [`crate::card_file::sealed_phone`] / [`crate::card_file::sealed_email`]).
+/// `card_file::sealed_phone` / `card_file::sealed_email`).
 #[derive(Debug, Clone)]
 pub struct ContactUpdate {
     pub sealed: String,

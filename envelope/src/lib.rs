@@ -14,6 +14,15 @@
 //! Errors are small enums with fixed messages: no key material, content
 //! encryption key or plaintext ever appears in a `Display`/`Debug` output.
 //!
+//! A crate of its own (the gateway's workspace member `issuer-gateway-envelope`): it imports
+//! nothing of the gateway, so the gateway and its simulator share it and the compiler keeps it
+//! that way.
+//!
+//! Why the BER reader (`ber`) is our own rather than RustCrypto's `der`/`cms`: those read DER
+//! only, and TSH's and banks' tooling send BER: indefinite lengths and constructed OCTET STRINGs
+//! (`openssl cms -encrypt -stream` writes both), which `der` rejects. The reader is small,
+//! bounds-checked at every access, depth-limited, and fuzzed (`fuzz/`, docs/fuzzing.md).
+//!
 //! Security note for callers: AES-CBC content is malleable and unauthenticated.
 //! Do not let an API client distinguish "envelope could not be opened" from
 //! "opened but the plaintext was not valid JSON", or the combination becomes a
