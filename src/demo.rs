@@ -449,7 +449,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
         p.step(
             "send",
             &format!(
-                "{} to {} via {}: {} in {} ms (the OTP itself is never stored)",
+                "{} to {} via {}: {} in {} (the OTP itself is never stored)",
                 s.channel, s.destination_masked, s.provider, s.outcome, s.latency_ms
             ),
         );
