@@ -1,7 +1,7 @@
 //! Building and running the gateway: load keys, connect the database, bind both listeners
 //! (port 0 works, for tests), then serve until told to stop and drain in-flight calls.
 
-use crate::api::{self, error, error::Code};
+use crate::api::{self, error, error::Reason};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigErrors};
 use crate::data_keys::{self, DataKeys};
@@ -186,23 +186,28 @@ pub fn check_config(config: &Config) -> Result<Policy, ConfigErrors> {
 /// beyond `server.max_concurrency` calls are shed with 503 instead of queueing.
 pub fn api_service(state: SharedState) -> Router {
     let max = state.config.server.max_concurrency;
+    // Overload and panics are internal faults to TSH: HTTP 500 with the `internal` code (the
+    // contract declares 200, 400 and 500 only; 500 is what Thales retries).
+    let internal = state.config.response_codes.number(Reason::Internal);
     // The layers wrap the whole router (not each route, as Router::layer would), so the
     // concurrency limit counts every call of every operation together.
     let guarded = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            error::response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Code::Internal,
-                "overloaded, try again",
-            )
-        }))
+        .layer(HandleErrorLayer::new(
+            move |_: tower::BoxError| async move {
+                error::response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    internal,
+                    "overloaded, try again",
+                )
+            },
+        ))
         .load_shed()
         .concurrency_limit(max)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
+            move |_: Box<dyn std::any::Any + Send>| {
                 error::response(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    Code::Internal,
+                    internal,
                     "internal error",
                 )
             },

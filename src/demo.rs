@@ -366,7 +366,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
             a.str("errorMessage").unwrap_or("")
         ),
     );
-    p.expect(a.code() == 122, "blocked card refused with 122");
+    p.expect(a.code() == 159, "blocked card refused with 159");
 
     // 5. Failed delivery
     p.title(&format!(
@@ -409,7 +409,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
                 a.str("errorMessage").unwrap_or("")
             ),
         );
-        p.expect(a.code() == 136, "delivery failure answered 136");
+        p.expect(a.code() == 911, "delivery failure answered 911");
         std::fs::remove_file(&outbox)?;
         std::fs::rename(&saved, &outbox)?;
         p.step(

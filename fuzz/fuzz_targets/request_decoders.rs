@@ -8,7 +8,7 @@
 //! never quotes a PAN- or OTP-like number from the body.
 #![no_main]
 
-use issuer_gateway::api::error::{ApiError, Code};
+use issuer_gateway::api::error::{ApiError, Reason};
 use issuer_gateway::api::fields::Fields;
 use issuer_gateway::api::{digitization, eligibility, notify, resolve_card, send_otp};
 use issuer_gateway::decision::{self, Policy};
@@ -64,8 +64,8 @@ fn longest_digit_run(s: &str) -> usize {
 fn refusal_is_clean(r: Checked) {
     if let Err(e) = r {
         assert_ne!(
-            e.code,
-            Code::Internal,
+            e.reason,
+            Reason::Internal,
             "hostile input gave a 500: {}",
             e.message
         );

@@ -1,7 +1,7 @@
 //! `checkCardEligibility` (alias `requestCardEligibility`): is this card eligible, and which
 //! reference and profile does it have.
 
-use super::error::{ApiError, Code};
+use super::error::{ApiError, Reason};
 use super::fields::Fields;
 use super::resolve_card::{self, CardInfo};
 use super::{Audit, Call, Handled};
@@ -55,26 +55,29 @@ fn check(
     info: Option<&CardInfo>,
     wallet: Option<&str>,
 ) -> Result<(), ApiError> {
-    if card.status != CardStatus::Active {
-        return Err(ApiError::new(Code::NotActive, "card is not active"));
+    match card.status {
+        CardStatus::Active => {}
+        CardStatus::Closed => return Err(ApiError::new(Reason::CardClosed, "card is closed")),
+        CardStatus::Blocked | CardStatus::Lost | CardStatus::Stolen => {
+            return Err(ApiError::new(Reason::CardBlocked, "card is not active"));
+        }
     }
     let record_exp = resolve_card::record_expiry(card);
     match record_exp {
         Some(exp) if !exp.is_expired_at(state.clock.now()) => {}
-        _ => return Err(ApiError::new(Code::Expired, "card has expired")),
+        _ => return Err(ApiError::new(Reason::CardExpired, "card has expired")),
     }
     if let Some(sent) = info.and_then(|i| i.exp) {
         if Some(sent) != record_exp {
-            return Err(ApiError::new(
-                Code::Expired,
-                "expiry does not match the issuer's record",
-            ));
+            // The expiry sent is part of the envelope's content: answered as unreadable card
+            // data (no answer tells a prober which check of the content failed).
+            return Err(resolve_card::unreadable("cipheredCardInfo"));
         }
     }
     if let Some(w) = wallet {
         if !card.allows_wallet(w) {
             return Err(ApiError::new(
-                Code::ProductNotEnabled,
+                Reason::ProductNotEligible,
                 "card product is not enabled for this wallet",
             ));
         }

@@ -1,17 +1,17 @@
 //! Reading request fields from a JSON object, tolerantly (unknown fields are ignored) but with
 //! the lengths of the contract enforced, each failure naming the field (never its value).
 
-use super::error::{ApiError, Code};
+use super::error::{ApiError, Reason};
 use serde_json::{Map, Value};
 
 pub struct Fields<'a>(pub &'a Map<String, Value>);
 
 fn missing(name: &str) -> ApiError {
-    ApiError::new(Code::Missing, format!("{name} is missing"))
+    ApiError::new(Reason::MissingField, format!("{name} is missing"))
 }
 
 fn bad(name: &str, what: &str) -> ApiError {
-    ApiError::new(Code::BadField, format!("{name} {what}"))
+    ApiError::new(Reason::BadField, format!("{name} {what}"))
 }
 
 impl<'a> Fields<'a> {
@@ -45,15 +45,11 @@ impl<'a> Fields<'a> {
         self.opt_str(name, min, max)?.ok_or_else(|| missing(name))
     }
 
-    /// An identifier-like string: like `opt_str`, and printable ASCII only.
+    /// An identifier (`walletProviderId`, `virtualCardId`, `issuerCardRefId`, ...): a free
+    /// string within its lengths, as Thales's compatibility rules require (real wallets' ids hold
+    /// spaces and lower case). Only the length and the type are enforced, like `opt_str`.
     pub fn opt_id(&self, name: &str, min: usize, max: usize) -> Result<Option<&'a str>, ApiError> {
-        let v = self.opt_str(name, min, max)?;
-        if let Some(s) = v {
-            if !s.chars().all(|c| c.is_ascii_graphic()) {
-                return Err(bad(name, "must be printable ASCII without spaces"));
-            }
-        }
-        Ok(v)
+        self.opt_str(name, min, max)
     }
 
     pub fn req_id(&self, name: &str, min: usize, max: usize) -> Result<&'a str, ApiError> {
@@ -134,7 +130,7 @@ mod tests {
         let body = json!({"tokenStorageId": "a\u{0}b", "walletCardRefId": "ab"});
         let fields = Fields(body.as_object().unwrap());
         let e = fields.opt_str("tokenStorageId", 1, 128).unwrap_err();
-        assert_eq!(e.code, Code::BadField);
+        assert_eq!(e.reason, Reason::BadField);
         assert_eq!(e.message, "tokenStorageId must not contain a NUL character");
         assert_eq!(
             fields.opt_str("walletCardRefId", 1, 128).unwrap(),

@@ -20,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use error::{ApiError, Code};
+use error::{ApiError, Reason};
 use fields::Fields;
 use opened_cards::OpenedCards;
 use serde_json::Value;
@@ -158,7 +158,42 @@ pub fn router(state: SharedState) -> Router {
             &format!("{base}/notifyVirtualCardChange"),
             route(Operation::NotifyVirtualCardChange),
         )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// A path the API does not have: 404 with the contract's body.
+async fn not_found(State(api): State<Arc<ApiState>>) -> Response {
+    let number = api
+        .app
+        .config
+        .response_codes
+        .number(Reason::UnknownOperation);
+    error::response(
+        axum::http::StatusCode::NOT_FOUND,
+        number,
+        "no such operation",
+    )
+}
+
+/// A method other than POST on an operation's path: 405 with the contract's body.
+async fn method_not_allowed(State(api): State<Arc<ApiState>>) -> Response {
+    let number = api
+        .app
+        .config
+        .response_codes
+        .number(Reason::UnknownOperation);
+    let mut response = error::response(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        number,
+        "operations are called with POST",
+    );
+    response.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static("POST"),
+    );
+    response
 }
 
 async fn dispatch(op: Operation, State(api): State<Arc<ApiState>>, req: Request) -> Response {
@@ -189,13 +224,17 @@ async fn dispatch(op: Operation, State(api): State<Arc<ApiState>>, req: Request)
             if let Some(cause) = &e.cause {
                 tracing::error!(operation = op.name(), cause = %cause, "internal error");
             }
-            let outcome = if e.code == Code::Internal {
+            let outcome = if e.reason == Reason::Internal {
                 "internal-error"
             } else {
                 "refused"
             };
-            let code = e.code.number();
-            (e.into_response(), code, outcome.to_owned())
+            let codes = &state.config.response_codes;
+            (
+                e.response(codes),
+                codes.number(e.reason),
+                outcome.to_owned(),
+            )
         }
     };
     let cid = correlation
@@ -240,7 +279,7 @@ async fn answer(
         Err(e) => Handled::refused(e, Audit::default()),
     };
     let answer = match answer {
-        Err(e) if e.code == Code::Internal => return Err(e),
+        Err(e) if e.reason == Reason::Internal => return Err(e),
         other => other,
     };
     let refusal = answer.as_ref().err();
@@ -263,7 +302,9 @@ async fn answer(
         card_ref: card_ref.as_deref(),
         wallet: audit.wallet.as_deref(),
         state: audit.state,
-        response_code: i64::from(refusal.map_or(200, |e| e.code.number())),
+        response_code: i64::from(
+            refusal.map_or(200, |e| state.config.response_codes.number(e.reason)),
+        ),
         outcome,
         detail: audit
             .detail
@@ -317,7 +358,7 @@ async fn handle(
         || (content_type.starts_with("application/") && content_type.ends_with("+json")))
     {
         return Err(ApiError::new(
-            Code::BadBody,
+            Reason::BadBody,
             "content type must be application/json",
         ));
     }
@@ -327,20 +368,20 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(ApiError::new(Code::BadBody, "body is larger than 64 KiB"));
+        return Err(ApiError::new(Reason::BadBody, "body is larger than 64 KiB"));
     }
     let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
         .await
         .map_err(|_| {
             ApiError::new(
-                Code::BadBody,
+                Reason::BadBody,
                 "body is larger than 64 KiB or could not be read",
             )
         })?;
     let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::new(Code::BadBody, "body is not valid JSON"))?;
+        .map_err(|_| ApiError::new(Reason::BadBody, "body is not valid JSON"))?;
     let Value::Object(map) = value else {
-        return Err(ApiError::new(Code::BadBody, "body must be a JSON object"));
+        return Err(ApiError::new(Reason::BadBody, "body must be a JSON object"));
     };
     let call = Call {
         state,

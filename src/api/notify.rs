@@ -1,8 +1,9 @@
 //! `notifyVirtualCardChange`: a token was activated, suspended, resumed, deleted... Recorded
 //! idempotently, linked to the enrolment of the same correlation id, answered once durable.
 
-use super::error::{ApiError, Code};
+use super::error::{ApiError, Reason};
 use super::fields::Fields;
+use super::resolve_card::unreadable;
 use super::{Audit, Call, Handled};
 use crate::domain::{Action, Expiry};
 use crate::state::AppState;
@@ -78,7 +79,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     };
     if state.store.card_by_ref(card_ref).await?.is_none() {
         return Err(ApiError::new(
-            Code::UnknownCard,
+            Reason::UnknownCard,
             "issuerCardRefId is unknown to the issuer",
         ));
     }
@@ -137,33 +138,25 @@ pub struct TokenInfo {
 
 fn open_token_info(state: &AppState, text: &str) -> Result<TokenInfo, ApiError> {
     let plain = super::resolve_card::off_runtime(|| state.keys.open(text))
-        .map_err(|e| ApiError::new(Code::Undecryptable, format!("tokenInfo: {e}")))?;
+        .map_err(|_| unreadable("tokenInfo"))?;
     parse_token_info(&plain)
 }
 
 /// Checks the decrypted content of a `tokenInfo` envelope (JSON: the token number and its
 /// expiry). Public so that the fuzz targets drive the same code as the handler.
 pub fn parse_token_info(plain: &[u8]) -> Result<TokenInfo, ApiError> {
-    let value: Value = serde_json::from_slice(plain)
-        .map_err(|_| super::resolve_card::not_an_envelope_of_ours("tokenInfo"))?;
+    let bad = || unreadable("tokenInfo");
+    let value: Value = serde_json::from_slice(plain).map_err(|_| bad())?;
     let Value::Object(map) = value else {
-        return Err(super::resolve_card::not_an_envelope_of_ours("tokenInfo"));
+        return Err(bad());
     };
     let dpan = ["dpan", "tokenValue", "token", "pan"]
         .iter()
         .find_map(|k| map.get(*k).and_then(Value::as_str))
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::BadCardData,
-                "decrypted token data has no token number",
-            )
-        })?;
+        .ok_or_else(bad)?;
     let ok = (12..=19).contains(&dpan.len()) && dpan.bytes().all(|b| b.is_ascii_digit());
     if !ok {
-        return Err(ApiError::new(
-            Code::BadCardData,
-            "decrypted token number must be 12 to 19 digits",
-        ));
+        return Err(bad());
     }
     let last4: String = dpan.chars().skip(dpan.len() - 4).collect();
     let exp = match ["exp", "expiryDate", "tokenExpiryDate"]
@@ -171,13 +164,7 @@ pub fn parse_token_info(plain: &[u8]) -> Result<TokenInfo, ApiError> {
         .find_map(|k| map.get(*k).and_then(Value::as_str))
     {
         None => None,
-        Some(e) => Some(
-            Expiry::parse_mmyy(e)
-                .map_err(|_| {
-                    ApiError::new(Code::BadCardData, "decrypted token expiry must be MMYY")
-                })?
-                .mmyy(),
-        ),
+        Some(e) => Some(Expiry::parse_mmyy(e).map_err(|_| bad())?.mmyy()),
     };
     Ok(TokenInfo { last4, exp })
 }

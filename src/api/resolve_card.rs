@@ -2,7 +2,7 @@
 //! from the issuer's reference (`issuerCardRefId`).
 
 use super::Call;
-use super::error::{ApiError, Code};
+use super::error::{ApiError, Reason};
 use super::fields::Fields;
 use super::opened_cards::OpenedCards;
 use crate::domain::{Expiry, Pan};
@@ -31,64 +31,47 @@ pub fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
 
 /// Opens a `cipheredCardInfo` envelope and checks its content.
 pub fn open_card_info(state: &AppState, text: &str) -> Result<CardInfo, ApiError> {
-    let plain = off_runtime(|| state.keys.open(text))
-        .map_err(|e| ApiError::new(Code::Undecryptable, format!("cipheredCardInfo: {e}")))?;
+    let plain =
+        off_runtime(|| state.keys.open(text)).map_err(|_| unreadable("cipheredCardInfo"))?;
     parse_card_info(&plain)
 }
 
-/// Decrypted content that is not a JSON object is answered exactly like an envelope that cannot
-/// be opened (110, same message): AES-CBC has no integrity check, so telling "bad padding" from
-/// "good padding, garbage content" apart would hand a padding oracle to whoever can send
-/// tampered envelopes.
-pub fn not_an_envelope_of_ours(field: &str) -> ApiError {
+/// Every failure to open an envelope or to read its content gets this one answer (reason
+/// `invalid_card_info`, one message per field): AES-CBC has no integrity check, so an answer
+/// that told "bad padding" from "no fpan" from "fpan fails Luhn" would let whoever holds a
+/// captured envelope learn its plaintext by flipping bits of its IV and watching the answers.
+/// Why it failed is not logged either (it would say the same to whoever reads the logs).
+pub fn unreadable(field: &str) -> ApiError {
     ApiError::new(
-        Code::Undecryptable,
-        format!("{field}: {}", crate::envelope::OpenError::NoMatchingKey),
+        Reason::InvalidCardInfo,
+        format!("{field} could not be opened, or is not valid card data"),
     )
 }
 
 /// Checks the decrypted content of a `cipheredCardInfo` envelope (JSON: `fpan`, `exp`, `cvv`).
 /// Public so that the fuzz targets drive the same code as the handlers.
 pub fn parse_card_info(plain: &[u8]) -> Result<CardInfo, ApiError> {
-    let value: Value =
-        serde_json::from_slice(plain).map_err(|_| not_an_envelope_of_ours("cipheredCardInfo"))?;
+    let bad = || unreadable("cipheredCardInfo");
+    let value: Value = serde_json::from_slice(plain).map_err(|_| bad())?;
     let Value::Object(map) = value else {
-        return Err(not_an_envelope_of_ours("cipheredCardInfo"));
+        return Err(bad());
     };
     let fields = Fields(&map);
     let fpan = match map.get("fpan") {
         Some(Value::String(s)) => s.as_str(),
-        None | Some(Value::Null) => {
-            return Err(ApiError::new(
-                Code::BadCardData,
-                "decrypted card data has no fpan",
-            ));
-        }
-        Some(_) => {
-            return Err(ApiError::new(
-                Code::BadCardData,
-                "decrypted fpan must be a string",
-            ));
-        }
+        _ => return Err(bad()),
     };
-    let pan =
-        Pan::parse(fpan).map_err(|e| ApiError::new(Code::BadCardData, format!("decrypted {e}")))?;
+    let pan = Pan::parse(fpan).map_err(|_| bad())?;
     let exp = match fields.signal("exp") {
         None => None,
-        Some(s) => Some(
-            Expiry::parse_mmyy(&s)
-                .map_err(|_| ApiError::new(Code::BadCardData, "decrypted exp must be MMYY"))?,
-        ),
+        Some(s) => Some(Expiry::parse_mmyy(&s).map_err(|_| bad())?),
     };
     if let Some(cvv) = map.get("cvv").filter(|v| !v.is_null()) {
         let ok = cvv
             .as_str()
             .is_some_and(|c| (3..=4).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()));
         if !ok {
-            return Err(ApiError::new(
-                Code::BadCardData,
-                "decrypted cvv must be 3 or 4 digits",
-            ));
+            return Err(bad());
         }
     }
     Ok(CardInfo { pan, exp })
@@ -104,7 +87,7 @@ pub fn check_fields<'a>(body: &Fields<'a>) -> Result<(Option<&'a str>, Option<&'
     let reference = body.opt_id("issuerCardRefId", 1, 48)?;
     if ciphered.is_none() && reference.is_none() {
         return Err(ApiError::new(
-            Code::Missing,
+            Reason::MissingField,
             "cipheredCardInfo or issuerCardRefId is required",
         ));
     }
@@ -119,7 +102,7 @@ pub async fn resolve(
     let card_ref = body.opt_id("issuerCardRefId", 1, 48)?;
     match (ciphered, card_ref) {
         (None, None) => Err(ApiError::new(
-            Code::Missing,
+            Reason::MissingField,
             "cipheredCardInfo or issuerCardRefId is required",
         )),
         (Some(text), reference) => {
@@ -129,10 +112,12 @@ pub async fn resolve(
                 .store
                 .card_by_pan_index(&index)
                 .await?
-                .ok_or_else(|| ApiError::new(Code::UnknownCard, "card is unknown to the issuer"))?;
+                .ok_or_else(|| {
+                    ApiError::new(Reason::UnknownCard, "card is unknown to the issuer")
+                })?;
             if reference.is_some_and(|r| r != card.card_ref) {
                 return Err(ApiError::new(
-                    Code::UnknownCard,
+                    Reason::UnknownCard,
                     "issuerCardRefId does not match the card data",
                 ));
             }
@@ -141,7 +126,7 @@ pub async fn resolve(
         (None, Some(reference)) => {
             let card = state.store.card_by_ref(reference).await?.ok_or_else(|| {
                 ApiError::new(
-                    Code::UnknownCard,
+                    Reason::UnknownCard,
                     "issuerCardRefId is unknown to the issuer",
                 )
             })?;
@@ -180,7 +165,7 @@ pub async fn resolve_reusing(call: &Call<'_>, body: &Fields<'_>) -> Result<CardR
             if let Some(card) = state.store.card_by_ref(&card_ref).await? {
                 if reference.is_some_and(|r| r != card.card_ref) {
                     return Err(ApiError::new(
-                        Code::UnknownCard,
+                        Reason::UnknownCard,
                         "issuerCardRefId does not match the card data",
                     ));
                 }

@@ -1,7 +1,7 @@
 //! `sendOTP`: deliver the network's OTP to the cardholder, exactly as received, on the chosen
 //! channel, and answer 200 only once the provider accepted it.
 
-use super::error::{ApiError, Code};
+use super::error::{ApiError, Reason};
 use super::fields::Fields;
 use super::{Audit, Call, Handled};
 use crate::controls::{self, Refusal, limits};
@@ -29,7 +29,7 @@ pub struct Request<'a> {
 pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     let card_ref = body.req_id("issuerCardRefId", 1, 48)?;
     let otp_text = body.req_str("otpValue", 1, 32)?;
-    let otp = Otp::new(otp_text).map_err(|e| ApiError::new(Code::BadField, e.to_string()))?;
+    let otp = Otp::new(otp_text).map_err(|e| ApiError::new(Reason::BadField, e.to_string()))?;
     let wallet = body.opt_id("walletProviderId", 1, 128)?;
     let method_id = body.opt_id("otpMethodId", 1, 64)?;
     body.opt_id("virtualCardId", 1, 64)?;
@@ -49,7 +49,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     let request = parse(body)?;
     match send(call, &request).await {
         Ok(handled) => Ok(handled),
-        Err(e) if e.code == Code::Internal => Err(e),
+        Err(e) if e.reason == Reason::Internal => Err(e),
         // Every refusal after the body was read is recorded with the card the call named.
         Err(e) => Ok(Handled::refused(e, Audit::card(request.card_ref))),
     }
@@ -69,7 +69,7 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
         }
         _ => {
             return Err(ApiError::new(
-                Code::NoStepUp,
+                Reason::UnknownSession,
                 "no enrolment in step-up for this correlation id and card",
             ));
         }
@@ -78,7 +78,7 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
     let channel = method.channel;
     if !state.delivery.is_enabled(channel) {
         return Err(ApiError::new(
-            Code::UnknownMethod,
+            Reason::UnknownMethod,
             "the method's channel is no longer available",
         ));
     }
@@ -95,14 +95,17 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
         return Ok(already_sent(r.card_ref));
     }
     let card = state.store.card_by_ref(r.card_ref).await?.ok_or_else(|| {
-        ApiError::new(Code::NoStepUp, "the enrolment's card is no longer on file")
+        ApiError::new(
+            Reason::UnknownSession,
+            "the enrolment's card is no longer on file",
+        )
     })?;
     if card.status != CardStatus::Active {
-        return Err(ApiError::new(Code::FraudRefused, "card is not active"));
+        return Err(ApiError::new(Reason::Declined, "card is not active"));
     }
     if r.expires_at.is_some_and(|t| t <= call.at) {
         return Err(ApiError::new(
-            Code::OtpExpired,
+            Reason::OtpExpired,
             "the OTP expired before it could be sent",
         ));
     }
@@ -152,7 +155,7 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
         Claim::Limited(limit) => {
             crate::metrics::record_limit_refusal(limit);
             return Err(ApiError::new(
-                Code::RateLimited,
+                Reason::LimitReached,
                 format!("rate limit reached: {limit}"),
             ));
         }
@@ -173,7 +176,7 @@ async fn choose_method(call: &Call<'_>, method_id: Option<&str>) -> Result<Metho
             .find(|m| m.method_id == id)
             .ok_or_else(|| {
                 ApiError::new(
-                    Code::UnknownMethod,
+                    Reason::UnknownMethod,
                     "otpMethodId was not offered to this enrolment",
                 )
             }),
@@ -186,7 +189,7 @@ async fn choose_method(call: &Call<'_>, method_id: Option<&str>) -> Result<Metho
             .find_map(|c| methods.iter().find(|m| m.channel == *c).cloned())
             .ok_or_else(|| {
                 ApiError::new(
-                    Code::UnknownMethod,
+                    Reason::UnknownMethod,
                     "no ID&V method was offered to this enrolment",
                 )
             }),
@@ -209,13 +212,13 @@ fn open_destination(
     now_ms: Millis,
 ) -> Result<Destination, ApiError> {
     let controls = &state.config.controls;
-    let fraud = |r: Refusal| ApiError::new(Code::FraudRefused, r.0);
+    let fraud = |r: Refusal| ApiError::new(Reason::Declined, r.0);
     match channel {
         Channel::Sms => {
             let sealed = card
                 .phone_sealed
                 .as_deref()
-                .ok_or_else(|| ApiError::new(Code::NoDestination, "no phone number on file"))?;
+                .ok_or_else(|| ApiError::new(Reason::Declined, "no phone number on file"))?;
             let phone = state
                 .data_keys
                 .unseal("phone", sealed)
@@ -235,7 +238,7 @@ fn open_destination(
             let sealed = card
                 .email_sealed
                 .as_deref()
-                .ok_or_else(|| ApiError::new(Code::NoDestination, "no e-mail address on file"))?;
+                .ok_or_else(|| ApiError::new(Reason::Declined, "no e-mail address on file"))?;
             let email = state
                 .data_keys
                 .unseal("email", sealed)
@@ -278,7 +281,7 @@ async fn deliver(
             None,
             None,
             Err(ApiError::new(
-                Code::ProviderTimeout,
+                Reason::DeliveryTimeout,
                 format!("the delivery provider did not answer within {ms} ms"),
             )),
         ),
@@ -287,7 +290,7 @@ async fn deliver(
             None,
             code,
             Err(ApiError::new(
-                Code::ProviderFailed,
+                Reason::DeliveryFailed,
                 "the delivery provider refused or failed",
             )),
         ),
@@ -296,7 +299,7 @@ async fn deliver(
             None,
             None,
             Err(ApiError::new(
-                Code::ProviderFailed,
+                Reason::DeliveryFailed,
                 "the channel is disabled",
             )),
         ),
@@ -357,19 +360,19 @@ async fn wait_for_other(
             }
             Some(SendOutcome::Pending) => {
                 return Err(ApiError::new(
-                    Code::ProviderTimeout,
+                    Reason::DeliveryTimeout,
                     "the same OTP is still being delivered by another call",
                 ));
             }
             Some(SendOutcome::Timeout) => {
                 return Err(ApiError::new(
-                    Code::ProviderTimeout,
+                    Reason::DeliveryTimeout,
                     "the delivery provider did not answer in time",
                 ));
             }
             Some(SendOutcome::Refused) | None => {
                 return Err(ApiError::new(
-                    Code::ProviderFailed,
+                    Reason::DeliveryFailed,
                     "the delivery provider refused or failed",
                 ));
             }
@@ -382,7 +385,7 @@ async fn wait_for_other(
 pub fn expiration(body: &Fields<'_>) -> Result<Option<i64>, ApiError> {
     let bad = || {
         ApiError::new(
-            Code::BadField,
+            Reason::BadField,
             "expirationDate must be an ISO 8601 date-time or epoch milliseconds",
         )
     };

@@ -19,6 +19,7 @@ mod limits;
 mod log;
 mod outbox;
 mod policy;
+mod response_codes;
 mod server;
 mod sms;
 mod templates;
@@ -34,6 +35,7 @@ pub use limits::LimitsConfig;
 pub use log::{LogConfig, LogFormat};
 pub use outbox::OutboxConfig;
 pub use policy::PolicyConfig;
+pub use response_codes::ResponseCodes;
 pub use server::{LevelOfTrustCase, ServerConfig, TlsConfig};
 pub use sms::{SmsConfig, SmsProvider};
 pub use templates::TemplatesConfig;
@@ -94,6 +96,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub controls: ControlsConfig,
     pub policy: PolicyConfig,
+    pub response_codes: ResponseCodes,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -114,6 +117,7 @@ struct ConfigFile {
     limits: LimitsConfig,
     controls: ControlsConfig,
     policy: PolicyConfig,
+    response_codes: ResponseCodes,
 }
 
 impl ConfigFile {
@@ -136,6 +140,7 @@ impl ConfigFile {
             limits: self.limits,
             controls: self.controls,
             policy: self.policy,
+            response_codes: self.response_codes,
         };
         (config, p)
     }
@@ -232,6 +237,7 @@ impl Config {
         self.idv.validate(&mut p);
         self.limits.validate(&mut p);
         self.controls.validate(&mut p);
+        self.response_codes.validate(&mut p);
         if p.is_empty() {
             Ok(())
         } else {

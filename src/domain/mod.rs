@@ -9,6 +9,7 @@ pub mod language;
 pub mod millis;
 pub mod otp;
 pub mod pan;
+pub mod reason;
 pub mod template;
 
 pub use card::{Card, CardStatus, ProductId};
@@ -19,3 +20,4 @@ pub use language::Language;
 pub use millis::Millis;
 pub use otp::Otp;
 pub use pan::{Pan, contains_pan_like, log_safe};
+pub use reason::Reason;

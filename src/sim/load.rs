@@ -10,7 +10,7 @@
 //! run, and a yellow enrolment that no card can take any more is played green instead (the plan
 //! printed at the start says how many). The OTP channels' global per-second budgets
 //! (`limits.sms_per_second`, `limits.email_per_second`) are the gateway's to set: a load test
-//! above them sees sendOTP refused with 133.
+//! above them sees sendOTP refused with 164.
 
 use super::Tsh;
 use super::scenario::{Job, Kind, Op, SimCard, dpan_for, enrol, random_otp};
@@ -362,10 +362,10 @@ fn print_report(o: &LoadOptions, stats: &mut Stats, elapsed: Duration) {
         if stats
             .errors
             .keys()
-            .any(|(_, r)| r.contains("responseCode 133"))
+            .any(|(_, r)| r.contains("responseCode 164"))
         {
             println!(
-                "  (133: a send limit of the gateway refused the OTP; for a load test raise limits.* in its configuration or give more cards)"
+                "  (164: a send limit of the gateway refused the OTP; for a load test raise limits.* in its configuration or give more cards)"
             );
         }
     }

@@ -83,13 +83,21 @@ impl Tsh {
             .map_err(|e| anyhow::anyhow!("sealing: {e}"))
     }
 
-    /// Sealed card data for `cipheredCardInfo`.
+    /// Sealed card data for `cipheredCardInfo`, written as TSH writes it: `fpan` first, then
+    /// `exp`.
     pub fn card_info(&self, pan: &str, exp: Option<&str>) -> anyhow::Result<String> {
-        let mut v = json!({ "fpan": pan });
-        if let (Some(e), Some(obj)) = (exp, v.as_object_mut()) {
-            obj.insert("exp".into(), Value::String(e.to_owned()));
+        let mut text = zeroize::Zeroizing::new(format!("{{\"fpan\":{}", Value::from(pan)));
+        if let Some(e) = exp {
+            text.push_str(&format!(",\"exp\":{}", Value::from(e)));
         }
-        self.seal(&v)
+        text.push('}');
+        crate::envelope::seal_base64(
+            &self.recipient,
+            text.as_bytes(),
+            self.transport,
+            self.recipient_id,
+        )
+        .map_err(|e| anyhow::anyhow!("sealing: {e}"))
     }
 
     /// Posts any body to an operation with the standard headers.

@@ -362,7 +362,7 @@ async fn play(tsh: &Tsh, job: &Job<'_>, out: &mut Vec<CallResult>) -> Option<Str
             op: Op::SendOtp,
             elapsed: Some(a.elapsed),
             failure: (!ok).then(|| match a.str("errorMessage") {
-                Some(m) if a.code() == 133 || a.code() == 134 => {
+                Some(m) if a.code() == 164 || a.code() == 170 => {
                     format!("{} ({m})", describe(&a))
                 }
                 _ => describe(&a),
@@ -616,7 +616,7 @@ async fn walkthrough(
             .await
         {
             Ok(a) => {
-                let expected = a.status != 200 && matches!(a.code(), 121 | 122);
+                let expected = a.status != 200 && matches!(a.code(), 159 | 160 | 191);
                 println!(
                     "   {:<26} {}: {}  ({:.1} ms){}",
                     Op::Eligibility.name(),
@@ -626,7 +626,7 @@ async fn walkthrough(
                     if expected {
                         "  refused, as expected"
                     } else {
-                        "  !! expected a refusal (121 or 122)"
+                        "  !! expected a refusal (159, 160 or 191)"
                     }
                 );
                 ok &= expected;

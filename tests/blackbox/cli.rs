@@ -210,6 +210,6 @@ fn demo_runs_the_whole_flow() {
     ] {
         assert!(stdout.contains(step), "{step}");
     }
-    assert!(stdout.contains("responseCode 136"));
+    assert!(stdout.contains("responseCode 911"));
     assert!(stdout.contains(", 0 of 16 card numbers"));
 }

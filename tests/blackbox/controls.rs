@@ -40,7 +40,7 @@ async fn fraud_controls_refuse_with_134(backend: Backend) {
         &tsh.send_otp("fc-1", &card_ref, "111111", Some(&sms), "APPLE_PAY")
             .await
             .unwrap(),
-        134,
+        170,
         "destination changed recently",
     );
     // ... and a new enrolment is offered e-mail only.
@@ -55,7 +55,7 @@ async fn fraud_controls_refuse_with_134(backend: Backend) {
         &tsh.send_otp("fc-1", &card_ref, "111112", Some(&sms), "APPLE_PAY")
             .await
             .unwrap(),
-        134,
+        170,
         "changed recently",
     );
     app.fx.advance_ms(5_000);
@@ -82,13 +82,13 @@ async fn fraud_controls_refuse_with_134(backend: Backend) {
         )
         .await
         .unwrap(),
-        134,
+        170,
         "country",
     );
     let calls = app.gw.state.store.calls("fc-3").await.unwrap();
     assert_eq!(
         calls.last().map(|c| c.response_code),
-        Some(134),
+        Some(170),
         "refusals are recorded with the enrolment"
     );
     assert_eq!(app.fx.outbox().len(), 1);
@@ -110,7 +110,7 @@ async fn per_enrolment_limit_counts_sends_not_failures(backend: Backend) {
                 .await
                 .unwrap()
                 .code(),
-            136
+            911
         );
     }
     std::fs::remove_file(&outbox).unwrap();
@@ -135,7 +135,7 @@ async fn per_enrolment_limit_counts_sends_not_failures(backend: Backend) {
         )
         .await
         .unwrap(),
-        133,
+        164,
         "sends per enrolment",
     );
     // A retry of an accepted send is not a new send: still 200.
@@ -152,7 +152,7 @@ async fn per_enrolment_limit_counts_sends_not_failures(backend: Backend) {
         &tsh.send_otp("pe-1", &card_ref, "100005", Some(&sms), "APPLE_PAY")
             .await
             .unwrap(),
-        133,
+        164,
         "per enrolment",
     );
     assert_eq!(app.fx.outbox().len(), 3);
@@ -187,7 +187,7 @@ async fn per_card_window_reopens_exactly_at_its_edge(backend: Backend) {
         &tsh.send_otp("pc-2", &card_ref, "6", Some(&m2[1].0), "APPLE_PAY")
             .await
             .unwrap(),
-        133,
+        164,
         "sends per card",
     );
     // The first three sends leave the window exactly one hour after they were made.
@@ -197,7 +197,7 @@ async fn per_card_window_reopens_exactly_at_its_edge(backend: Backend) {
         &tsh.send_otp("pc-3", &card_ref, "7", Some(&m3[1].0), "APPLE_PAY")
             .await
             .unwrap(),
-        133,
+        164,
         "sends per card",
     );
     app.fx.advance_ms(1);
@@ -216,7 +216,7 @@ async fn per_card_window_reopens_exactly_at_its_edge(backend: Backend) {
         &tsh.send_otp("pc-4", &card_ref, "11", Some(&m4[1].0), "APPLE_PAY")
             .await
             .unwrap(),
-        133,
+        164,
         "sends per card",
     );
     app.gw.stop().await;
@@ -264,7 +264,7 @@ async fn per_destination_limit_spans_cards(backend: Backend) {
                 assert_eq!(ans.status, 200, "{:?}", ans.body);
                 sent += 1;
             } else {
-                assert_refused(&ans, 133, "sends per destination");
+                assert_refused(&ans, 164, "sends per destination");
             }
         }
     }
@@ -296,11 +296,11 @@ async fn channel_budget_per_second(backend: Backend) {
     };
     assert_eq!(send(0, "1", 0).await.unwrap().status, 200);
     assert_eq!(send(1, "2", 0).await.unwrap().status, 200);
-    assert_refused(&send(2, "3", 0).await.unwrap(), 133, "channel budget");
+    assert_refused(&send(2, "3", 0).await.unwrap(), 164, "channel budget");
     // The e-mail channel has its own budget.
     assert_eq!(send(2, "4", 1).await.unwrap().status, 200);
     app.fx.advance_ms(999);
-    assert_refused(&send(2, "5", 0).await.unwrap(), 133, "channel budget");
+    assert_refused(&send(2, "5", 0).await.unwrap(), 164, "channel budget");
     app.fx.advance_ms(1);
     assert_eq!(send(2, "6", 0).await.unwrap().status, 200);
     app.gw.stop().await;
@@ -340,7 +340,7 @@ async fn concurrent_sends_for_one_card_never_exceed_the_quota(backend: Backend) 
         let a = t.await.unwrap();
         match a.code() {
             200 => ok += 1,
-            133 => limited += 1,
+            164 => limited += 1,
             other => panic!("unexpected answer {other}: {:?}", a.body),
         }
     }

@@ -1,6 +1,6 @@
 //! Real OTP delivery: the `twilio` SMS channel against a mock gateway (wiremock) and the `smtp`
 //! e-mail channel against an SMTP server written here, on loopback. The OTP reaches the
-//! cardholder byte for byte; refusals answer 136, silence answers 137 within the deadline;
+//! cardholder byte for byte; refusals answer 911, silence answers 921 within the deadline;
 //! a retry after success sends nothing, a retry after failure sends again.
 
 use crate::common::*;
@@ -193,14 +193,14 @@ async fn sms_gateway_refusals_answer_136_and_a_retry_sends_again() {
         .send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY")
         .await
         .unwrap();
-    assert_eq!((a.status, a.code()), (400, 136), "{:?}", a.body);
+    assert_eq!((a.status, a.code()), (400, 911), "{:?}", a.body);
     assert_clean(&a, otp);
     let b = app
         .tsh()
         .send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY")
         .await
         .unwrap();
-    assert_eq!(b.code(), 136, "{:?}", b.body);
+    assert_eq!(b.code(), 911, "{:?}", b.body);
     assert_clean(&b, otp);
     assert_eq!(
         sms_requests(&gateway).await.len(),
@@ -257,7 +257,7 @@ async fn sms_gateway_that_never_answers_gives_137_within_the_deadline() {
         .await
         .unwrap();
     let elapsed = started.elapsed();
-    assert_eq!(a.code(), 137, "{:?}", a.body);
+    assert_eq!(a.code(), 921, "{:?}", a.body);
     assert!(
         elapsed < Duration::from_millis(timeout_ms + 1000),
         "answered after {elapsed:?}"
@@ -577,7 +577,7 @@ async fn smtp_refused_recipient_answers_136_and_a_retry_sends_again() {
         .send_otp(cid, &card_ref, otp, Some(&m), "GOOGLE_PAY")
         .await
         .unwrap();
-    assert_eq!((a.status, a.code()), (400, 136), "{:?}", a.body);
+    assert_eq!((a.status, a.code()), (400, 911), "{:?}", a.body);
     assert_clean(&a, otp);
     assert!(relay.received().is_empty());
 
@@ -641,7 +641,7 @@ async fn smtp_relay_that_never_answers_gives_137_within_the_deadline() {
             .await
             .unwrap();
         let elapsed = started.elapsed();
-        assert_eq!(a.code(), 137, "{:?}", a.body);
+        assert_eq!(a.code(), 921, "{:?}", a.body);
         assert!(
             elapsed < Duration::from_millis(timeout_ms + 1000),
             "answered after {elapsed:?}"
@@ -698,7 +698,7 @@ async fn smtp_cut_off_after_data_gives_137_and_its_connection_is_not_reused() {
         .send_otp(cid, &card_ref, "444444", Some(&m), "GOOGLE_PAY")
         .await
         .unwrap();
-    assert_eq!(b.code(), 137, "{:?}", b.body);
+    assert_eq!(b.code(), 921, "{:?}", b.body);
     assert!(started.elapsed() < Duration::from_millis(timeout_ms + 1000));
     assert_eq!(relay.sessions(), sessions, "the kept connection was used");
 

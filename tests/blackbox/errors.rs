@@ -42,7 +42,7 @@ async fn header_and_body_codes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let gw = &app.gw;
     let ok_body = json!({"issuerCardRefId": "x", "walletProviderId": "APPLE_PAY"}).to_string();
-    // 103: headers missing or malformed.
+    // 111: a header missing; 112: one malformed.
     let ct = ("content-type", "application/json");
     assert_code(
         "no correlation id",
@@ -53,7 +53,7 @@ async fn header_and_body_codes(backend: Backend) {
             ok_body.clone(),
         )
         .await,
-        103,
+        111,
     );
     let long = "c".repeat(65);
     assert_code(
@@ -65,7 +65,7 @@ async fn header_and_body_codes(backend: Backend) {
             ok_body.clone(),
         )
         .await,
-        103,
+        112,
     );
     assert_code(
         "no issuer id",
@@ -76,7 +76,7 @@ async fn header_and_body_codes(backend: Backend) {
             ok_body.clone(),
         )
         .await,
-        103,
+        111,
     );
     assert_code(
         "short issuer id",
@@ -87,7 +87,7 @@ async fn header_and_body_codes(backend: Backend) {
             ok_body.clone(),
         )
         .await,
-        103,
+        112,
     );
     let many: Vec<(String, String)> = (0..70)
         .map(|i| (format!("x-extra-{i}"), "v".into()))
@@ -97,7 +97,7 @@ async fn header_and_body_codes(backend: Backend) {
     assert_code(
         "70 headers",
         post(gw, "checkCardEligibility", &h, ok_body.clone()).await,
-        103,
+        112,
     );
     let big = "b".repeat(17 * 1024);
     let mut h: Vec<(&str, &str)> = H.to_vec();
@@ -105,9 +105,9 @@ async fn header_and_body_codes(backend: Backend) {
     assert_code(
         "17 KiB of headers",
         post(gw, "checkCardEligibility", &h, ok_body.clone()).await,
-        103,
+        112,
     );
-    // 104: another issuer.
+    // 113: another issuer.
     assert_code(
         "other issuer",
         post(
@@ -117,23 +117,23 @@ async fn header_and_body_codes(backend: Backend) {
             ok_body.clone(),
         )
         .await,
-        104,
+        113,
     );
-    // 100: not JSON, wrong content type, too large, not an object.
+    // 112: not JSON, wrong content type, too large, not an object.
     assert_code(
         "not json",
         post(gw, "checkCardEligibility", H, "{not json").await,
-        100,
+        112,
     );
     assert_code(
         "json array",
         post(gw, "checkCardEligibility", H, "[1,2]").await,
-        100,
+        112,
     );
     assert_code(
         "empty body",
         post(gw, "checkCardEligibility", H, "").await,
-        100,
+        112,
     );
     assert_code(
         "text/plain",
@@ -148,13 +148,13 @@ async fn header_and_body_codes(backend: Backend) {
             ok_body.clone(),
         )
         .await,
-        100,
+        112,
     );
     let big = format!("{{\"issuerCardRefId\":\"{}\"}}", "x".repeat(70 * 1024));
     assert_code(
         "70 KiB body",
         post(gw, "checkCardEligibility", H, big).await,
-        100,
+        112,
     );
     // A body just under the limit is read (and refused for its field, not its size).
     let under = format!(
@@ -164,9 +164,9 @@ async fn header_and_body_codes(backend: Backend) {
     assert_code(
         "60 KiB body",
         post(gw, "checkCardEligibility", H, under).await,
-        120,
+        116,
     );
-    // 101: mandatory field missing.
+    // 111: mandatory field missing.
     assert_code(
         "no card",
         post(
@@ -176,7 +176,7 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"walletProviderId": "APPLE_PAY"}).to_string(),
         )
         .await,
-        101,
+        111,
     );
     assert_code(
         "no card (digitization)",
@@ -187,7 +187,7 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"tncStatus": true}).to_string(),
         )
         .await,
-        101,
+        111,
     );
     assert_code(
         "no otpValue",
@@ -198,12 +198,12 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"issuerCardRefId": "r"}).to_string(),
         )
         .await,
-        101,
+        111,
     );
     assert_code(
         "no issuerCardRefId",
         post(gw, "sendOTP", H, json!({"otpValue": "1"}).to_string()).await,
-        101,
+        111,
     );
     assert_code(
         "null is missing",
@@ -214,9 +214,9 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"otpValue": null, "issuerCardRefId": "r"}).to_string(),
         )
         .await,
-        101,
+        111,
     );
-    // 102: wrong type, length or format.
+    // 112: wrong type, length or format.
     assert_code(
         "wallet too long",
         post(
@@ -226,7 +226,7 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"issuerCardRefId": "r", "walletProviderId": "W".repeat(129)}).to_string(),
         )
         .await,
-        102,
+        112,
     );
     assert_code(
         "ref as number",
@@ -237,7 +237,7 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"issuerCardRefId": 12}).to_string(),
         )
         .await,
-        102,
+        112,
     );
     assert_code(
         "ref too long",
@@ -248,7 +248,7 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"issuerCardRefId": "r".repeat(49), "otpValue": "1"}).to_string(),
         )
         .await,
-        102,
+        112,
     );
     assert_code(
         "otp too long",
@@ -259,7 +259,7 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"issuerCardRefId": "r", "otpValue": "1".repeat(33)}).to_string(),
         )
         .await,
-        102,
+        112,
     );
     assert_code(
         "empty otp",
@@ -270,7 +270,7 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"issuerCardRefId": "r", "otpValue": ""}).to_string(),
         )
         .await,
-        102,
+        112,
     );
     assert_code(
         "tncStatus maybe",
@@ -281,7 +281,7 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"issuerCardRefId": "r", "tncStatus": "maybe"}).to_string(),
         )
         .await,
-        102,
+        112,
     );
     assert_code(
         "scoring not object",
@@ -292,7 +292,7 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"issuerCardRefId": "r", "scoringInformation": "high"}).to_string(),
         )
         .await,
-        102,
+        112,
     );
     assert_code(
         "expirationDate",
@@ -304,9 +304,9 @@ async fn header_and_body_codes(backend: Backend) {
                 .to_string(),
         )
         .await,
-        102,
+        112,
     );
-    assert_code("errorCode text", post(gw, "notifyVirtualCardChange", H, json!({"issuerCardRefId": "r", "virtualCardId": "v", "walletProviderId": "w", "action": "DELETE", "errorCode": "x"}).to_string()).await, 102);
+    assert_code("errorCode text", post(gw, "notifyVirtualCardChange", H, json!({"issuerCardRefId": "r", "virtualCardId": "v", "walletProviderId": "w", "action": "DELETE", "errorCode": "x"}).to_string()).await, 112);
     // The alias answers like the operation.
     assert_code(
         "alias",
@@ -317,7 +317,7 @@ async fn header_and_body_codes(backend: Backend) {
             json!({"walletProviderId": "APPLE_PAY"}).to_string(),
         )
         .await,
-        101,
+        111,
     );
     app.gw.stop().await;
 }
@@ -329,7 +329,7 @@ async fn card_codes(backend: Backend) {
     let elig = |ciphered: String| {
         json!({"cipheredCardInfo": ciphered, "walletProviderId": "APPLE_PAY"}).to_string()
     };
-    // 110: not base64/hex, sealed for another key, corrupted.
+    // 166: not base64/hex, sealed for another key, corrupted.
     assert_code(
         "garbage envelope",
         post(
@@ -339,7 +339,7 @@ async fn card_codes(backend: Backend) {
             elig("not an envelope!".into()),
         )
         .await,
-        110,
+        166,
     );
     let other = issuer_gateway::envelope::generate_key_pair(2048, "someone else").unwrap();
     let foreign = Recipient::from_certificate_pem(&other.certificate_pem).unwrap();
@@ -353,7 +353,7 @@ async fn card_codes(backend: Backend) {
     assert_code(
         "other key",
         post(gw, "checkCardEligibility", H, elig(sealed_foreign)).await,
-        110,
+        166,
     );
     let mine = Recipient::from_certificate_pem(&app.fx.certificate_pem()).unwrap();
     let seal = |pt: &[u8]| {
@@ -377,7 +377,7 @@ async fn card_codes(backend: Backend) {
             elig(String::from_utf8(corrupted).unwrap()),
         )
         .await,
-        110,
+        166,
     );
     // Hex on the wire works as well as base64.
     let hex_env = envelope::seal_hex(
@@ -389,7 +389,7 @@ async fn card_codes(backend: Backend) {
     .unwrap();
     let (s, b) = post(gw, "checkCardEligibility", H, elig(hex_env)).await;
     assert_eq!(s, 200, "hex envelope: {b:?}");
-    // 111: decrypted data invalid.
+    // 166: decrypted data invalid.
     assert_code(
         "luhn",
         post(
@@ -399,7 +399,7 @@ async fn card_codes(backend: Backend) {
             elig(seal(br#"{"fpan":"4111111111111112"}"#)),
         )
         .await,
-        111,
+        166,
     );
     assert_code(
         "short pan",
@@ -410,7 +410,7 @@ async fn card_codes(backend: Backend) {
             elig(seal(br#"{"fpan":"41111111111"}"#)),
         )
         .await,
-        111,
+        166,
     );
     assert_code(
         "exp format",
@@ -421,7 +421,7 @@ async fn card_codes(backend: Backend) {
             elig(seal(br#"{"fpan":"4111111111111111","exp":"12/29"}"#)),
         )
         .await,
-        111,
+        166,
     );
     assert_code(
         "cvv format",
@@ -432,7 +432,7 @@ async fn card_codes(backend: Backend) {
             elig(seal(br#"{"fpan":"4111111111111111","cvv":"12a"}"#)),
         )
         .await,
-        111,
+        166,
     );
     assert_code(
         "not json inside",
@@ -443,7 +443,7 @@ async fn card_codes(backend: Backend) {
             elig(seal(b"fpan=4111111111111111")),
         )
         .await,
-        110,
+        166,
     );
     assert_code(
         "no fpan",
@@ -454,9 +454,9 @@ async fn card_codes(backend: Backend) {
             elig(seal(br#"{"pan":"4111111111111111"}"#)),
         )
         .await,
-        111,
+        166,
     );
-    // 120: unknown card, by data and by reference.
+    // 116: unknown card, by data and by reference.
     assert_code(
         "unknown pan",
         post(
@@ -466,7 +466,7 @@ async fn card_codes(backend: Backend) {
             elig(tsh.card_info(UNKNOWN.pan, Some(UNKNOWN.exp)).unwrap()),
         )
         .await,
-        120,
+        116,
     );
     assert_code(
         "unknown ref",
@@ -477,7 +477,7 @@ async fn card_codes(backend: Backend) {
             json!({"issuerCardRefId": "nope"}).to_string(),
         )
         .await,
-        120,
+        116,
     );
     assert_code(
         "unknown pan (digitization)",
@@ -488,9 +488,9 @@ async fn card_codes(backend: Backend) {
             json!({"cipheredCardInfo": tsh.card_info(UNKNOWN.pan, None).unwrap()}).to_string(),
         )
         .await,
-        120,
+        116,
     );
-    // 121: expired on record, or expiry mismatch.
+    // 191: expired on record.
     assert_code(
         "expired",
         post(
@@ -500,7 +500,7 @@ async fn card_codes(backend: Backend) {
             elig(tsh.card_info(ERIN.pan, Some(ERIN.exp)).unwrap()),
         )
         .await,
-        121,
+        191,
     );
     assert_code(
         "expiry mismatch",
@@ -511,9 +511,23 @@ async fn card_codes(backend: Backend) {
             elig(tsh.card_info(ALICE.pan, Some("1129")).unwrap()),
         )
         .await,
-        121,
+        166,
     );
-    // 122: not active.
+    // 159: blocked, lost or stolen; 160: closed.
+    app.fx
+        .import("pan,exp,status,product_id\n4917610000000000,1229,closed,VISA_CLASSIC\n")
+        .await;
+    assert_code(
+        "closed",
+        post(
+            gw,
+            "checkCardEligibility",
+            H,
+            elig(tsh.card_info("4917610000000000", Some("1229")).unwrap()),
+        )
+        .await,
+        160,
+    );
     assert_code(
         "blocked",
         post(
@@ -523,21 +537,21 @@ async fn card_codes(backend: Backend) {
             elig(tsh.card_info(DAN.pan, Some(DAN.exp)).unwrap()),
         )
         .await,
-        122,
+        159,
     );
-    // 123: product not enabled for this wallet.
+    // 163: product not enabled for this wallet.
     let samsung = json!({"cipheredCardInfo": tsh.card_info(BOB.pan, Some(BOB.exp)).unwrap(), "walletProviderId": "SAMSUNG_PAY"}).to_string();
     assert_code(
         "wallet not enabled",
         post(gw, "checkCardEligibility", H, samsung).await,
-        123,
+        163,
     );
     // Refusals are recorded with the enrolment.
     let calls = app.gw.state.store.calls("codes-1").await.unwrap();
     assert!(
         calls
             .iter()
-            .any(|c| c.response_code == 122 && c.card_ref.is_some()),
+            .any(|c| c.response_code == 159 && c.card_ref.is_some()),
         "{calls:?}"
     );
     let e = app
@@ -556,7 +570,7 @@ async fn send_otp_codes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let tsh = app.tsh();
     let code = |a: issuer_gateway::sim::Answer| (a.status, a.body);
-    // 130: no enrolment, an enrolment answered green, another card.
+    // 118: no enrolment, an enrolment answered green, another card.
     let (card_ref, methods) = app.enrol_to_yellow("otp-1", ALICE, "APPLE_PAY").await;
     let sms = methods[0].0.clone();
     assert_code(
@@ -566,7 +580,7 @@ async fn send_otp_codes(backend: Backend) {
                 .await
                 .unwrap(),
         ),
-        130,
+        118,
     );
     tsh.request_digitization(
         "otp-green",
@@ -584,7 +598,7 @@ async fn send_otp_codes(backend: Backend) {
                 .await
                 .unwrap(),
         ),
-        130,
+        118,
     );
     assert_code(
         "other card",
@@ -593,9 +607,9 @@ async fn send_otp_codes(backend: Backend) {
                 .await
                 .unwrap(),
         ),
-        130,
+        118,
     );
-    // 131: a method not offered to this enrolment.
+    // 112: a method not offered to this enrolment.
     assert_code(
         "unknown method",
         code(
@@ -603,7 +617,7 @@ async fn send_otp_codes(backend: Backend) {
                 .await
                 .unwrap(),
         ),
-        131,
+        112,
     );
     let (_, other_methods) = app.enrol_to_yellow("otp-2", ALICE, "APPLE_PAY").await;
     assert_code(
@@ -619,15 +633,15 @@ async fn send_otp_codes(backend: Backend) {
             .await
             .unwrap(),
         ),
-        131,
+        112,
     );
-    // 135: expired OTP, ISO 8601 and epoch milliseconds; nothing is sent.
+    // 322: expired OTP, ISO 8601 and epoch milliseconds; nothing is sent.
     for exp in [json!("2020-01-01T00:00:00Z"), json!(1_577_836_800_000i64)] {
         let body = json!({"issuerCardRefId": card_ref, "otpValue": "123456", "otpMethodId": sms, "expirationDate": exp});
         assert_code(
             "expired otp",
             code(tsh.call("sendOTP", "otp-1", &body).await.unwrap()),
-            135,
+            322,
         );
     }
     let future = json!({"issuerCardRefId": card_ref, "otpValue": "123456", "otpMethodId": sms, "expirationDate": "2099-01-01T00:00:00+01:00"});
@@ -636,7 +650,7 @@ async fn send_otp_codes(backend: Backend) {
         200
     );
     assert_eq!(app.fx.outbox().len(), 1);
-    // 136: the channel fails; the retry after the failure is sent.
+    // 911: the channel fails; the retry after the failure is sent.
     let outbox = app.fx.config.outbox.dir.clone();
     let saved = outbox.with_extension("saved");
     std::fs::rename(&outbox, &saved).unwrap();
@@ -648,7 +662,7 @@ async fn send_otp_codes(backend: Backend) {
                 .await
                 .unwrap(),
         ),
-        136,
+        911,
     );
     std::fs::remove_file(&outbox).unwrap();
     std::fs::rename(&saved, &outbox).unwrap();
@@ -663,7 +677,7 @@ async fn send_otp_codes(backend: Backend) {
     let sends = app.gw.state.store.sends("otp-1").await.unwrap();
     let outcomes: Vec<&str> = sends.iter().map(|s| s.outcome.as_str()).collect();
     assert_eq!(outcomes, vec!["accepted", "refused", "accepted"]);
-    // 132: the phone was removed from the card after the methods were offered.
+    // 170: the phone was removed from the card after the methods were offered.
     // (An empty phone column clears the phone; a file without the column would keep it.)
     app.fx.import("pan,exp,status,product_id,phone,email\n4111111111111111,1229,active,VISA_PLATINUM,,alice.martin@example.com\n").await;
     assert_code(
@@ -679,9 +693,9 @@ async fn send_otp_codes(backend: Backend) {
             .await
             .unwrap(),
         ),
-        132,
+        170,
     );
-    // 134: the card was blocked after the methods were offered.
+    // 170: the card was blocked after the methods were offered.
     app.fx.import("pan,exp,status,product_id,email\n4111111111111111,1229,lost,VISA_PLATINUM,alice.martin@example.com\n").await;
     assert_code(
         "card lost",
@@ -696,7 +710,7 @@ async fn send_otp_codes(backend: Backend) {
             .await
             .unwrap(),
         ),
-        134,
+        170,
     );
     assert_eq!(app.fx.outbox().len(), 2, "refusals send nothing");
     app.gw.stop().await;
@@ -715,7 +729,7 @@ async fn notify_codes(backend: Backend) {
                 .unwrap();
             (a.status, a.body)
         },
-        120,
+        116,
     );
     for missing in [
         "issuerCardRefId",
@@ -729,7 +743,7 @@ async fn notify_codes(backend: Backend) {
             .call("notifyVirtualCardChange", "n-1", &b)
             .await
             .unwrap();
-        assert_code(missing, (a.status, a.body), 101);
+        assert_code(missing, (a.status, a.body), 111);
     }
     let r = tsh
         .check_eligibility("n-1", ALICE.pan, ALICE.exp, "APPLE_PAY")
@@ -743,20 +757,20 @@ async fn notify_codes(backend: Backend) {
         .call("notifyVirtualCardChange", "n-1", &b)
         .await
         .unwrap();
-    assert_code("bad tokenInfo", (a.status, a.body), 110);
+    assert_code("bad tokenInfo", (a.status, a.body), 166);
     b["tokenInfo"] = json!(tsh.seal(&json!({"dpan": "12ab"})).unwrap());
     let a = tsh
         .call("notifyVirtualCardChange", "n-1", &b)
         .await
         .unwrap();
-    assert_code("bad dpan", (a.status, a.body), 111);
+    assert_code("bad dpan", (a.status, a.body), 166);
     b["virtualCardId"] = json!("V".repeat(65));
     b.as_object_mut().unwrap().remove("tokenInfo");
     let a = tsh
         .call("notifyVirtualCardChange", "n-1", &b)
         .await
         .unwrap();
-    assert_code("long virtualCardId", (a.status, a.body), 102);
+    assert_code("long virtualCardId", (a.status, a.body), 112);
     assert!(
         app.gw
             .state

@@ -25,4 +25,5 @@ mod openapi;
 mod overload_and_shutdown;
 mod policy;
 mod postgres;
+mod response_codes;
 mod tls;

@@ -84,8 +84,9 @@ const OPS: &[&str] = &[
     "sendOTP",
     "notifyVirtualCardChange",
 ];
+/// The refusal numbers (defaults of `response_codes.*`) a hostile request may get.
 const CODES: &[u64] = &[
-    100, 101, 102, 103, 104, 110, 111, 120, 121, 122, 123, 130, 131, 132, 133, 134, 135, 136, 137,
+    111, 112, 113, 116, 118, 119, 159, 160, 163, 164, 166, 170, 191, 322, 432, 911, 921,
 ];
 
 async fn generated_hostile_requests_get_only_400s(backend: Backend) {

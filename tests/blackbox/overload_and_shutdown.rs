@@ -1,4 +1,5 @@
-//! Overload and shutdown: calls beyond the concurrency limit are shed with 503 rather than queued,
+//! Overload and shutdown: calls beyond the concurrency limit are shed with HTTP 500 and the `internal` code
+//! (the contract declares 200, 400 and 500 only) rather than queued,
 //! and shutdown lets the calls in flight finish.
 
 use crate::common::*;
@@ -83,7 +84,7 @@ async fn shutdown_finishes_the_calls_in_flight() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_beyond_the_concurrency_limit_are_shed_with_503() {
+async fn calls_beyond_the_concurrency_limit_are_shed_with_500() {
     let gateway = slow_sms_gateway(Duration::from_millis(1500)).await;
     let app = TestApp::spawn_with(Backend::Sqlite, |c| {
         use_gateway(c, &gateway.uri());
@@ -103,8 +104,9 @@ async fn calls_beyond_the_concurrency_limit_are_shed_with_503() {
         .check_eligibility("shed-2", BOB.pan, BOB.exp, "APPLE_PAY")
         .await
         .unwrap();
-    assert_eq!(shed.status, 503, "{:?}", shed.body);
-    assert_eq!(shed.body["responseCode"], 500);
+    assert_eq!(shed.status, 500, "{:?}", shed.body);
+    assert_eq!(shed.body["responseCode"], 921, "{:?}", shed.body);
+    assert_eq!(shed.body["errorMessage"], "overloaded, try again");
     assert_eq!(busy.await.unwrap().unwrap().status, 200);
     // Once the slot is free, calls are served again.
     let ok = app
