@@ -144,12 +144,19 @@ impl Application {
         let admin_server =
             axum::serve(self.admin_listener, admin).with_graceful_shutdown(wait(rx.clone()));
         let admin_task = tokio::spawn(async move { admin_server.await });
+        let purge_task = tokio::spawn(crate::retention::run_background(
+            state.store.clone(),
+            state.config.retention.clone(),
+            state.clock.clone(),
+            rx.clone(),
+        ));
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
         let _ = tx.send(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             let _ = api_task.await;
             let _ = admin_task.await;
+            let _ = purge_task.await;
         })
         .await;
         if drained.is_err() {

@@ -28,6 +28,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 
 fn describe() {
     metrics::describe_counter!(
+        "issuer_gateway_purged_rows_total",
+        "rows removed by the retention purge, by table"
+    );
+    metrics::describe_counter!(
         "issuer_gateway_requests_total",
         "TSH calls by operation and response code"
     );
@@ -123,6 +127,11 @@ pub fn record_send(channel: &'static str, outcome: &'static str, elapsed: Durati
 /// A `sendOTP` refused by a limit (its name as in the refusal message).
 pub fn record_limit_refusal(limit: &'static str) {
     metrics::counter!("issuer_gateway_limit_refusals_total", "limit" => limit).increment(1);
+}
+
+/// Rows removed by the retention purge.
+pub fn record_purged(table: &'static str, rows: u64) {
+    metrics::counter!("issuer_gateway_purged_rows_total", "table" => table).increment(rows);
 }
 
 /// The database pools' use, set when the metrics are scraped.

@@ -46,6 +46,20 @@ pub enum Command {
     /// max) per operation and error counts. Exits 1 when any call was not answered as expected,
     /// 2 when the simulation cannot start.
     Simulate(SimulateArgs),
+    /// Remove the records past their retention now (`serve` also does it every hour).
+    ///
+    /// Removes, in small batches, the call records, OTP send records and enrolments older than
+    /// retention.calls_days, retention.sends_days and retention.enrolments_days; tokens, cards
+    /// and token events are kept. Prints the count per table. On PostgreSQL, while another
+    /// instance is purging, stops and says so.
+    Purge {
+        /// Configuration file (default: ./issuer-gateway.toml when present).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Count what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +286,13 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Purge { config, dry_run } => {
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            purge(&config, dry_run).await
+        }
         Command::Cards(CardsCommand::Import { config, file }) => {
             let config = match load_config(config.as_deref()) {
                 Ok(c) => c,
@@ -305,6 +326,47 @@ pub async fn run(cli: Cli) -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+async fn purge(config: &Config, dry_run: bool) -> ExitCode {
+    let mut problems = Vec::new();
+    config.retention.validate(&mut problems);
+    if !problems.is_empty() {
+        eprint!("{}", ConfigErrors(problems));
+        return ExitCode::from(2);
+    }
+    let store = match crate::store::Store::connect(
+        &config.database.url,
+        1,
+        std::time::Duration::from_millis(config.database.timeout_ms),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: database.url: cannot open the database: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = crate::clock::Clock::system().now_ms();
+    let result = crate::retention::purge(&store, &config.retention, now, dry_run).await;
+    store.close().await;
+    match result {
+        Ok(purged) => {
+            let verb = if dry_run { "would remove" } else { "removed" };
+            for (table, n) in &purged.tables {
+                println!("{table:<11} {verb} {n}", table = table.name());
+            }
+            if purged.yielded {
+                println!("another instance is purging: it does the rest");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: purge: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -20,6 +20,7 @@ mod log;
 mod outbox;
 mod policy;
 mod response_codes;
+mod retention;
 mod server;
 mod sms;
 mod templates;
@@ -36,6 +37,7 @@ pub use log::{LogConfig, LogFormat};
 pub use outbox::OutboxConfig;
 pub use policy::PolicyConfig;
 pub use response_codes::ResponseCodes;
+pub use retention::RetentionConfig;
 pub use server::{LevelOfTrustCase, ServerConfig, TlsConfig};
 pub use sms::{SmsConfig, SmsProvider};
 pub use templates::TemplatesConfig;
@@ -97,6 +99,7 @@ pub struct Config {
     pub controls: ControlsConfig,
     pub policy: PolicyConfig,
     pub response_codes: ResponseCodes,
+    pub retention: RetentionConfig,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -118,6 +121,7 @@ struct ConfigFile {
     controls: ControlsConfig,
     policy: PolicyConfig,
     response_codes: ResponseCodes,
+    retention: RetentionConfig,
 }
 
 impl ConfigFile {
@@ -141,6 +145,7 @@ impl ConfigFile {
             controls: self.controls,
             policy: self.policy,
             response_codes: self.response_codes,
+            retention: self.retention,
         };
         (config, p)
     }
@@ -238,6 +243,7 @@ impl Config {
         self.limits.validate(&mut p);
         self.controls.validate(&mut p);
         self.response_codes.validate(&mut p);
+        self.retention.validate(&mut p);
         if p.is_empty() {
             Ok(())
         } else {

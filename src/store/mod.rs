@@ -86,11 +86,21 @@ pub(crate) trait LockKey {
         &mut self,
         key: &str,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+
+    /// Like `lock_key`, without waiting: false when another transaction holds the key.
+    fn try_lock_key(
+        &mut self,
+        key: &str,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send;
 }
 
 impl LockKey for sqlx::Transaction<'_, sqlx::Sqlite> {
     async fn lock_key(&mut self, _key: &str) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn try_lock_key(&mut self, _key: &str) -> Result<bool, StoreError> {
+        Ok(true)
     }
 }
 
@@ -101,6 +111,15 @@ impl LockKey for sqlx::Transaction<'_, sqlx::Postgres> {
             .execute(&mut **self)
             .await?;
         Ok(())
+    }
+
+    async fn try_lock_key(&mut self, key: &str) -> Result<bool, StoreError> {
+        let (locked,): (bool,) =
+            sqlx::query_as("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .fetch_one(&mut **self)
+                .await?;
+        Ok(locked)
     }
 }
 
@@ -249,6 +268,7 @@ mod admin;
 mod cards;
 mod columns;
 mod enrolments;
+mod retention;
 mod sends;
 mod tokens;
 
@@ -260,5 +280,6 @@ pub use cards::{CardRow, Keep, NewCard, Upserted};
 pub use enrolments::{
     CallRecord, CallRow, DecisionRecord, EnrolmentRow, MethodRecord, MethodRow, Write, Written,
 };
+pub use retention::PurgeTable;
 pub use sends::{Claim, LimitScope, SendClaim, SendFinish, SendLimit, SendRow};
 pub use tokens::{NoticeOutcome, NoticeRecord, TokenEventRow, TokenRow};

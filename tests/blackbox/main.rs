@@ -26,4 +26,5 @@ mod overload_and_shutdown;
 mod policy;
 mod postgres;
 mod response_codes;
+mod retention;
 mod tls;

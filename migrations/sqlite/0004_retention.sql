@@ -1,0 +1,4 @@
+-- The purge (retention.*) finds old rows by their time, in batches.
+CREATE INDEX calls_at ON calls (at);
+CREATE INDEX sends_at ON sends (at);
+CREATE INDEX enrolments_updated ON enrolments (updated_at);

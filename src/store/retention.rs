@@ -1,0 +1,104 @@
+//! The purge: rows past their retention (`[retention]`), removed in small batches so that no
+//! transaction holds the database for long (on SQLite every batch is one short write
+//! transaction, between which the calls' own writes go through). On PostgreSQL one instance
+//! purges at a time: a batch starts only under a transaction-scoped advisory lock that no other
+//! instance holds. Tokens, cards and token events are never purged.
+
+use super::{Backend, LockKey, Store, StoreError};
+use crate::domain::Millis;
+
+/// The tables the purge removes rows from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeTable {
+    Calls,
+    Sends,
+    /// Enrolments by their last change, with the ID&V methods they were offered.
+    Enrolments,
+}
+
+impl PurgeTable {
+    pub const ALL: [PurgeTable; 3] = [PurgeTable::Calls, PurgeTable::Sends, PurgeTable::Enrolments];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PurgeTable::Calls => "calls",
+            PurgeTable::Sends => "sends",
+            PurgeTable::Enrolments => "enrolments",
+        }
+    }
+
+    fn count_sql(self) -> &'static str {
+        match self {
+            PurgeTable::Calls => "SELECT COUNT(*) FROM calls WHERE at < $1",
+            PurgeTable::Sends => "SELECT COUNT(*) FROM sends WHERE at < $1",
+            PurgeTable::Enrolments => "SELECT COUNT(*) FROM enrolments WHERE updated_at < $1",
+        }
+    }
+
+    /// The statements of one batch; the last one's count is the batch's.
+    fn delete_sql(self) -> &'static [&'static str] {
+        match self {
+            PurgeTable::Calls => &[
+                "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE at < $1 ORDER BY id LIMIT $2)",
+            ],
+            PurgeTable::Sends => &[
+                "DELETE FROM sends WHERE id IN (SELECT id FROM sends WHERE at < $1 ORDER BY id LIMIT $2)",
+            ],
+            // The methods of the batch's enrolments first, then the enrolments (the same batch:
+            // the same condition and order).
+            PurgeTable::Enrolments => &[
+                "DELETE FROM enrolment_methods WHERE correlation_id IN (SELECT correlation_id FROM enrolments \
+                 WHERE updated_at < $1 ORDER BY correlation_id LIMIT $2)",
+                "DELETE FROM enrolments WHERE correlation_id IN (SELECT correlation_id FROM enrolments \
+                 WHERE updated_at < $1 ORDER BY correlation_id LIMIT $2)",
+            ],
+        }
+    }
+}
+
+/// The key of the purge's advisory lock (PostgreSQL).
+const PURGE_LOCK: &str = "retention-purge";
+
+impl Store {
+    /// How many rows of `table` are older than `before` (what the purge would remove).
+    pub async fn count_purgeable(
+        &self,
+        table: PurgeTable,
+        before: Millis,
+    ) -> Result<u64, StoreError> {
+        with_pool!(self, read, |pool| {
+            let (n,): (i64,) = sqlx::query_as(table.count_sql())
+                .bind(before)
+                .fetch_one(pool)
+                .await?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    /// Removes at most `limit` rows of `table` older than `before`, in one short transaction.
+    /// `None`: another instance is purging right now (PostgreSQL), nothing was done.
+    pub async fn purge_batch(
+        &self,
+        table: PurgeTable,
+        before: Millis,
+        limit: i64,
+    ) -> Result<Option<u64>, StoreError> {
+        with_pool!(self, write, |pool| {
+            let mut tx = pool.begin().await?;
+            if !tx.try_lock_key(PURGE_LOCK).await? {
+                return Ok(None);
+            }
+            let mut removed = 0;
+            for sql in table.delete_sql() {
+                removed = sqlx::query(sql)
+                    .bind(before)
+                    .bind(limit)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(Some(removed))
+        })
+    }
+}

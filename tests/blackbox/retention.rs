@@ -1,0 +1,188 @@
+//! Retention: the purge removes exactly the rows past their time (calls, sends, enrolments),
+//! keeps cards, tokens and token events, counts without removing on a dry run, works in
+//! batches, and leaves the TSH-facing calls answering while it runs.
+
+use crate::common::*;
+use crate::on_both_backends;
+use issuer_gateway::retention::{self, BATCH};
+use issuer_gateway::store::PurgeTable;
+use std::sync::atomic::Ordering;
+
+on_both_backends!(
+    the_purge_removes_exactly_what_is_past_its_time,
+    the_purge_works_in_batches_while_calls_go_on
+);
+
+const DAY_MS: i64 = 86_400_000;
+
+fn counts(p: &retention::Purged) -> Vec<(&'static str, u64)> {
+    p.tables.iter().map(|(t, n)| (t.name(), *n)).collect()
+}
+
+/// A whole enrolment: eligibility, digitization (yellow), an OTP sent, the token activated.
+async fn enrol(app: &TestApp, cid: &str, vcid: &str) -> String {
+    let (card_ref, methods) = app.enrol_to_yellow(cid, ALICE, "APPLE_PAY").await;
+    let tsh = app.tsh();
+    let sent = tsh
+        .send_otp(cid, &card_ref, "123456", Some(&methods[0].0), "APPLE_PAY")
+        .await
+        .unwrap();
+    assert_eq!(sent.status, 200, "{:?}", sent.body);
+    let n = tsh
+        .notify(cid, &card_ref, vcid, "ACTIVATE", "APPLE_PAY", None)
+        .await
+        .unwrap();
+    assert_eq!(n.status, 200, "{:?}", n.body);
+    card_ref
+}
+
+async fn the_purge_removes_exactly_what_is_past_its_time(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.retention.calls_days = 30;
+        c.retention.sends_days = 60;
+        c.retention.enrolments_days = 30;
+    })
+    .await;
+    let store = &app.gw.state.store;
+    let config = app.gw.config.retention.clone();
+    let card_ref = enrol(&app, "old-1", "vc-old-1").await;
+    // 45 days later: the old enrolment's calls and the enrolment are past 30 days, its send
+    // (60 days) is not.
+    app.fx.clock_ms.fetch_add(45 * DAY_MS, Ordering::SeqCst);
+    enrol(&app, "new-1", "vc-new-1").await;
+    let now = app.gw.state.clock.now_ms();
+
+    let dry = retention::purge(store, &config, now, true).await.unwrap();
+    assert_eq!(
+        counts(&dry),
+        vec![("calls", 4), ("sends", 0), ("enrolments", 1)],
+        "{dry:?}"
+    );
+    assert_eq!(
+        store.calls("old-1").await.unwrap().len(),
+        4,
+        "a dry run removes nothing"
+    );
+
+    let done = retention::purge(store, &config, now, false).await.unwrap();
+    assert_eq!(counts(&done), counts(&dry));
+    assert!(store.calls("old-1").await.unwrap().is_empty());
+    assert!(store.enrolment("old-1").await.unwrap().is_none());
+    assert!(store.enrolment_methods("old-1").await.unwrap().is_empty());
+    assert_eq!(
+        store.sends("old-1").await.unwrap().len(),
+        1,
+        "sends keep 60 days"
+    );
+    // What is not past its time, and what is never purged, stays.
+    assert_eq!(store.calls("new-1").await.unwrap().len(), 4);
+    assert!(store.enrolment("new-1").await.unwrap().is_some());
+    assert!(store.card_by_ref(&card_ref).await.unwrap().is_some());
+    let tokens = store.tokens_of_card(&card_ref).await.unwrap();
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+
+    // 31 more days: the new enrolment's calls and the enrolment are past 30 days, the old send
+    // past 60; a second purge finds nothing else.
+    app.fx.clock_ms.fetch_add(31 * DAY_MS, Ordering::SeqCst);
+    let now = app.gw.state.clock.now_ms();
+    let later = retention::purge(store, &config, now, false).await.unwrap();
+    assert_eq!(
+        counts(&later),
+        vec![("calls", 4), ("sends", 1), ("enrolments", 1)],
+        "{later:?}"
+    );
+    let again = retention::purge(store, &config, now, false).await.unwrap();
+    assert_eq!(again.total(), 0, "{again:?}");
+    assert_eq!(store.tokens_of_card(&card_ref).await.unwrap().len(), 2);
+    app.gw.stop().await;
+}
+
+async fn the_purge_works_in_batches_while_calls_go_on(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let store = app.gw.state.store.clone();
+    let config = app.gw.config.retention.clone();
+    // More old call records than two batches: refused calls (unknown card), one per enrolment.
+    let old = usize::try_from(BATCH).unwrap() * 2 + 37;
+    let url = app.gw.url("checkCardEligibility");
+    for i in 0..old {
+        let (status, _) = raw_post(
+            &url,
+            &[
+                ("x-correlation-id", &format!("old-{i}")),
+                ("x-issuer-id", ISSUER_ID),
+                ("content-type", "application/json"),
+            ],
+            r#"{"issuerCardRefId": "no-such-card"}"#,
+        )
+        .await;
+        assert_eq!(status, 400);
+    }
+    app.fx.clock_ms.fetch_add(401 * DAY_MS, Ordering::SeqCst);
+    let now = app.gw.state.clock.now_ms();
+    // The purge runs while eligibility calls keep coming; every one is answered.
+    let purge = tokio::spawn(async move { retention::purge(&store, &config, now, false).await });
+    let mut answered = 0;
+    while !purge.is_finished() || answered < 20 {
+        let a = app
+            .tsh()
+            .check_eligibility(
+                &format!("live-{answered}"),
+                ALICE.pan,
+                ALICE.exp,
+                "APPLE_PAY",
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        answered += 1;
+    }
+    let purged = purge.await.unwrap().unwrap();
+    let removed = |t: PurgeTable| purged.tables.iter().find(|(x, _)| *x == t).map(|(_, n)| *n);
+    assert_eq!(
+        removed(PurgeTable::Calls),
+        Some(u64::try_from(old).unwrap())
+    );
+    assert_eq!(
+        removed(PurgeTable::Enrolments),
+        Some(u64::try_from(old).unwrap())
+    );
+    // The live calls, made after the cutoff, are all still there.
+    for i in 0..answered {
+        let calls = app
+            .gw
+            .state
+            .store
+            .calls(&format!("live-{i}"))
+            .await
+            .unwrap();
+        assert_eq!(calls.len(), 1, "live-{i}");
+    }
+    app.gw.stop().await;
+}
+
+#[test]
+fn purge_dry_run_prints_the_count_per_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = keyed_config(dir.path());
+    let out = bin()
+        .args(["purge", "--dry-run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for table in ["calls", "sends", "enrolments"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(table) && l.ends_with("would remove 0")),
+            "{table}: {stdout}"
+        );
+    }
+    let help = bin().args(["purge", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--dry-run"));
+}
