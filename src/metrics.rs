@@ -27,6 +27,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 }
 
 fn describe() {
+    metrics::describe_histogram!(
+        "issuer_gateway_write_batch_size",
+        "calls' writes per transaction (SQLite group commit)"
+    );
     metrics::describe_counter!(
         "issuer_gateway_purged_rows_total",
         "rows removed by the retention purge, by table"
@@ -127,6 +131,11 @@ pub fn record_send(channel: &'static str, outcome: &'static str, elapsed: Durati
 /// A `sendOTP` refused by a limit (its name as in the refusal message).
 pub fn record_limit_refusal(limit: &'static str) {
     metrics::counter!("issuer_gateway_limit_refusals_total", "limit" => limit).increment(1);
+}
+
+/// One group commit (SQLite): how many calls' writes its transaction held.
+pub fn record_write_batch(writes: usize) {
+    metrics::histogram!("issuer_gateway_write_batch_size").record(writes as f64);
 }
 
 /// Rows removed by the retention purge.

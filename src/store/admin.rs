@@ -223,7 +223,7 @@ impl Store {
             }
         }
         match &self.backend {
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, .. } => {
                 vec![stat("writer", writer), stat("reader", reader)]
             }
             Backend::Postgres(pg) => vec![stat("main", pg)],

@@ -2,7 +2,7 @@
 
 use super::sends::SendFinish;
 use super::tokens::NoticeRecord;
-use super::{Backend, Store, StoreError};
+use super::{Backend, LockKey, NoticeOutcome, Store, StoreError};
 use crate::domain::{Channel, LevelOfTrust, Millis};
 use serde::Serialize;
 
@@ -95,50 +95,18 @@ pub enum Written {
     Notice(super::NoticeOutcome),
 }
 
-impl Store {
-    /// Records one call of an enrolment with what its operation writes, in one transaction,
-    /// creating the enrolment when it is new. The call record's `state`, when given, becomes
-    /// the enrolment's state; its `card_ref` and `wallet` fill in what is unknown.
-    pub async fn record(
-        &self,
-        call: &CallRecord<'_>,
-        write: &Write,
-    ) -> Result<Written, StoreError> {
-        match write {
-            Write::Nothing => self.record_call(call).await.map(|()| Written::Done),
-            Write::Decision(d) => self.record_decision(call, d).await.map(|()| Written::Done),
-            Write::SendFinished { id, finish } => self
-                .finish_send(*id, call, finish)
-                .await
-                .map(|()| Written::Done),
-            Write::Notice(n) => self.apply_notice(call, n).await.map(Written::Notice),
-        }
-    }
-
-    async fn record_call(&self, call: &CallRecord<'_>) -> Result<(), StoreError> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            upsert_enrolment!(tx, call);
-            insert_call!(tx, call);
-            tx.commit().await?;
-            Ok(())
-        })
-    }
-
-    /// Records a digitization decision with its methods and the call, in one transaction.
-    ///
-    /// Two decisions of one enrolment at once (a retried digitization on another instance) are
-    /// applied one after the other without a further lock: the first statement, the enrolment
-    /// upsert, holds the enrolment's row until commit, and every later statement reads afresh,
-    /// so the second replaces the first's methods whole.
-    async fn record_decision(
-        &self,
-        call: &CallRecord<'_>,
-        d: &DecisionRecord,
-    ) -> Result<(), StoreError> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            upsert_enrolment!(tx, call);
+/// The statements of a digitization decision (with its methods) and its call, on `$tx`.
+///
+/// Two decisions of one enrolment at once (a retried digitization on another instance) are
+/// applied one after the other without a further lock: the first statement, the enrolment
+/// upsert, holds the enrolment's row until commit, and every later statement reads afresh, so
+/// the second replaces the first's methods whole.
+macro_rules! record_decision_in {
+    ($tx:ident, $call:expr, $d:expr) => {
+        async {
+            let call = $call;
+            let d = $d;
+            upsert_enrolment!($tx, call);
             // The decision is about the card it names: a later sendOTP must be for that card.
             sqlx::query("UPDATE enrolments SET decision = $2, decision_rule = $3, decision_signals = $4, device_language = COALESCE($5, device_language), card_ref = COALESCE($6, card_ref) WHERE correlation_id = $1")
                 .bind(call.correlation_id)
@@ -147,11 +115,11 @@ impl Store {
                 .bind(&d.signals_json)
                 .bind(&d.device_language)
                 .bind(call.card_ref)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
             sqlx::query("DELETE FROM enrolment_methods WHERE correlation_id = $1")
                 .bind(call.correlation_id)
-                .execute(&mut *tx)
+                .execute(&mut *$tx)
                 .await?;
             for (i, m) in d.methods.iter().enumerate() {
                 sqlx::query("INSERT INTO enrolment_methods (correlation_id, method_id, channel, method_type, masked_value, position) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -161,13 +129,59 @@ impl Store {
                     .bind(&m.method_type)
                     .bind(&m.masked_value)
                     .bind(i as i64)
-                    .execute(&mut *tx)
+                    .execute(&mut *$tx)
                     .await?;
             }
-            insert_call!(tx, call);
-            tx.commit().await?;
-            Ok(())
-        })
+            insert_call!($tx, call);
+            Ok::<(), StoreError>(())
+        }
+        .await
+    };
+}
+
+/// The statements of one call's record and what its operation writes, on `$tx` (a transaction
+/// or a savepoint): `Result<Written, StoreError>`.
+macro_rules! apply_write {
+    ($tx:ident, $call:expr, $write:expr) => {
+        async {
+            let call = $call;
+            match $write {
+                Write::Nothing => {
+                    upsert_enrolment!($tx, call);
+                    insert_call!($tx, call);
+                    Ok::<Written, StoreError>(Written::Done)
+                }
+                Write::Decision(d) => record_decision_in!($tx, call, d).map(|()| Written::Done),
+                Write::SendFinished { id, finish } => {
+                    finish_send_in!($tx, *id, call, finish).map(|()| Written::Done)
+                }
+                Write::Notice(n) => apply_notice_in!($tx, call, n).map(Written::Notice),
+            }
+        }
+        .await
+    };
+}
+
+impl Store {
+    /// Records one call of an enrolment with what its operation writes, in one transaction,
+    /// creating the enrolment when it is new. The call record's `state`, when given, becomes
+    /// the enrolment's state; its `card_ref` and `wallet` fill in what is unknown.
+    pub async fn record(
+        &self,
+        call: &CallRecord<'_>,
+        write: &Write,
+    ) -> Result<Written, StoreError> {
+        match &self.backend {
+            // Group commit: the single writer batches concurrent calls' writes into one
+            // transaction (super::group_commit).
+            Backend::Sqlite { batcher, .. } => batcher.record(call, write).await,
+            Backend::Postgres(pg) => {
+                let mut tx = pg.begin().await?;
+                let written = apply_write!(tx, call, write)?;
+                tx.commit().await?;
+                Ok(written)
+            }
+        }
     }
 
     pub async fn enrolment(

@@ -27,6 +27,11 @@ pub enum StoreError {
     Conflict(String),
     #[error("database holds an unexpected value: {0}")]
     Unexpected(String),
+    /// A batch of writes (group commit) could not commit: none of its writes was made.
+    #[error("database commit: {0}")]
+    Commit(String),
+    #[error("database: the store is closed")]
+    Closed,
 }
 
 #[derive(Clone)]
@@ -34,6 +39,8 @@ enum Backend {
     Sqlite {
         writer: SqlitePool,
         reader: SqlitePool,
+        /// The calls' writes, batched (group commit) on `writer`.
+        batcher: group_commit::Batcher,
     },
     Postgres(PgPool),
 }
@@ -206,8 +213,13 @@ impl Store {
                 .test_before_acquire(false)
                 .connect_with(opts.read_only(true))
                 .await?;
+            let batcher = group_commit::Batcher::start(writer.clone());
             Store {
-                backend: Backend::Sqlite { writer, reader },
+                backend: Backend::Sqlite {
+                    writer,
+                    reader,
+                    batcher,
+                },
             }
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let ms = timeout.as_millis().max(100);
@@ -255,7 +267,7 @@ impl Store {
 
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite { writer, reader } => {
+            Backend::Sqlite { writer, reader, .. } => {
                 reader.close().await;
                 writer.close().await;
             }
@@ -264,13 +276,19 @@ impl Store {
     }
 }
 
+// The write statements of each operation are macros of their table's file (used on a
+// transaction or a savepoint, by `Store::record` and by the group commit): declared first.
+#[macro_use]
+mod sends;
+#[macro_use]
+mod tokens;
+#[macro_use]
+mod enrolments;
 mod admin;
 mod cards;
 mod columns;
-mod enrolments;
+mod group_commit;
 mod retention;
-mod sends;
-mod tokens;
 
 pub use admin::{
     CardUpdate, ContactUpdate, EnrolmentSummaryRow, NoticeRow, PoolStat, StuckEnrolmentRow,

@@ -6,7 +6,7 @@
 //! are therefore exact under any concurrency and across instances. After the provider answered,
 //! the row gets its outcome together with the call record.
 
-use super::{Backend, CallRecord, LockKey, Store, StoreError};
+use super::{Backend, LockKey, Store, StoreError};
 use crate::domain::{Channel, Millis, SendOutcome};
 use serde::Serialize;
 
@@ -102,6 +102,31 @@ pub struct SendFinish {
     pub latency_ms: Millis,
 }
 
+/// The statements of a claimed send's outcome and its call, on `$tx`.
+macro_rules! finish_send_in {
+    ($tx:ident, $id:expr, $call:expr, $f:expr) => {
+        async {
+            let (id, call, f) = ($id, $call, $f);
+            upsert_enrolment!($tx, call);
+            sqlx::query(
+                "UPDATE sends SET outcome = $2, response_code = $3, provider_message_id = $4, provider_code = $5, \
+                 latency_ms = $6 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(f.outcome.as_str())
+            .bind(call.response_code)
+            .bind(&f.provider_message_id)
+            .bind(&f.provider_code)
+            .bind(f.latency_ms)
+            .execute(&mut *$tx)
+            .await?;
+            insert_call!($tx, call);
+            Ok::<(), StoreError>(())
+        }
+        .await
+    };
+}
+
 impl Store {
     /// Claims a send: checks the retry rule and every limit, and records a pending send, atomically.
     pub async fn claim_send(&self, c: &SendClaim<'_>) -> Result<Claim, StoreError> {
@@ -171,34 +196,6 @@ impl Store {
             .await?;
             tx.commit().await?;
             Ok(Claim::Claimed(id))
-        })
-    }
-
-    /// Records the provider's answer for a claimed send, and the call, in one transaction.
-    pub(super) async fn finish_send(
-        &self,
-        id: i64,
-        call: &CallRecord<'_>,
-        f: &SendFinish,
-    ) -> Result<(), StoreError> {
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            upsert_enrolment!(tx, call);
-            sqlx::query(
-                "UPDATE sends SET outcome = $2, response_code = $3, provider_message_id = $4, provider_code = $5, \
-                 latency_ms = $6 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(f.outcome.as_str())
-            .bind(call.response_code)
-            .bind(&f.provider_message_id)
-            .bind(&f.provider_code)
-            .bind(f.latency_ms)
-            .execute(&mut *tx)
-            .await?;
-            insert_call!(tx, call);
-            tx.commit().await?;
-            Ok(())
         })
     }
 

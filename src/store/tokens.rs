@@ -1,6 +1,6 @@
 //! Tokens (virtual cards) and their notices.
 
-use super::{Backend, CallRecord, LockKey, Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::domain::Millis;
 use serde::Serialize;
 
@@ -56,28 +56,25 @@ pub enum NoticeOutcome {
     Duplicate,
 }
 
-impl Store {
-    /// Applies a token notice idempotently: the notice's fingerprint is recorded once; a second
-    /// identical notice changes nothing. The enrolment of the same correlation id is completed by
-    /// an ACTIVATE and failed by a DELETE (unless already complete).
-    ///
-    /// Notices of one token are applied one at a time, whichever instance receives them: the
-    /// token's lock is taken before its state is read, so two notices racing each other cannot
-    /// both start from the same state (a lost update could bring a deleted token back), and the
-    /// same notice delivered twice at once is recorded once and seen as a duplicate by the other.
-    pub(super) async fn apply_notice(
-        &self,
-        call: &CallRecord<'_>,
-        n: &NoticeRecord,
-    ) -> Result<NoticeOutcome, StoreError> {
-        let lock = format!("token:{}", n.virtual_card_id);
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            tx.lock_key(&lock).await?;
+/// The statements of a token notice and its call, on `$tx`: `Result<NoticeOutcome, _>`.
+///
+/// Applies a token notice idempotently: the notice's fingerprint is recorded once; a second
+/// identical notice changes nothing. The enrolment of the same correlation id is completed by
+/// an ACTIVATE and failed by a DELETE (unless already complete).
+///
+/// Notices of one token are applied one at a time, whichever instance receives them: the
+/// token's lock is taken before its state is read, so two notices racing each other cannot
+/// both start from the same state (a lost update could bring a deleted token back), and the
+/// same notice delivered twice at once is recorded once and seen as a duplicate by the other.
+macro_rules! apply_notice_in {
+    ($tx:ident, $call:expr, $n:expr) => {
+        async {
+            let (call, n) = ($call, $n);
+            $tx.lock_key(&format!("token:{}", n.virtual_card_id)).await?;
             let current: Option<(String,)> =
                 sqlx::query_as("SELECT state FROM tokens WHERE virtual_card_id = $1")
                     .bind(&n.virtual_card_id)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut *$tx)
                     .await?;
             let before = current.map(|(s,)| s);
             let before_state = before.as_deref().and_then(crate::domain::TokenState::parse);
@@ -99,7 +96,7 @@ impl Store {
             .bind(&after)
             .bind(&n.notice_fp)
             .bind(call.at)
-            .execute(&mut *tx)
+            .execute(&mut *$tx)
             .await?
             .rows_affected();
             if inserted == 0 {
@@ -108,9 +105,8 @@ impl Store {
                     state: None,
                     ..*call
                 };
-                upsert_enrolment!(tx, &dup);
-                insert_call!(tx, &dup);
-                tx.commit().await?;
+                upsert_enrolment!($tx, &dup);
+                insert_call!($tx, &dup);
                 return Ok(NoticeOutcome::Duplicate);
             }
             let wipe = matches!(n.action, crate::domain::Action::Erase);
@@ -140,15 +136,15 @@ impl Store {
             // UPDATE: the funding card changed (renewal, replacement): the token now belongs to
             // the card the notice names.
             .bind(matches!(n.action, crate::domain::Action::Update))
-            .execute(&mut *tx)
+            .execute(&mut *$tx)
             .await?;
-            upsert_enrolment!(tx, call);
+            upsert_enrolment!($tx, call);
             match n.action {
                 crate::domain::Action::Activate if after == "active" => {
                     sqlx::query("UPDATE enrolments SET state = 'complete', updated_at = $2 WHERE correlation_id = $1 AND state <> 'failed'")
                         .bind(call.correlation_id)
                         .bind(call.at)
-                        .execute(&mut *tx)
+                        .execute(&mut *$tx)
                         .await?;
                 }
                 crate::domain::Action::Delete
@@ -157,17 +153,19 @@ impl Store {
                     sqlx::query("UPDATE enrolments SET state = 'failed', updated_at = $2 WHERE correlation_id = $1 AND state <> 'complete'")
                         .bind(call.correlation_id)
                         .bind(call.at)
-                        .execute(&mut *tx)
+                        .execute(&mut *$tx)
                         .await?;
                 }
                 _ => {}
             }
-            insert_call!(tx, call);
-            tx.commit().await?;
-            Ok(NoticeOutcome::Recorded { before, after })
-        })
-    }
+            insert_call!($tx, call);
+            Ok::<NoticeOutcome, StoreError>(NoticeOutcome::Recorded { before, after })
+        }
+        .await
+    };
+}
 
+impl Store {
     pub async fn token(&self, virtual_card_id: &str) -> Result<Option<TokenRow>, StoreError> {
         with_pool!(self, read, |pool| {
             Ok(

@@ -1,0 +1,262 @@
+//! Group commit on SQLite: the calls' writes (`Store::record`) go to one writer task, which puts
+//! the writes that are waiting together into one transaction and one fsync, and answers each
+//! call only once the commit that holds its write is on disk (`synchronous = FULL`): durability
+//! exactly as with one transaction per call, at the cost of one fsync per batch instead of one
+//! per call.
+//!
+//! Each write of a batch runs inside its own savepoint, so that a write that fails (a constraint,
+//! a bug) is rolled back alone and answered its error, while the others commit. A batch that
+//! cannot commit answers every write of it with the error: none of them was acknowledged.
+//! A lone write (a quiet gateway) takes no savepoint: it is its own transaction, as before.
+
+use super::{CallRecord, LockKey, NoticeOutcome, StoreError, Write, Written};
+use crate::domain::Millis;
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+/// At most this many calls' writes in one transaction.
+pub const MAX_BATCH: usize = 64;
+/// Writes waiting for the writer at most (beyond it, callers wait to hand theirs over).
+const QUEUE: usize = 1024;
+
+/// A call record that owns its text, to hand over to the writer task.
+struct OwnedCall {
+    correlation_id: String,
+    operation: String,
+    card_ref: Option<String>,
+    wallet: Option<String>,
+    state: Option<String>,
+    response_code: i64,
+    outcome: String,
+    detail: Option<String>,
+    duration_ms: Millis,
+    at: Millis,
+}
+
+impl OwnedCall {
+    fn of(c: &CallRecord<'_>) -> OwnedCall {
+        OwnedCall {
+            correlation_id: c.correlation_id.to_owned(),
+            operation: c.operation.to_owned(),
+            card_ref: c.card_ref.map(str::to_owned),
+            wallet: c.wallet.map(str::to_owned),
+            state: c.state.map(str::to_owned),
+            response_code: c.response_code,
+            outcome: c.outcome.to_owned(),
+            detail: c.detail.map(str::to_owned),
+            duration_ms: c.duration_ms,
+            at: c.at,
+        }
+    }
+
+    fn record(&self) -> CallRecord<'_> {
+        CallRecord {
+            correlation_id: &self.correlation_id,
+            operation: &self.operation,
+            card_ref: self.card_ref.as_deref(),
+            wallet: self.wallet.as_deref(),
+            state: self.state.as_deref(),
+            response_code: self.response_code,
+            outcome: &self.outcome,
+            detail: self.detail.as_deref(),
+            duration_ms: self.duration_ms,
+            at: self.at,
+        }
+    }
+}
+
+struct Job {
+    call: OwnedCall,
+    write: Write,
+    reply: oneshot::Sender<Result<Written, StoreError>>,
+}
+
+/// The handle of the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct Batcher {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Batcher {
+    /// Starts the writer task on the (single-connection) writer pool.
+    pub fn start(writer: SqlitePool) -> Batcher {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(run(writer, queue));
+        Batcher { jobs }
+    }
+
+    /// Hands the write over and waits for the commit that holds it.
+    pub async fn record(
+        &self,
+        call: &CallRecord<'_>,
+        write: &Write,
+    ) -> Result<Written, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            call: OwnedCall::of(call),
+            write: write.clone(),
+            reply,
+        };
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.recv().await {
+        // The transaction first: while it waits for the writer connection (another write of
+        // the store holds it), more calls' writes queue up and join this batch.
+        let tx = match writer.begin().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                let _ = first.reply.send(Err(StoreError::Db(e)));
+                continue;
+            }
+        };
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        crate::metrics::record_write_batch(jobs.len());
+        match commit(tx, &jobs).await {
+            Ok(results) => {
+                for (job, result) in jobs.drain(..).zip(results) {
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(e) => {
+                let cause = e.to_string();
+                for job in jobs.drain(..) {
+                    let _ = job.reply.send(Err(StoreError::Commit(cause.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the batch: each write's result, or the error that stopped the batch.
+async fn commit(
+    mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    jobs: &[Job],
+) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+    let mut results = Vec::with_capacity(jobs.len());
+    if let [job] = jobs {
+        let call = job.call.record();
+        let result = apply_write!(tx, &call, &job.write);
+        if result.is_err() {
+            tx.rollback().await?;
+            return Ok(vec![result]);
+        }
+        results.push(result);
+    } else {
+        for job in jobs {
+            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+            let call = job.call.record();
+            let result = apply_write!(savepoint, &call, &job.write);
+            if result.is_ok() {
+                savepoint.commit().await?;
+            } else {
+                savepoint.rollback().await?;
+            }
+            results.push(result);
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Backend, DecisionRecord, MethodRecord, Store};
+    use super::*;
+    use crate::domain::Channel;
+    use std::time::Duration;
+
+    fn method(id: &str) -> MethodRecord {
+        MethodRecord {
+            method_id: id.into(),
+            channel: Channel::Sms,
+            method_type: "sms".into(),
+            masked_value: "+44*****0123".into(),
+        }
+    }
+
+    /// Five calls' writes in one batch, one of which breaks a constraint (two methods with one
+    /// id): that one is answered its error and leaves nothing behind; the four others commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_is_rolled_back_alone_and_the_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gc.db").display());
+        let store = Store::connect(&url, 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let Backend::Sqlite {
+            writer, batcher, ..
+        } = &store.backend
+        else {
+            panic!("a SQLite store");
+        };
+        // The writer connection is busy: the writes queue up behind it, as under load.
+        let held = writer.acquire().await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let batcher = batcher.clone();
+            tasks.push(tokio::spawn(async move {
+                let cid = format!("gc-{i}");
+                let call = CallRecord {
+                    correlation_id: &cid,
+                    operation: "requestCardDigitization",
+                    card_ref: Some("card-1"),
+                    wallet: None,
+                    state: Some("yellow"),
+                    response_code: 200,
+                    outcome: "yellow",
+                    detail: None,
+                    duration_ms: Millis(1),
+                    at: Millis(1_000),
+                };
+                let methods = if i == 2 {
+                    vec![method("m1"), method("m1")]
+                } else {
+                    vec![method("m1"), method("m2")]
+                };
+                let write = Write::Decision(DecisionRecord {
+                    decision: "yellow".into(),
+                    rule: "step-up".into(),
+                    signals_json: "{}".into(),
+                    device_language: None,
+                    methods,
+                });
+                batcher.record(&call, &write).await
+            }));
+        }
+        // All five handed over (one taken by the writer task, four waiting in the queue).
+        while QUEUE - batcher.jobs.capacity() < 4 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        for (i, r) in results.iter().enumerate() {
+            assert_eq!(r.is_ok(), i != 2, "write {i}: {r:?}");
+        }
+        for i in 0..5 {
+            let cid = format!("gc-{i}");
+            let calls = store.calls(&cid).await.unwrap();
+            let methods = store.enrolment_methods(&cid).await.unwrap();
+            let enrolment = store.enrolment(&cid).await.unwrap();
+            if i == 2 {
+                assert!(calls.is_empty() && methods.is_empty() && enrolment.is_none());
+            } else {
+                assert_eq!((calls.len(), methods.len()), (1, 2), "gc-{i}");
+            }
+        }
+        store.close().await;
+    }
+}
