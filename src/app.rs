@@ -115,6 +115,9 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let state = self.state.clone();
+        for warning in crate::delivery::template::sms_warnings(&state.config.templates) {
+            tracing::warn!("{warning}");
+        }
         if state.config.server.tls.is_none() {
             tracing::warn!(
                 "server.tls is not set: the TSH-facing API speaks plain HTTP (use TLS termination in front, or set server.tls.*)"

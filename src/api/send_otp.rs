@@ -23,6 +23,8 @@ pub struct Request<'a> {
     pub method_id: Option<&'a str>,
     /// Epoch milliseconds.
     pub expires_at: Option<Millis>,
+    /// A device-binding code (`deviceBindingReference` present), not a card-adding one.
+    pub device_binding: bool,
 }
 
 /// Checks every field (before any lookup), in the order the contract's codes are answered.
@@ -33,7 +35,7 @@ pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     let wallet = body.opt_id("walletProviderId", 1, 128)?;
     let method_id = body.opt_id("otpMethodId", 1, 64)?;
     body.opt_id("virtualCardId", 1, 64)?;
-    body.opt_str("deviceBindingReference", 1, 128)?;
+    let device_binding = body.opt_str("deviceBindingReference", 1, 128)?.is_some();
     body.opt_obj("tokenRequestor")?;
     let expires_at = expiration(body)?.map(Millis);
     Ok(Request {
@@ -42,6 +44,7 @@ pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
         wallet,
         method_id,
         expires_at,
+        device_binding,
     })
 }
 
@@ -120,6 +123,11 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
     .filter_map(Language::parse)
     .collect();
     let about = template::About {
+        purpose: if r.device_binding {
+            template::Purpose::DeviceBinding
+        } else {
+            template::Purpose::AddCard
+        },
         last4: &card.last4,
         wallet: r.wallet.or(enrolment.wallet_provider_id.as_deref()),
         languages: &languages,

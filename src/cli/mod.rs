@@ -139,7 +139,8 @@ pub enum KeysCommand {
 pub enum PolicyCommand {
     /// Validate the decision policy of the configuration and list its rules in order.
     ///
-    /// Exits 2 with one line per problem (naming the rule) when the policy is invalid.
+    /// Exits 2 with one line per problem (naming the rule) when the policy is invalid. Also
+    /// warns (on standard error) about SMS templates that would not fit one message.
     Check {
         /// Configuration file (default: ./issuer-gateway.toml when present).
         #[arg(long, value_name = "FILE")]
@@ -255,6 +256,9 @@ pub async fn run(cli: Cli) -> ExitCode {
             match policy::check(&config) {
                 Ok(text) => {
                     print!("{text}");
+                    for warning in crate::delivery::template::sms_warnings(&config.templates) {
+                        eprintln!("warning: {warning}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(problems) => {

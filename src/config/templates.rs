@@ -4,13 +4,19 @@ use crate::domain::template::Template;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Message templates per language. Placeholders: `{otp}`, `{last4}`, `{wallet}`.
+/// Message templates per purpose and language. Placeholders: `{otp}`, `{last4}`, `{wallet}`.
+/// Adding a card to a wallet is `sms` / `email_subject` / `email_body`; confirming a device for a
+/// card already in the wallet (a `sendOTP` carrying `deviceBindingReference`) is
+/// `device_binding_*`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TemplatesConfig {
     pub default_language: String,
     pub sms: BTreeMap<String, Template>,
     pub email_subject: BTreeMap<String, Template>,
     pub email_body: BTreeMap<String, Template>,
+    pub device_binding_sms: BTreeMap<String, Template>,
+    pub device_binding_email_subject: BTreeMap<String, Template>,
+    pub device_binding_email_body: BTreeMap<String, Template>,
 }
 
 /// `[templates]` as written.
@@ -21,7 +27,149 @@ pub(super) struct TemplatesFile {
     sms: BTreeMap<String, String>,
     email_subject: BTreeMap<String, String>,
     email_body: BTreeMap<String, String>,
+    device_binding_sms: BTreeMap<String, String>,
+    device_binding_email_subject: BTreeMap<String, String>,
+    device_binding_email_body: BTreeMap<String, String>,
 }
+
+/// The shipped templates: (language, text) for each set.
+const SMS: &[(&str, &str)] = &[
+    (
+        "en",
+        "{otp} is your code to add your card ending {last4} to {wallet}. Never share it, not even with us.",
+    ),
+    (
+        "fr",
+        "{otp} est votre code pour ajouter votre carte se terminant par {last4} à {wallet}. Ne le communiquez à personne.",
+    ),
+    (
+        "es",
+        "{otp} es su código para {wallet} (tarjeta {last4}). No lo comparta.",
+    ),
+    (
+        "de",
+        "{otp} ist Ihr Code, um Ihre Karte mit den Endziffern {last4} zu {wallet} hinzuzufügen. Geben Sie ihn niemandem weiter.",
+    ),
+    (
+        "it",
+        "{otp} è il codice per aggiungere la carta che termina con {last4} a {wallet}. Non comunicarlo a nessuno.",
+    ),
+    (
+        "pt",
+        "{otp} é o código para {wallet} (cartão {last4}). Não o partilhe.",
+    ),
+];
+
+const EMAIL_SUBJECT: &[(&str, &str)] = &[
+    ("en", "Your code to add your card to {wallet}"),
+    ("fr", "Votre code pour ajouter votre carte à {wallet}"),
+    ("es", "Su código para añadir su tarjeta a {wallet}"),
+    ("de", "Ihr Code, um Ihre Karte zu {wallet} hinzuzufügen"),
+    ("it", "Il suo codice per aggiungere la carta a {wallet}"),
+    (
+        "pt",
+        "O seu código para adicionar o cartão à carteira {wallet}",
+    ),
+];
+
+const EMAIL_BODY: &[(&str, &str)] = &[
+    (
+        "en",
+        "Hello,\n\nYour verification code to add your card ending {last4} to {wallet} is:\n\n{otp}\n\nIf you did not ask for it, call us on the number on the back of your card. We will never ask you for this code.\n",
+    ),
+    (
+        "fr",
+        "Bonjour,\n\nVotre code pour ajouter votre carte se terminant par {last4} à {wallet} est :\n\n{otp}\n\nSi vous ne l'avez pas demandé, appelez le numéro au dos de votre carte. Nous ne vous demanderons jamais ce code.\n",
+    ),
+    (
+        "es",
+        "Hola:\n\nSu código para añadir su tarjeta terminada en {last4} a {wallet} es:\n\n{otp}\n\nSi no lo ha solicitado, llame al número que figura en el reverso de su tarjeta. Nunca le pediremos este código.\n",
+    ),
+    (
+        "de",
+        "Guten Tag,\n\nIhr Bestätigungscode, um Ihre Karte mit den Endziffern {last4} zu {wallet} hinzuzufügen, lautet:\n\n{otp}\n\nWenn Sie ihn nicht angefordert haben, rufen Sie die Nummer auf der Rückseite Ihrer Karte an. Wir werden Sie nie nach diesem Code fragen.\n",
+    ),
+    (
+        "it",
+        "Gentile cliente,\n\nil codice per aggiungere la carta che termina con {last4} a {wallet} è:\n\n{otp}\n\nSe non l'ha richiesto, chiami il numero riportato sul retro della carta. Non le chiederemo mai questo codice.\n",
+    ),
+    (
+        "pt",
+        "Olá,\n\nO seu código para adicionar o cartão terminado em {last4} à carteira {wallet} é:\n\n{otp}\n\nSe não o pediu, ligue para o número no verso do seu cartão. Nunca lhe pediremos este código.\n",
+    ),
+];
+
+const DEVICE_BINDING_SMS: &[(&str, &str)] = &[
+    (
+        "en",
+        "{otp} is your code to confirm this device for your card ending {last4} in {wallet}. Never share it, not even with us.",
+    ),
+    (
+        "fr",
+        "{otp} est votre code pour confirmer cet appareil pour votre carte se terminant par {last4} dans {wallet}. Ne le communiquez à personne.",
+    ),
+    (
+        "es",
+        "Código {otp} para confirmar su dispositivo. No lo comparta.",
+    ),
+    (
+        "de",
+        "{otp} ist Ihr Code, um dieses Gerät für Ihre Karte mit den Endziffern {last4} in {wallet} zu bestätigen. Geben Sie ihn niemandem weiter.",
+    ),
+    (
+        "it",
+        "{otp} è il codice per confermare questo dispositivo per la carta che termina con {last4} in {wallet}. Non comunicarlo a nessuno.",
+    ),
+    (
+        "pt",
+        "Código {otp} para confirmar o seu dispositivo. Não o partilhe.",
+    ),
+];
+
+const DEVICE_BINDING_EMAIL_SUBJECT: &[(&str, &str)] = &[
+    ("en", "Your code to confirm your device for {wallet}"),
+    (
+        "fr",
+        "Votre code pour confirmer votre appareil dans {wallet}",
+    ),
+    ("es", "Su código para confirmar su dispositivo en {wallet}"),
+    ("de", "Ihr Code, um Ihr Gerät für {wallet} zu bestätigen"),
+    (
+        "it",
+        "Il suo codice per confermare il dispositivo in {wallet}",
+    ),
+    (
+        "pt",
+        "O seu código para confirmar o dispositivo na carteira {wallet}",
+    ),
+];
+
+const DEVICE_BINDING_EMAIL_BODY: &[(&str, &str)] = &[
+    (
+        "en",
+        "Hello,\n\nYour code to confirm this device for your card ending {last4} in {wallet} is:\n\n{otp}\n\nIf you did not ask for it, call us on the number on the back of your card. We will never ask you for this code.\n",
+    ),
+    (
+        "fr",
+        "Bonjour,\n\nVotre code pour confirmer cet appareil pour votre carte se terminant par {last4} dans {wallet} est :\n\n{otp}\n\nSi vous ne l'avez pas demandé, appelez le numéro au dos de votre carte. Nous ne vous demanderons jamais ce code.\n",
+    ),
+    (
+        "es",
+        "Hola:\n\nSu código para confirmar este dispositivo para su tarjeta terminada en {last4} en {wallet} es:\n\n{otp}\n\nSi no lo ha solicitado, llame al número que figura en el reverso de su tarjeta. Nunca le pediremos este código.\n",
+    ),
+    (
+        "de",
+        "Guten Tag,\n\nIhr Code, um dieses Gerät für Ihre Karte mit den Endziffern {last4} in {wallet} zu bestätigen, lautet:\n\n{otp}\n\nWenn Sie ihn nicht angefordert haben, rufen Sie die Nummer auf der Rückseite Ihrer Karte an. Wir werden Sie nie nach diesem Code fragen.\n",
+    ),
+    (
+        "it",
+        "Gentile cliente,\n\nil codice per confermare questo dispositivo per la carta che termina con {last4} in {wallet} è:\n\n{otp}\n\nSe non l'ha richiesto, chiami il numero riportato sul retro della carta. Non le chiederemo mai questo codice.\n",
+    ),
+    (
+        "pt",
+        "Olá,\n\nO seu código para confirmar este dispositivo para o cartão terminado em {last4} na carteira {wallet} é:\n\n{otp}\n\nSe não o pediu, ligue para o número no verso do seu cartão. Nunca lhe pediremos este código.\n",
+    ),
+];
 
 impl Default for TemplatesFile {
     fn default() -> Self {
@@ -33,30 +181,12 @@ impl Default for TemplatesFile {
         };
         TemplatesFile {
             default_language: "en".into(),
-            sms: map(&[
-                (
-                    "en",
-                    "{otp} is your code to add your card ending {last4} to {wallet}. Never share it, not even with us.",
-                ),
-                (
-                    "fr",
-                    "{otp} est votre code pour ajouter votre carte se terminant par {last4} a {wallet}. Ne le communiquez jamais.",
-                ),
-            ]),
-            email_subject: map(&[
-                ("en", "Your code to add your card to {wallet}"),
-                ("fr", "Votre code pour ajouter votre carte a {wallet}"),
-            ]),
-            email_body: map(&[
-                (
-                    "en",
-                    "Hello,\n\nYour verification code to add your card ending {last4} to {wallet} is:\n\n{otp}\n\nIf you did not ask for it, call us on the number on the back of your card. We will never ask you for this code.\n",
-                ),
-                (
-                    "fr",
-                    "Bonjour,\n\nVotre code pour ajouter votre carte se terminant par {last4} a {wallet} est :\n\n{otp}\n\nSi vous ne l'avez pas demande, appelez le numero au dos de votre carte. Nous ne vous demanderons jamais ce code.\n",
-                ),
-            ]),
+            sms: map(SMS),
+            email_subject: map(EMAIL_SUBJECT),
+            email_body: map(EMAIL_BODY),
+            device_binding_sms: map(DEVICE_BINDING_SMS),
+            device_binding_email_subject: map(DEVICE_BINDING_EMAIL_SUBJECT),
+            device_binding_email_body: map(DEVICE_BINDING_EMAIL_BODY),
         }
     }
 }
@@ -87,11 +217,29 @@ impl TemplatesFile {
         let sms = parse_set("templates.sms", self.sms, true);
         let email_subject = parse_set("templates.email_subject", self.email_subject, false);
         let email_body = parse_set("templates.email_body", self.email_body, true);
+        let device_binding_sms = parse_set(
+            "templates.device_binding_sms",
+            self.device_binding_sms,
+            true,
+        );
+        let device_binding_email_subject = parse_set(
+            "templates.device_binding_email_subject",
+            self.device_binding_email_subject,
+            false,
+        );
+        let device_binding_email_body = parse_set(
+            "templates.device_binding_email_body",
+            self.device_binding_email_body,
+            true,
+        );
         TemplatesConfig {
             default_language: self.default_language,
             sms,
             email_subject,
             email_body,
+            device_binding_sms,
+            device_binding_email_subject,
+            device_binding_email_body,
         }
     }
 }

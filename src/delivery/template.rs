@@ -9,8 +9,18 @@ use crate::domain::{Channel, Language, Otp};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
+/// What the code is for, which picks the template set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Adding a card to a wallet (the enrolment's ID&V).
+    AddCard,
+    /// Confirming another device for a card already in the wallet (`deviceBindingReference`).
+    DeviceBinding,
+}
+
 /// What a message is about, besides its OTP and destination.
 pub struct About<'a> {
+    pub purpose: Purpose,
     /// The card's last four digits.
     pub last4: &'a str,
     /// The wallet's `walletProviderId`, when known.
@@ -38,20 +48,30 @@ pub fn build(
         last4: about.last4,
         wallet: &wallet_name,
     };
+    let (sms, subject, body) = match about.purpose {
+        Purpose::AddCard => (
+            &templates.sms,
+            &templates.email_subject,
+            &templates.email_body,
+        ),
+        Purpose::DeviceBinding => (
+            &templates.device_binding_sms,
+            &templates.device_binding_email_subject,
+            &templates.device_binding_email_body,
+        ),
+    };
     match channel {
         Channel::Sms => Message {
             channel,
             to,
             subject: None,
-            body: render(&templates.sms, &values),
+            body: render(sms, &values),
         },
         Channel::Email => Message {
             channel,
             to,
-            subject: Some(
-                render(&templates.email_subject, &Values { otp: "", ..values }).to_string(),
-            ),
-            body: render(&templates.email_body, &values),
+            subject: Some(render(subject, &Values { otp: "", ..values }).to_string()),
+            body: render(body, &values),
         },
     }
 }
@@ -85,6 +105,58 @@ pub fn wallet_display_name(wallet_provider_id: &str) -> String {
     }
 }
 
+/// The GSM 03.38 default alphabet: a text of only these characters is sent as GSM-7, 160 to a
+/// message; any other character makes it UCS-2, 70 to a message.
+const GSM7: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡\
+ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+/// Characters of the GSM-7 extension table: two septets each.
+const GSM7_EXTENDED: &str = "^{}\\[~]|€\u{c}";
+
+/// How an SMS text is sent: its encoding and its length in that encoding's units.
+pub fn sms_length(text: &str) -> (&'static str, usize, usize) {
+    let gsm = text
+        .chars()
+        .all(|c| GSM7.contains(c) || GSM7_EXTENDED.contains(c));
+    if gsm {
+        let units = text
+            .chars()
+            .map(|c| if GSM7_EXTENDED.contains(c) { 2 } else { 1 })
+            .sum();
+        ("GSM-7", units, 160)
+    } else {
+        ("UCS-2", text.encode_utf16().count(), 70)
+    }
+}
+
+/// The SMS templates that would not fit one message, rendered with an 8-digit OTP, four digits
+/// and the longest wallet name messages use: one line each, naming the template.
+pub fn sms_warnings(templates: &TemplatesConfig) -> Vec<String> {
+    let values = Values {
+        otp: "12345678",
+        last4: "1234",
+        wallet: "Samsung Pay",
+    };
+    let mut out = Vec::new();
+    for (key, set) in [
+        ("templates.sms", &templates.sms),
+        (
+            "templates.device_binding_sms",
+            &templates.device_binding_sms,
+        ),
+    ] {
+        for (language, template) in set {
+            let text = template.render(&values);
+            let (encoding, units, limit) = sms_length(&text);
+            if units > limit {
+                out.push(format!(
+                    "{key}.{language}: {units} {encoding} characters with an 8-digit code: more than one SMS ({limit}); shorten it (a character outside GSM-7, such as á or ç, makes the whole message UCS-2)"
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +168,7 @@ mod tests {
         t.email_subject.remove("fr");
         let fr = [Language::parse("fr-FR").unwrap()];
         let about = About {
+            purpose: Purpose::AddCard,
             last4: "1111",
             wallet: Some("APPLE_PAY"),
             languages: &fr,
@@ -114,5 +187,54 @@ mod tests {
         );
         assert!(m.body.starts_with("Bonjour"), "{}", m.body.as_str());
         assert!(m.body.contains("123456"));
+        let binding = About {
+            purpose: Purpose::DeviceBinding,
+            ..about
+        };
+        let m = build(
+            &t,
+            Channel::Sms,
+            Zeroizing::new("+33".into()),
+            &otp,
+            &binding,
+        );
+        assert!(
+            m.body.contains("confirmer cet appareil"),
+            "{}",
+            m.body.as_str()
+        );
+    }
+
+    #[test]
+    fn shipped_sms_templates_fit_one_message_and_long_ones_are_named() {
+        let t = Config::default().templates;
+        assert_eq!(sms_warnings(&t), Vec::<String>::new());
+        for language in ["en", "fr", "es", "de", "it", "pt"] {
+            for set in [
+                &t.sms,
+                &t.email_subject,
+                &t.email_body,
+                &t.device_binding_sms,
+            ] {
+                assert!(set.contains_key(language), "{language}");
+            }
+        }
+        assert_eq!(sms_length("Code 1234").0, "GSM-7");
+        assert_eq!(sms_length("código 1234"), ("UCS-2", 11, 70));
+        assert_eq!(sms_length("a€").1, 3);
+        let mut long = t.clone();
+        long.sms.insert(
+            "es".into(),
+            crate::domain::template::Template::parse(
+                "{otp} es su código para añadir su tarjeta terminada en {last4} a {wallet}.",
+            )
+            .unwrap(),
+        );
+        let w = sms_warnings(&long);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("templates.sms.es: 77 UCS-2 characters"),
+            "{w:?}"
+        );
     }
 }

@@ -27,4 +27,5 @@ mod policy;
 mod postgres;
 mod response_codes;
 mod retention;
+mod templates;
 mod tls;
