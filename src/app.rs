@@ -56,6 +56,8 @@ impl Application {
         .await
         .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
         let delivery = Delivery::from_config(&config)?;
+        let sim_swap = crate::controls::sim_swap::SimSwap::from_config(&config.sim_swap)
+            .map_err(|e| anyhow::anyhow!(e))?;
         delivery.check().await.map_err(|e| anyhow::anyhow!(e))?;
         let tls = match &config.server.tls {
             Some(files) => {
@@ -78,6 +80,7 @@ impl Application {
             delivery,
             clock,
             policy,
+            sim_swap,
         });
         Ok(Application {
             state,

@@ -27,6 +27,10 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 }
 
 fn describe() {
+    metrics::describe_counter!(
+        "issuer_gateway_sim_swap_checks_total",
+        "SIM-swap checks before SMS, by result"
+    );
     metrics::describe_histogram!(
         "issuer_gateway_write_batch_size",
         "calls' writes per transaction (SQLite group commit)"
@@ -136,6 +140,11 @@ pub fn record_limit_refusal(limit: &'static str) {
 /// One group commit (SQLite): how many calls' writes its transaction held.
 pub fn record_write_batch(writes: usize) {
     metrics::histogram!("issuer_gateway_write_batch_size").record(writes as f64);
+}
+
+/// A SIM-swap check by result (`not_swapped`, `swapped`, `unknown`, `cached`).
+pub fn record_sim_swap_check(result: &'static str) {
+    metrics::counter!("issuer_gateway_sim_swap_checks_total", "result" => result).increment(1);
 }
 
 /// Rows removed by the retention purge.

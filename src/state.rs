@@ -4,6 +4,7 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::controls::sim_swap::SimSwap;
 use crate::data_keys::DataKeys;
 use crate::decision::Policy;
 use crate::delivery::Delivery;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub delivery: Delivery,
     pub clock: Clock,
     pub policy: Policy,
+    /// The SIM-swap check before SMS, when `[sim_swap]` is configured.
+    pub sim_swap: Option<SimSwap>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -61,7 +61,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     let mut decision = decision::decide(&state.policy, &signals);
     let mut methods = Vec::new();
     if decision.outcome == LevelOfTrust::Yellow {
-        methods = offer_methods(state, call.correlation_id, &card, call.at);
+        methods = offer_methods(state, call.correlation_id, &card, call.at).await?;
         if let Some(allowed) = &decision.channels {
             methods.retain(|m| allowed.contains(&m.channel));
         }
@@ -116,15 +116,15 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
 }
 
 /// The ID&V methods an enrolment can be offered: channels that are configured, have a
-/// destination on file and whose destination did not change within the hold, in the configured
-/// preference order. Ids are opaque, unique within the
-/// enrolment and stable if the call is repeated.
-pub fn offer_methods(
+/// destination on file and whose destination did not change within the hold (and, for SMS, whose
+/// SIM was not swapped recently, when `[sim_swap]` is configured), in the configured preference
+/// order. Ids are opaque, unique within the enrolment and stable if the call is repeated.
+pub async fn offer_methods(
     state: &AppState,
     correlation_id: &str,
     card: &CardRow,
     now_ms: Millis,
-) -> Vec<MethodRecord> {
+) -> Result<Vec<MethodRecord>, ApiError> {
     let mut out = Vec::new();
     for channel in &state.config.idv.channel_preference {
         if !state.delivery.is_enabled(*channel) {
@@ -147,6 +147,21 @@ pub fn offer_methods(
         if !crate::controls::destination_usable(&state.config.controls, changed_at, now_ms) {
             continue;
         }
+        // A number whose SIM changed recently is not offered: sendOTP would refuse it (declined).
+        if let (Channel::Sms, Some(check), Some(sealed)) =
+            (channel, &state.sim_swap, card.phone_sealed.as_deref())
+        {
+            let phone = state
+                .data_keys
+                .unseal("phone", sealed)
+                .map_err(ApiError::internal)?;
+            let phone = crate::domain::Phone::parse(&phone)
+                .map_err(|_| ApiError::internal("stored phone number is invalid"))?;
+            let fp = card.phone_fp.as_deref().unwrap_or_default();
+            if !check.allows_sms(&phone, fp).await {
+                continue;
+            }
+        }
         let fp = state.data_keys.fingerprint(
             "idv-method",
             &[correlation_id.as_bytes(), channel.as_str().as_bytes()],
@@ -159,7 +174,7 @@ pub fn offer_methods(
             masked_value: masked.clone(),
         });
     }
-    out
+    Ok(out)
 }
 
 /// Reads the signals of a `requestCardDigitization` body. Unreadable signals are absent;

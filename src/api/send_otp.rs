@@ -113,6 +113,9 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
         ));
     }
     let destination = open_destination(state, &card, channel, call.at)?;
+    if channel == Channel::Sms {
+        check_sim_swap(state, &card).await?;
+    }
 
     let languages: Vec<Language> = [
         enrolment.device_language.as_deref(),
@@ -261,6 +264,31 @@ fn open_destination(
                 fingerprint: card.email_fp.clone().unwrap_or_default(),
             })
         }
+    }
+}
+
+/// The SIM-swap check (when `[sim_swap]` is configured): a number whose SIM changed recently is
+/// sent nothing.
+async fn check_sim_swap(state: &AppState, card: &CardRow) -> Result<(), ApiError> {
+    let (Some(check), Some(sealed)) = (&state.sim_swap, card.phone_sealed.as_deref()) else {
+        return Ok(());
+    };
+    let phone = state
+        .data_keys
+        .unseal("phone", sealed)
+        .map_err(ApiError::internal)?;
+    let phone =
+        Phone::parse(&phone).map_err(|_| ApiError::internal("stored phone number is invalid"))?;
+    if check
+        .allows_sms(&phone, card.phone_fp.as_deref().unwrap_or_default())
+        .await
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Reason::Declined,
+            "the phone number's SIM changed recently",
+        ))
     }
 }
 

@@ -22,6 +22,7 @@ mod policy;
 mod response_codes;
 mod retention;
 mod server;
+mod sim_swap;
 mod sms;
 mod templates;
 
@@ -39,6 +40,7 @@ pub use policy::PolicyConfig;
 pub use response_codes::ResponseCodes;
 pub use retention::RetentionConfig;
 pub use server::{LevelOfTrustCase, ServerConfig, TlsConfig};
+pub use sim_swap::{SimSwapConfig, SimSwapOnError};
 pub use sms::{SmsConfig, SmsProvider};
 pub use templates::TemplatesConfig;
 
@@ -100,6 +102,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub response_codes: ResponseCodes,
     pub retention: RetentionConfig,
+    pub sim_swap: SimSwapConfig,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -122,6 +125,7 @@ struct ConfigFile {
     policy: PolicyConfig,
     response_codes: ResponseCodes,
     retention: RetentionConfig,
+    sim_swap: sim_swap::SimSwapFile,
 }
 
 impl ConfigFile {
@@ -146,6 +150,7 @@ impl ConfigFile {
             policy: self.policy,
             response_codes: self.response_codes,
             retention: self.retention,
+            sim_swap: self.sim_swap.parse(&mut p),
         };
         (config, p)
     }
@@ -244,6 +249,7 @@ impl Config {
         self.controls.validate(&mut p);
         self.response_codes.validate(&mut p);
         self.retention.validate(&mut p);
+        self.sim_swap.validate(request_timeout_ms, &mut p);
         if p.is_empty() {
             Ok(())
         } else {

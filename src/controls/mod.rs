@@ -1,8 +1,9 @@
 //! Fraud controls and rate limits applied before any OTP send. Each refusal has its response
 //! code (134 for a fraud control, 133 for a limit) and is recorded with the enrolment. The fraud
-//! controls are here; the rate limits are [`limits`].
+//! controls are here; the rate limits are [`limits`]; the SIM-swap check is [`sim_swap`].
 
 pub mod limits;
+pub mod sim_swap;
 
 use crate::config::ControlsConfig;
 use crate::domain::{Millis, Phone};

@@ -27,5 +27,6 @@ mod policy;
 mod postgres;
 mod response_codes;
 mod retention;
+mod sim_swap;
 mod templates;
 mod tls;
