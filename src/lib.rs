@@ -20,6 +20,7 @@ pub mod domain;
 pub use issuer_gateway_envelope as envelope;
 pub mod keys;
 pub mod metrics;
+pub mod serve;
 pub mod sim;
 pub mod state;
 pub mod store;
