@@ -74,6 +74,21 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
             };
         }
     }
+    // The signals are stored with the decision: their free strings in safe form.
+    let mut signals = signals;
+    let safe = |id: &str| state.data_keys.safe_identifier(id);
+    for field in [
+        &mut signals.wallet_provider_id,
+        &mut signals.token_requestor_id,
+        &mut signals.capture_method,
+        &mut signals.tsp_level_of_trust,
+        &mut signals.device_country,
+    ] {
+        *field = field.as_deref().map(safe);
+    }
+    for code in &mut signals.reason_codes {
+        *code = safe(code);
+    }
     let signals_json = serde_json::to_string(&signals).map_err(ApiError::internal)?;
     let outcome = decision.outcome.as_str();
     crate::metrics::record_decision(outcome, &decision.rule);

@@ -14,6 +14,7 @@ on_both_backends!(
     stuck_enrolments_are_listed_after_the_configured_time,
     metrics_show_pools_limits_and_requests,
     digitization_reuses_only_the_same_envelope_of_the_same_enrolment,
+    pans_glued_or_spaced_in_identifiers_never_reach_the_database,
 );
 
 const TOKEN: &str = "adm-Tok3n-for-tests";
@@ -670,5 +671,67 @@ async fn simulate_plays_enrolments_and_reports_percentiles() {
     .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 x checkCardEligibility"));
+    app.gw.stop().await;
+}
+
+/// A PAN glued to other digits, or written with spaces or dashes, in any identifier TSH sends:
+/// neither the database nor the admin API holds it, and the admin API still finds the
+/// enrolment by the identifier as sent.
+async fn pans_glued_or_spaced_in_identifiers_never_reach_the_database(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let pan = "4111111111111111";
+    let cid = "c-14111111111111111";
+    let card_ref = green(&app, cid, ALICE).await;
+    let body = json!({
+        "issuerCardRefId": card_ref,
+        "virtualCardId": "vc-94111111111111111",
+        "walletProviderId": "APPLE_PAY",
+        "tokenStorageId": "ts 4111 1111 1111 1111",
+        "action": "ACTIVATE",
+        "source": "4111-1111-1111-1111",
+    });
+    let a = app
+        .tsh()
+        .call("notifyVirtualCardChange", cid, &body)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    // A refused call names a card reference holding a PAN behind other digits.
+    let r = app
+        .tsh()
+        .call(
+            "sendOTP",
+            "c-2 4111 1111 1111 1111",
+            &json!({"issuerCardRefId": "r-04111111111111111", "otpValue": "123456"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let forms = [
+        pan.to_owned(),
+        "4111 1111 1111 1111".to_owned(),
+        "4111-1111-1111-1111".to_owned(),
+        "14111111111111111".to_owned(),
+        "94111111111111111".to_owned(),
+        "04111111111111111".to_owned(),
+    ];
+    let (status, view, text) = get(&app.gw, &format!("/enrolments/{cid}")).await;
+    assert_eq!(status, 200, "found by the correlation id as sent: {text}");
+    assert!(!view.is_null());
+    let (_, _, tokens) = get(&app.gw, &format!("/cards/{card_ref}/tokens")).await;
+    let stored = app.fx.database_text().await;
+    for f in &forms {
+        assert!(
+            !text.contains(f.as_str()),
+            "admin enrolment view holds {f}: {text}"
+        );
+        assert!(
+            !tokens.contains(f.as_str()),
+            "admin token view holds {f}: {tokens}"
+        );
+        assert!(!stored.contains(f.as_str()), "the database holds {f}");
+    }
+    assert!(text.contains("pan#"), "{text}");
+    assert!(tokens.contains("pan#"), "{tokens}");
     app.gw.stop().await;
 }
