@@ -3,9 +3,9 @@
 
 use super::error::{ApiError, Code};
 use super::fields::Fields;
-use super::resolve_card::{self, CardInfo};
-use super::{Audit, Call, Handled};
-use crate::domain::CardStatus;
+use super::{Audit, Call, Handled, resolve_card};
+use crate::decision::eligibility::{self, Ineligible};
+use crate::domain::Expiry;
 use crate::state::AppState;
 use crate::store::CardRow;
 use serde_json::json;
@@ -28,12 +28,12 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     let state = call.state;
     let Request { wallet } = parse(body)?;
     let (card, info) = resolve_card::resolve_and_remember(call, body).await?;
-    if let Err(refusal) = check(state, &card, info.as_ref(), wallet) {
+    if let Some(why) = ineligible(state, &card, info.as_ref().and_then(|i| i.exp), wallet) {
         let audit = Audit {
             state: Some("ineligible"),
             ..Audit::card(&card.card_ref)
         };
-        return Ok(Handled::refused(refusal, audit));
+        return Ok(Handled::refused(refusal(why), audit));
     }
     let audit = Audit {
         wallet: wallet.map(str::to_owned),
@@ -47,37 +47,24 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     ))
 }
 
-/// The card may be added: active, not expired (and the expiry sent is the one on record), and
-/// its product enabled for the wallet.
-fn check(
+/// Eligibility's refusal for a rule.
+pub fn refusal(why: Ineligible) -> ApiError {
+    let code = match why {
+        Ineligible::NotActive => Code::NotActive,
+        Ineligible::Expired | Ineligible::ExpiryMismatch => Code::Expired,
+        Ineligible::WalletNotEnabled => Code::ProductNotEnabled,
+    };
+    ApiError::new(code, why.message())
+}
+
+/// The eligibility rules ([`crate::decision::eligibility`]) applied to the card of a call:
+/// `sent_exp` is the expiry its card data carried. `None`: eligible.
+pub fn ineligible(
     state: &AppState,
     card: &CardRow,
-    info: Option<&CardInfo>,
+    sent_exp: Option<Expiry>,
     wallet: Option<&str>,
-) -> Result<(), ApiError> {
-    if card.status != CardStatus::Active {
-        return Err(ApiError::new(Code::NotActive, "card is not active"));
-    }
-    let record_exp = resolve_card::record_expiry(card);
-    match record_exp {
-        Some(exp) if !exp.is_expired_at(state.clock.now()) => {}
-        _ => return Err(ApiError::new(Code::Expired, "card has expired")),
-    }
-    if let Some(sent) = info.and_then(|i| i.exp) {
-        if Some(sent) != record_exp {
-            return Err(ApiError::new(
-                Code::Expired,
-                "expiry does not match the issuer's record",
-            ));
-        }
-    }
-    if let Some(w) = wallet {
-        if !card.allows_wallet(w) {
-            return Err(ApiError::new(
-                Code::ProductNotEnabled,
-                "card product is not enabled for this wallet",
-            ));
-        }
-    }
-    Ok(())
+) -> Option<Ineligible> {
+    let wallet_enabled = wallet.is_none_or(|w| card.allows_wallet(w));
+    eligibility::check(&card.card(), sent_exp, wallet_enabled, state.clock.now())
 }

@@ -94,6 +94,21 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
     if state.store.send_outcome(&retry_fp).await? == Some(SendOutcome::Accepted) {
         return Ok(already_sent(r.card_ref));
     }
+    // An enrolment that ended (activated, or failed) or is too old serves no more OTPs
+    // (a retry of one already accepted, above, is still answered 200).
+    if matches!(enrolment.state.as_str(), "complete" | "failed") {
+        return Err(ApiError::new(
+            Code::NoStepUp,
+            "the enrolment is already complete or failed",
+        ));
+    }
+    let max_age = i64::from(state.config.controls.step_up_max_age_minutes) * 60_000;
+    if call.at.0.saturating_sub(enrolment.created_at.0) > max_age {
+        return Err(ApiError::new(
+            Code::NoStepUp,
+            "the enrolment is older than controls.step_up_max_age_minutes",
+        ));
+    }
     let card = state.store.card_by_ref(r.card_ref).await?.ok_or_else(|| {
         ApiError::new(Code::NoStepUp, "the enrolment's card is no longer on file")
     })?;
