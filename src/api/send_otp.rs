@@ -279,7 +279,19 @@ async fn deliver(
 ) -> Handled {
     let channel = message.channel;
     let sent_at = Instant::now();
-    let result = call.state.delivery.send(message).await;
+    // The provider gets the channel's deadline or what is left of this call's, less a margin to
+    // record the outcome, whichever is shorter: the send is never cut off by the call's own
+    // deadline, which would leave it pending and answer 500.
+    let left = call_time_left(call);
+    let result = if left.is_zero() {
+        // Nothing was handed to the provider: a certain failure, for the limits too.
+        Err(DeliveryError::Refused {
+            code: None,
+            reason: "no time left in the call to deliver".into(),
+        })
+    } else {
+        call.state.delivery.send_within(message, left).await
+    };
     let latency_ms = Millis::of(sent_at.elapsed());
     let (outcome, provider_message_id, provider_code, answer) = match result {
         Ok(receipt) => (
@@ -338,6 +350,19 @@ async fn deliver(
     }
 }
 
+/// What the provider may take of this call: its deadline less [`RECORD_MARGIN`], from now.
+fn call_time_left(call: &Call<'_>) -> Duration {
+    let request_deadline =
+        call.started + Duration::from_millis(call.state.config.server.request_timeout_ms);
+    request_deadline
+        .checked_sub(RECORD_MARGIN)
+        .and_then(|latest| latest.checked_duration_since(Instant::now()))
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Kept of a call's deadline to record a send's outcome and answer.
+const RECORD_MARGIN: Duration = Duration::from_millis(250);
+
 /// A retry of a send that was accepted: nothing is sent again.
 fn already_sent(card_ref: &str) -> Handled {
     let audit = Audit {
@@ -358,12 +383,7 @@ async fn wait_for_other(
 ) -> Result<Handled, ApiError> {
     // Never past this call's own deadline (the dispatcher answers 500 there): keep a margin to
     // answer and record the outcome.
-    let request_deadline =
-        call.started + Duration::from_millis(call.state.config.server.request_timeout_ms);
-    let latest = request_deadline
-        .checked_sub(Duration::from_millis(250))
-        .unwrap_or(request_deadline);
-    let until = (Instant::now() + deadline + Duration::from_secs(1)).min(latest);
+    let until = Instant::now() + (deadline + Duration::from_secs(1)).min(call_time_left(call));
     loop {
         match call.state.store.send_outcome(retry_fp).await? {
             Some(SendOutcome::Accepted) => return Ok(already_sent(card_ref)),

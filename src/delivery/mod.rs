@@ -149,7 +149,18 @@ impl Delivery {
 
     /// Sends within the channel's deadline.
     pub async fn send(&self, msg: &Message) -> Result<Receipt, DeliveryError> {
-        let (provider, deadline) = self.provider(msg.channel);
+        self.send_within(msg, Duration::MAX).await
+    }
+
+    /// Sends within the channel's deadline or `limit`, whichever is shorter (what is left of
+    /// the call that sends).
+    pub async fn send_within(
+        &self,
+        msg: &Message,
+        limit: Duration,
+    ) -> Result<Receipt, DeliveryError> {
+        let (provider, channel_deadline) = self.provider(msg.channel);
+        let deadline = channel_deadline.min(limit);
         let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         let attempt = async {
             match provider {

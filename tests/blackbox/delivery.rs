@@ -267,6 +267,57 @@ async fn sms_gateway_that_never_answers_gives_137_within_the_deadline() {
     app.gw.stop().await;
 }
 
+crate::on_both_backends!(a_send_never_outlives_its_call);
+
+/// The provider's deadline is the smaller of the channel's and what is left of the call's, less
+/// a margin: with a channel deadline as long as the call's, a silent gateway still gets a
+/// delivery timeout (not the call's 500), and the send is recorded as such, not left pending.
+async fn a_send_never_outlives_its_call(backend: Backend) {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(accepted("SMlate").set_delay(Duration::from_secs(60)))
+        .mount(&gateway)
+        .await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.server.request_timeout_ms = 1_500;
+        c.database.timeout_ms = 1_000;
+        c.email.timeout_ms = 1_000;
+        twilio(c, &gateway.uri(), 1_499);
+    })
+    .await;
+    let cid = "sms-outlive";
+    let (card_ref, methods) = app.enrol_to_yellow(cid, ALICE, "GOOGLE_PAY").await;
+    let started = Instant::now();
+    let a = app
+        .tsh()
+        .send_otp(
+            cid,
+            &card_ref,
+            "123456",
+            Some(&sms_method(&methods)),
+            "GOOGLE_PAY",
+        )
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(a.status, 400, "{:?}", a.body);
+    assert_eq!(
+        a.code(),
+        issuer_gateway::api::error::Code::ProviderTimeout.number(),
+        "{:?}",
+        a.body
+    );
+    assert!(
+        elapsed < Duration::from_millis(1_500),
+        "answered after {elapsed:?}"
+    );
+    let sends = app.gw.state.store.sends(cid).await.unwrap();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0].outcome.as_str(), "timeout");
+    app.gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_a_bad_sms_gateway_url_naming_the_setting() {
     let fx = Fixture::new(&Backend::Sqlite).await;
