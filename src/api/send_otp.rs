@@ -164,6 +164,12 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
         Claim::Claimed(id) => id,
         Claim::AlreadyAccepted => return Ok(already_sent(r.card_ref)),
         Claim::InFlight => return wait_for_other(call, r.card_ref, &retry_fp, deadline).await,
+        Claim::RetriedOnce => {
+            return Err(ApiError::new(
+                Code::ProviderFailed,
+                "this OTP was already sent again after an unclear outcome",
+            ));
+        }
         Claim::Limited(limit) => {
             crate::metrics::record_limit_refusal(limit);
             return Err(ApiError::new(
@@ -307,6 +313,17 @@ async fn deliver(
             Err(ApiError::new(
                 Code::ProviderTimeout,
                 format!("the delivery provider did not answer within {ms} ms"),
+            )),
+        ),
+        // Perhaps delivered: counted against the limits like a timeout, and a retry of the
+        // same OTP is sent again once.
+        Err(DeliveryError::Unclear(_)) => (
+            SendOutcome::Timeout,
+            None,
+            None,
+            Err(ApiError::new(
+                Code::ProviderTimeout,
+                "no clear answer from the delivery provider: the message may have been delivered",
             )),
         ),
         Err(DeliveryError::Refused { code, reason: _ }) => (

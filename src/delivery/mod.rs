@@ -43,6 +43,11 @@ pub enum DeliveryError {
     },
     #[error("provider did not answer within {0} ms")]
     Timeout(u64),
+    /// The message went out (or may have) and no clear answer came: a reset after the request
+    /// was written, the connection closed after the end of DATA. Like a timeout, it may have
+    /// been delivered.
+    #[error("no clear answer from the provider ({0})")]
+    Unclear(String),
     #[error("channel is disabled")]
     Disabled,
 }
@@ -189,6 +194,12 @@ impl Delivery {
                 provider = provider.name(),
                 timeout_ms = ms,
                 "OTP not delivered: the provider did not answer in time"
+            ),
+            Err(DeliveryError::Unclear(reason)) => tracing::warn!(
+                channel = %msg.channel,
+                provider = provider.name(),
+                reason = %reason,
+                "OTP perhaps delivered: no clear answer from the provider"
             ),
             Ok(_) | Err(DeliveryError::Disabled) => {}
         }

@@ -117,7 +117,15 @@ impl Twilio {
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Err(request_error(&e, ms)),
+                // The gateway answered a status, then the answer broke off: accepted (and
+                // perhaps delivered) or not, nobody knows for a 2xx.
+                Err(e) if (200..300).contains(&status) => return Err(request_error(&e, ms)),
+                Err(_) => {
+                    return Err(DeliveryError::Refused {
+                        code: Some(status.to_string()),
+                        reason: format!("gateway answered HTTP {status}"),
+                    });
+                }
             }
         }
         interpret(status, &answer)
@@ -248,13 +256,17 @@ fn request_error(e: &reqwest::Error, ms: u64) -> DeliveryError {
         cause = s.to_string();
         source = s.source();
     }
-    DeliveryError::Refused {
-        code: None,
-        reason: if cause.is_empty() {
-            what.to_owned()
-        } else {
-            format!("{what}: {cause}")
-        },
+    let reason = if cause.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {cause}")
+    };
+    // Only a failure to connect is certain: nothing was sent. Any later failure (a reset after
+    // the request was written, an answer cut off) may hide a delivered message.
+    if e.is_connect() {
+        DeliveryError::Refused { code: None, reason }
+    } else {
+        DeliveryError::Unclear(reason)
     }
 }
 
