@@ -120,6 +120,11 @@ impl Application {
                 "server.tls is not set: the TSH-facing API speaks plain HTTP (use TLS termination in front, or set server.tls.*)"
             );
         }
+        if state.config.admin.token.is_empty() {
+            tracing::warn!(
+                "admin.token is not set: the admin API answers reads on loopback without a token and refuses every write (401)"
+            );
+        }
         let api = api_service(state.clone());
         // The admin API's calls (their bodies included) have the TSH-facing calls' deadline.
         let admin = crate::admin::router(state.clone()).layer(

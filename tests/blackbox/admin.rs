@@ -15,6 +15,7 @@ on_both_backends!(
     metrics_show_pools_limits_and_requests,
     digitization_reuses_only_the_same_envelope_of_the_same_enrolment,
     pans_glued_or_spaced_in_identifiers_never_reach_the_database,
+    writes_need_the_token_even_on_loopback,
 );
 
 const TOKEN: &str = "adm-Tok3n-for-tests";
@@ -295,7 +296,10 @@ async fn token_is_required_when_configured(backend: Backend) {
 }
 
 async fn unknown_ids_are_404_json(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.admin.token = issuer_gateway::config::Secret::new(TOKEN)
+    })
+    .await;
     let gw = &app.gw;
     for (method, path) in [
         ("GET", "/cards/no-such-card"),
@@ -305,7 +309,7 @@ async fn unknown_ids_are_404_json(backend: Backend) {
         ("GET", "/no/such/route"),
     ] {
         let body = (method == "PATCH").then(|| json!({"status": "blocked"}));
-        let (status, b, text) = admin(gw, method, path, None, body).await;
+        let (status, b, text) = admin(gw, method, path, Some(TOKEN), body).await;
         assert_eq!(status, 404, "{method} {path}: {text}");
         assert_eq!(b["error"], "not_found", "{text}");
         assert!(b["message"].is_string());
@@ -314,7 +318,11 @@ async fn unknown_ids_are_404_json(backend: Backend) {
 }
 
 async fn card_update_records_a_destination_change(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // Writes need the token, on loopback too.
+    let app = TestApp::spawn_with(backend, |c| {
+        c.admin.token = issuer_gateway::config::Secret::new(TOKEN)
+    })
+    .await;
     let gw = &app.gw;
     let card_ref = green(&app, "adm-upd-1", ALICE).await;
     let path = format!("/cards/{card_ref}");
@@ -332,7 +340,7 @@ async fn card_update_records_a_destination_change(backend: Backend) {
         (json!({"pan": "4111111111111111"}), "pan"),
         (json!({}), "nothing"),
     ] {
-        let (status, b, text) = admin(gw, "PATCH", &path, None, Some(body)).await;
+        let (status, b, text) = admin(gw, "PATCH", &path, Some(TOKEN), Some(body)).await;
         assert_eq!(status, 400, "{text}");
         assert!(b["message"].as_str().unwrap().contains(field), "{text}");
         assert!(!text.contains("900999") && !text.contains("not-an-address"));
@@ -345,7 +353,7 @@ async fn card_update_records_a_destination_change(backend: Backend) {
         gw,
         "PATCH",
         &path,
-        None,
+        Some(TOKEN),
         Some(json!({"phone": "+447700900555", "language": "fr"})),
     )
     .await;
@@ -363,7 +371,7 @@ async fn card_update_records_a_destination_change(backend: Backend) {
         gw,
         "PUT",
         &path,
-        None,
+        Some(TOKEN),
         Some(json!({"phone": "+447700900555", "email": "Alice.Martin@example.com"})),
     )
     .await;
@@ -373,7 +381,14 @@ async fn card_update_records_a_destination_change(backend: Backend) {
     assert!(card["email"]["changedAt"].is_null());
 
     // Removing the e-mail is a change; the stored form is what the card file would store.
-    let (_, card, _) = admin(gw, "PATCH", &path, None, Some(json!({"email": null}))).await;
+    let (_, card, _) = admin(
+        gw,
+        "PATCH",
+        &path,
+        Some(TOKEN),
+        Some(json!({"email": null})),
+    )
+    .await;
     assert_eq!(card["destinationsChanged"], json!(["email"]));
     assert!(card["email"]["masked"].is_null());
     assert_eq!(card["email"]["changedAt"], now().as_str());
@@ -402,8 +417,14 @@ async fn card_update_records_a_destination_change(backend: Backend) {
     assert!(row.email_sealed.is_none() && row.email_fp.is_none());
 
     // A status change takes effect at once.
-    let (status, card, _) =
-        admin(gw, "PATCH", &path, None, Some(json!({"status": "Blocked"}))).await;
+    let (status, card, _) = admin(
+        gw,
+        "PATCH",
+        &path,
+        Some(TOKEN),
+        Some(json!({"status": "Blocked"})),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(card["status"], "blocked");
     let a = app
@@ -733,5 +754,24 @@ async fn pans_glued_or_spaced_in_identifiers_never_reach_the_database(backend: B
     }
     assert!(text.contains("pan#"), "{text}");
     assert!(tokens.contains("pan#"), "{tokens}");
+    app.gw.stop().await;
+}
+
+/// Without admin.token (loopback only), reads are open but every write is refused with 401 and
+/// changes nothing.
+async fn writes_need_the_token_even_on_loopback(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let gw = &app.gw;
+    let card_ref = green(&app, "adm-open-1", ALICE).await;
+    let path = format!("/cards/{card_ref}");
+    assert_eq!(get(gw, &path).await.0, 200, "reads stay open on loopback");
+    for method in ["PATCH", "PUT", "POST", "DELETE"] {
+        let (status, body, text) =
+            admin(gw, method, &path, None, Some(json!({"status": "blocked"}))).await;
+        assert_eq!(status, 401, "{method}: {text}");
+        assert_eq!(body["error"], "unauthorized", "{text}");
+    }
+    let (_, card, _) = get(gw, &path).await;
+    assert_eq!(card["status"], "active", "nothing changed");
     app.gw.stop().await;
 }
