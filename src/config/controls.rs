@@ -29,12 +29,15 @@ impl ControlsConfig {
         if !(1..=10_080).contains(&self.step_up_max_age_minutes) {
             p.push("controls.step_up_max_age_minutes: must be 1 to 10080 (one week)".into());
         }
-        for code in &self.sms_allowed_calling_codes {
+        for (i, code) in self.sms_allowed_calling_codes.iter().enumerate() {
             let ok = (1..=3).contains(&code.len())
                 && code.bytes().all(|b| b.is_ascii_digit())
                 && !code.starts_with('0');
             if !ok {
-                p.push(format!("controls.sms_allowed_calling_codes: '{code}' is not a calling code such as 44 or 1"));
+                p.push(format!(
+                    "controls.sms_allowed_calling_codes: item {} is not a calling code such as 44 or 1",
+                    i + 1
+                ));
             }
         }
     }

@@ -63,8 +63,7 @@ impl Smtp {
         }
         let from: Mailbox = c.from.trim().parse().map_err(|e| {
             format!(
-                "email.from: '{}' is not a mailbox such as Card Services <no-reply@bank.example> ({e})",
-                c.from
+                "email.from: must be a mailbox such as Card Services <no-reply@bank.example> ({e})"
             )
         })?;
         let tls_params = || {

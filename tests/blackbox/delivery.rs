@@ -412,15 +412,23 @@ async fn a_send_never_outlives_its_call(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_a_bad_sms_gateway_url_naming_the_setting() {
     let fx = Fixture::new(&Backend::Sqlite).await;
-    let mut config = fx.config.clone();
-    twilio(&mut config, "api.twilio.com", 2000);
-    let e = Application::build(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(e.starts_with("sms.base_url:"), "{e}");
-    assert!(!e.contains(TOKEN), "{e}");
+    // Mistyped URLs that carry the credentials themselves: the refusal names the setting and
+    // echoes none of it.
+    for url in [
+        format!("https://{SID}:{TOKEN}@api.twilio.com"),
+        format!("api.twilio.com/{TOKEN}"),
+        format!("https://api.twilio.com/?auth={TOKEN}"),
+    ] {
+        let mut config = fx.config.clone();
+        twilio(&mut config, &url, 2000);
+        let e = Application::build(config)
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.starts_with("sms.base_url:"), "{e}");
+        assert!(!e.contains(TOKEN), "{e}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
