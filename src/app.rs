@@ -126,30 +126,38 @@ impl Application {
                 "server.tls is not set: the TSH-facing API speaks plain HTTP (use TLS termination in front, or set server.tls.*)"
             );
         }
+        if state.config.admin.token.is_empty() {
+            tracing::warn!(
+                "admin.token is not set: the admin API answers reads on loopback without a token and refuses every write (401)"
+            );
+        }
         let api = api_service(state.clone());
-        let admin = crate::admin::router(state.clone());
+        // The admin API's calls (their bodies included) have the TSH-facing calls' deadline.
+        let admin = crate::admin::router(state.clone()).layer(
+            tower_http::timeout::TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_millis(state.config.server.request_timeout_ms),
+            ),
+        );
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
         tracing::info!(api = %self.api_addr(), admin = %self.admin_addr(), backend = state.store.backend_name(), "issuer-gateway listening");
-        let api_task = match self.tls.clone() {
-            Some(tls) => {
-                spawn_reload_on_sighup(Some(tls.clone()));
-                let listener = crate::tls::TlsListener::new(self.api_listener, tls)?;
-                let server = axum::serve(listener, api).with_graceful_shutdown(wait(rx.clone()));
-                tokio::spawn(async move { server.await })
-            }
-            None => {
-                spawn_reload_on_sighup(None);
-                let server =
-                    axum::serve(self.api_listener, api).with_graceful_shutdown(wait(rx.clone()));
-                tokio::spawn(async move { server.await })
-            }
-        };
-        let admin_server =
-            axum::serve(self.admin_listener, admin).with_graceful_shutdown(wait(rx.clone()));
-        let admin_task = tokio::spawn(async move { admin_server.await });
+        spawn_reload_on_sighup(self.tls.clone());
+        let api_task = tokio::spawn(crate::serve::serve(
+            self.api_listener,
+            self.tls.clone(),
+            api,
+            crate::serve::Limits::api(&state.config),
+            "api",
+            rx.clone(),
+        ));
+        let admin_task = tokio::spawn(crate::serve::serve(
+            self.admin_listener,
+            None,
+            admin,
+            crate::serve::Limits::admin(&state.config),
+            "admin",
+            rx.clone(),
+        ));
         let purge_task = tokio::spawn(crate::retention::run_background(
             state.store.clone(),
             state.config.retention.clone(),

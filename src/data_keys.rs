@@ -120,33 +120,19 @@ impl DataKeys {
         hex::encode(ctx.sign())
     }
 
-    /// An identifier TSH sent (a correlation id) in the form that may be stored and logged: any
-    /// run of 12 to 19 digits that passes the Luhn check (a PAN where an identifier belongs) is
-    /// replaced by a keyed fingerprint of it, `pan#` and 16 hex digits. The same input always
-    /// gives the same output, so calls of one enrolment still link; anything else is unchanged.
+    /// An identifier TSH sent (a correlation id, a virtual card id...) in the form that may be
+    /// stored and logged: each run of digits (spaces or dashes between them allowed) holding a
+    /// Luhn-valid window of 12 to 19 digits (a PAN where an identifier belongs, alone or glued
+    /// to other digits) is replaced, whole, by a keyed fingerprint of it, `pan#` and 16 hex
+    /// digits. The same input always gives the same output, so calls of one enrolment still
+    /// link and the admin API finds them; anything else is unchanged.
     pub fn safe_identifier(&self, id: &str) -> String {
-        let mut out = String::with_capacity(id.len());
-        let mut run = String::new();
-        let flush = |run: &mut String, out: &mut String| {
-            if (12..=19).contains(&run.len()) && crate::domain::pan::luhn_valid(run.as_bytes()) {
-                let fp = self.fingerprint("identifier-pan", &[run.as_bytes()]);
-                out.push_str("pan#");
-                out.extend(fp.chars().take(16));
-            } else {
-                out.push_str(run);
-            }
-            run.clear();
-        };
-        for c in id.chars() {
-            if c.is_ascii_digit() {
-                run.push(c);
-            } else {
-                flush(&mut run, &mut out);
-                out.push(c);
-            }
-        }
-        flush(&mut run, &mut out);
-        out
+        crate::domain::pan::replace_runs(id, |run, text| {
+            run.may_hold_pan().then(|| {
+                let fp = self.fingerprint("identifier-pan", &[text.as_bytes()]);
+                format!("pan#{}", fp.get(..16).unwrap_or(&fp))
+            })
+        })
     }
 
     /// Seals a contact detail; `context` (e.g. "phone") is bound as associated data.
@@ -268,20 +254,32 @@ mod tests {
     #[test]
     fn identifiers_never_carry_a_pan() {
         let k = DataKeys::from_bytes(&[3u8; 32]).unwrap();
-        let safe = k.safe_identifier("enrol-4111111111111111-7");
+        let safe = k.safe_identifier("enrol-4111111111111111-x7");
         assert!(!safe.contains("4111111111111111"), "{safe}");
         assert!(
-            safe.starts_with("enrol-pan#") && safe.ends_with("-7"),
+            safe.starts_with("enrol-pan#") && safe.ends_with("-x7"),
             "{safe}"
         );
         assert_eq!(
             safe,
-            k.safe_identifier("enrol-4111111111111111-7"),
+            k.safe_identifier("enrol-4111111111111111-x7"),
             "stable, so calls still link"
         );
-        // Not a PAN (fails Luhn, or too short): unchanged.
-        assert_eq!(k.safe_identifier("4111111111111112"), "4111111111111112");
-        assert_eq!(k.safe_identifier("c-20261128-0001"), "c-20261128-0001");
+        // No Luhn-valid window of 12 to 19 digits (too short): unchanged.
+        assert_eq!(k.safe_identifier("41111111111"), "41111111111");
+        assert_eq!(k.safe_identifier("c-20261128-x"), "c-20261128-x");
+        // Glued to other digits, or broken by spaces or dashes: still replaced.
+        for id in [
+            "c-14111111111111111",
+            "c-41111111111111119",
+            "tok 4111 1111 1111 1111 x",
+            "4111-1111-1111-1111",
+        ] {
+            let safe = k.safe_identifier(id);
+            assert!(!crate::domain::contains_pan_like(&safe), "{id}: {safe}");
+            assert!(safe.contains("pan#"), "{id}: {safe}");
+            assert_eq!(safe, k.safe_identifier(id), "stable");
+        }
     }
 
     #[test]

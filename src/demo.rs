@@ -147,6 +147,9 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
     config.issuer.id = ISSUER_ID.into();
     config.server.listen = LOOPBACK_ANY_PORT;
     config.admin.listen = LOOPBACK_ANY_PORT;
+    // Admin writes need a token, on loopback too: a fresh random one.
+    config.admin.token =
+        crate::config::Secret::new(hex::encode(crate::data_keys::random_bytes::<16>()));
     config.database.url = format!("sqlite://{}", dir.join("gateway.db").display());
     config.keys.pkcs7_private_keys = vec![keys_dir.join(crate::keys::PRIVATE_KEY_FILE)];
     config.keys.pan_index_key_file = Some(keys_dir.join(crate::keys::PAN_INDEX_KEY_FILE));

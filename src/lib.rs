@@ -21,6 +21,7 @@ pub use issuer_gateway_envelope as envelope;
 pub mod keys;
 pub mod metrics;
 pub mod retention;
+pub mod serve;
 pub mod sim;
 pub mod state;
 pub mod store;

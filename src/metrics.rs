@@ -43,6 +43,10 @@ fn describe() {
         "issuer_gateway_requests_total",
         "TSH calls by operation and response code"
     );
+    metrics::describe_counter!(
+        "issuer_gateway_connections_refused_total",
+        "connections closed before carrying a call, by listener and reason"
+    );
     metrics::describe_histogram!(
         "issuer_gateway_request_duration_seconds",
         "TSH call latency by operation"
@@ -91,6 +95,13 @@ pub fn record_request(operation: &'static str, code: u16, elapsed: Duration) {
         .increment(1);
     metrics::histogram!("issuer_gateway_request_duration_seconds", "operation" => operation)
         .record(elapsed.as_secs_f64());
+}
+
+/// A connection closed by the server before it could carry a call: `reason` is
+/// `max_connections`, `handshake_displaced`, `handshake_timeout` or `handshake_failed`.
+pub fn record_connection_refused(listener: &'static str, reason: &'static str) {
+    metrics::counter!("issuer_gateway_connections_refused_total", "listener" => listener, "reason" => reason)
+        .increment(1);
 }
 
 /// The label of a response code of the contract, without allocating on the hot path.

@@ -9,19 +9,9 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-
-/// How long a client may take to complete its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; beyond it new connections wait in the kernel's backlog.
-const MAX_HANDSHAKES: usize = 256;
 
 /// Builds the server configuration from the files, each problem naming its setting.
 pub fn server_config(files: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
@@ -114,82 +104,12 @@ impl Reloadable {
         Ok(())
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
+    /// An acceptor with the files in use now.
+    pub fn acceptor(&self) -> TlsAcceptor {
         let config = match self.current.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         TlsAcceptor::from(config)
-    }
-}
-
-/// A listener that hands out connections whose TLS handshake (client certificate included)
-/// completed. Handshakes run in their own tasks, so a slow client cannot hold up others.
-pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    pub fn new(tcp: TcpListener, tls: Reloadable) -> std::io::Result<TlsListener> {
-        let local = tcp.local_addr()?;
-        let (tx, rx) = mpsc::channel(64);
-        let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    return;
-                };
-                let (stream, addr) = match tcp.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let acceptor = tls.acceptor();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            let _ = tx.send((tls_stream, addr)).await;
-                        }
-                        Ok(Err(e)) => {
-                            tracing::info!(peer = %addr, error = %e, "TLS handshake refused")
-                        }
-                        Err(_) => tracing::info!(peer = %addr, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { rx, local, task })
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            if let Some(conn) = self.rx.recv().await {
-                return conn;
-            }
-            // The accepting task is gone (it never ends by itself): wait for shutdown.
-            std::future::pending::<()>().await;
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }

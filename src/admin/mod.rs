@@ -1,6 +1,6 @@
 //! The admin API, on its own listener: health and metrics (open), the rest behind the bearer
-//! token `admin.token` (optional only on a loopback listener: the configuration refuses a
-//! non-loopback `admin.listen` without a token).
+//! token `admin.token` (optional only for reads on a loopback listener: every write needs it,
+//! and the configuration refuses a non-loopback `admin.listen` without a token).
 //!
 //! | route | answers |
 //! |---|---|
@@ -20,7 +20,7 @@ mod views;
 use crate::state::SharedState;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -104,12 +104,22 @@ impl IntoResponse for AdminError {
     }
 }
 
-/// Lets a request through when no token is configured (loopback only, see the configuration),
-/// or when it carries `Authorization: Bearer <admin.token>`.
+/// Lets a request through when it carries `Authorization: Bearer <admin.token>`; when no token
+/// is configured (loopback only, see the configuration), reads (GET, HEAD) go through and every
+/// write is refused.
 async fn require_token(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let expected = state.config.admin.token.expose();
     if expected.is_empty() {
-        return next.run(req).await;
+        let read = matches!(*req.method(), Method::GET | Method::HEAD);
+        if read {
+            return next.run(req).await;
+        }
+        return AdminError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin writes need a bearer token, and admin.token is not set",
+        )
+        .into_response();
     }
     let given = req
         .headers()

@@ -51,14 +51,19 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
         signals,
         device_language,
     } = parse(body)?;
-    let card = resolve_card::resolve_reusing(call, body).await?;
+    let (card, sent_exp) = resolve_card::resolve_reusing(call, body).await?;
     let active_tokens = if state.policy.uses_active_tokens() {
         state.store.count_active_tokens(&card.card_ref).await?
     } else {
         0
     };
     let signals = signals.with_card(&card.card(), call.at, active_tokens);
-    let mut decision = decision::decide(&state.policy, &signals);
+    // Every eligibility rule applies here too, whatever eligibility answered (or whether it
+    // was called at all): a card it would refuse is red, the rule named, whatever the policy.
+    let mut decision = match super::eligibility::ineligible(state, &card, sent_exp, wallet) {
+        Some(why) => why.decision(),
+        None => decision::decide(&state.policy, &signals),
+    };
     let mut methods = Vec::new();
     if decision.outcome == LevelOfTrust::Yellow {
         methods = offer_methods(state, call.correlation_id, &card, call.at).await?;
@@ -73,6 +78,21 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
                 channels: None,
             };
         }
+    }
+    // The signals are stored with the decision: their free strings in safe form.
+    let mut signals = signals;
+    let safe = |id: &str| state.data_keys.safe_identifier(id);
+    for field in [
+        &mut signals.wallet_provider_id,
+        &mut signals.token_requestor_id,
+        &mut signals.capture_method,
+        &mut signals.tsp_level_of_trust,
+        &mut signals.device_country,
+    ] {
+        *field = field.as_deref().map(safe);
+    }
+    for code in &mut signals.reason_codes {
+        *code = safe(code);
     }
     let signals_json = serde_json::to_string(&signals).map_err(ApiError::internal)?;
     let outcome = decision.outcome.as_str();

@@ -3,9 +3,9 @@
 
 use super::error::{ApiError, Reason};
 use super::fields::Fields;
-use super::resolve_card::{self, CardInfo};
-use super::{Audit, Call, Handled};
-use crate::domain::CardStatus;
+use super::{Audit, Call, Handled, resolve_card};
+use crate::decision::eligibility::{self, Ineligible};
+use crate::domain::{CardStatus, Expiry};
 use crate::state::AppState;
 use crate::store::CardRow;
 use serde_json::json;
@@ -28,12 +28,12 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     let state = call.state;
     let Request { wallet } = parse(body)?;
     let (card, info) = resolve_card::resolve_and_remember(call, body).await?;
-    if let Err(refusal) = check(state, &card, info.as_ref(), wallet) {
+    if let Some(why) = ineligible(state, &card, info.as_ref().and_then(|i| i.exp), wallet) {
         let audit = Audit {
             state: Some("ineligible"),
             ..Audit::card(&card.card_ref)
         };
-        return Ok(Handled::refused(refusal, audit));
+        return Ok(Handled::refused(refusal(why, card.status), audit));
     }
     let audit = Audit {
         wallet: wallet.map(str::to_owned),
@@ -47,40 +47,29 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     ))
 }
 
-/// The card may be added: active, not expired (and the expiry sent is the one on record), and
-/// its product enabled for the wallet.
-fn check(
+/// Eligibility's refusal for a rule (`status`: the card's, which says blocked from closed).
+pub fn refusal(why: Ineligible, status: CardStatus) -> ApiError {
+    match why {
+        Ineligible::NotActive if status == CardStatus::Closed => {
+            ApiError::new(Reason::CardClosed, "card is closed")
+        }
+        Ineligible::NotActive => ApiError::new(Reason::CardBlocked, why.message()),
+        Ineligible::Expired => ApiError::new(Reason::CardExpired, why.message()),
+        // The expiry sent is part of the envelope's content: answered as unreadable card data
+        // (no answer tells a prober which check of the content failed).
+        Ineligible::ExpiryMismatch => resolve_card::unreadable("cipheredCardInfo"),
+        Ineligible::WalletNotEnabled => ApiError::new(Reason::ProductNotEligible, why.message()),
+    }
+}
+
+/// The eligibility rules ([`crate::decision::eligibility`]) applied to the card of a call:
+/// `sent_exp` is the expiry its card data carried. `None`: eligible.
+pub fn ineligible(
     state: &AppState,
     card: &CardRow,
-    info: Option<&CardInfo>,
+    sent_exp: Option<Expiry>,
     wallet: Option<&str>,
-) -> Result<(), ApiError> {
-    match card.status {
-        CardStatus::Active => {}
-        CardStatus::Closed => return Err(ApiError::new(Reason::CardClosed, "card is closed")),
-        CardStatus::Blocked | CardStatus::Lost | CardStatus::Stolen => {
-            return Err(ApiError::new(Reason::CardBlocked, "card is not active"));
-        }
-    }
-    let record_exp = resolve_card::record_expiry(card);
-    match record_exp {
-        Some(exp) if !exp.is_expired_at(state.clock.now()) => {}
-        _ => return Err(ApiError::new(Reason::CardExpired, "card has expired")),
-    }
-    if let Some(sent) = info.and_then(|i| i.exp) {
-        if Some(sent) != record_exp {
-            // The expiry sent is part of the envelope's content: answered as unreadable card
-            // data (no answer tells a prober which check of the content failed).
-            return Err(resolve_card::unreadable("cipheredCardInfo"));
-        }
-    }
-    if let Some(w) = wallet {
-        if !card.allows_wallet(w) {
-            return Err(ApiError::new(
-                Reason::ProductNotEligible,
-                "card product is not enabled for this wallet",
-            ));
-        }
-    }
-    Ok(())
+) -> Option<Ineligible> {
+    let wallet_enabled = wallet.is_none_or(|w| card.allows_wallet(w));
+    eligibility::check(&card.card(), sent_exp, wallet_enabled, state.clock.now())
 }

@@ -291,6 +291,11 @@ async fn answer(
             .map(|r| state.data_keys.safe_identifier(r)),
         None => audit.card_ref.clone(),
     };
+    // The wallet id is caller input too (a free string of up to 128 characters).
+    let wallet = audit
+        .wallet
+        .as_deref()
+        .map(|w| state.data_keys.safe_identifier(w));
     let outcome = if audit.outcome.is_empty() {
         "refused"
     } else {
@@ -300,7 +305,7 @@ async fn answer(
         correlation_id: cid,
         operation: op.name(),
         card_ref: card_ref.as_deref(),
-        wallet: audit.wallet.as_deref(),
+        wallet: wallet.as_deref(),
         state: audit.state,
         response_code: i64::from(
             refusal.map_or(200, |e| state.config.response_codes.number(e.reason)),

@@ -71,8 +71,15 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
         token_info,
     } = parse(body)?;
     // Free-form identifiers are stored in safe form (a PAN-like run becomes its fingerprint).
-    let virtual_card_id = &state.data_keys.safe_identifier(virtual_card_id);
-    let token_storage_id = token_storage_id.map(|t| state.data_keys.safe_identifier(t));
+    let safe = |id: &str| state.data_keys.safe_identifier(id);
+    let virtual_card_id = &safe(virtual_card_id);
+    let token_storage_id = token_storage_id.map(safe);
+    let wallet = &safe(wallet);
+    let source = source.map(|s| safe(&s));
+    let action = match action {
+        Action::Other(unknown) => Action::Other(safe(&unknown)),
+        known => known,
+    };
     let token = match token_info {
         Some(text) => Some(open_token_info(state, text)?),
         None => None,
@@ -98,7 +105,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
         ],
     );
     let audit = Audit {
-        wallet: Some(wallet.to_owned()),
+        wallet: Some(wallet.clone()),
         outcome: "recorded".into(),
         detail: Some(action.as_str().to_owned()),
         ..Audit::card(card_ref)
@@ -106,7 +113,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     let write = Write::Notice(NoticeRecord {
         virtual_card_id: virtual_card_id.clone(),
         card_ref: card_ref.to_owned(),
-        wallet_provider_id: wallet.to_owned(),
+        wallet_provider_id: wallet.clone(),
         token_storage_id,
         is_primary,
         action,

@@ -33,6 +33,14 @@ const TTL: Duration = Duration::from_secs(10 * 60);
 /// At most this many entries (about 200 bytes each).
 const CAPACITY: usize = 100_000;
 
+/// What an opened envelope named: the card, and the expiry it carried (digitization checks it
+/// against the record as eligibility does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remembered {
+    pub card_ref: String,
+    pub exp: Option<crate::domain::Expiry>,
+}
+
 #[derive(Default)]
 pub struct OpenedCards {
     inner: Mutex<Inner>,
@@ -41,7 +49,7 @@ pub struct OpenedCards {
 #[derive(Default)]
 struct Inner {
     /// Card reference, time remembered, and the entry's number in `order`.
-    cards: HashMap<String, (String, Instant, u64)>,
+    cards: HashMap<String, (Remembered, Instant, u64)>,
     order: VecDeque<(String, Instant, u64)>,
     next: u64,
 }
@@ -60,7 +68,7 @@ impl OpenedCards {
     }
 
     /// Remembers that the envelope of `key` named `card_ref`.
-    pub fn remember(&self, key: String, card_ref: &str) {
+    pub fn remember(&self, key: String, card_ref: &str, exp: Option<crate::domain::Expiry>) {
         let now = Instant::now();
         let Ok(mut inner) = self.inner.lock() else {
             return;
@@ -72,17 +80,21 @@ impl OpenedCards {
         let n = inner.next;
         inner.next = n.wrapping_add(1);
         inner.order.push_back((key.clone(), now, n));
-        inner.cards.insert(key, (card_ref.to_owned(), now, n));
+        let card = Remembered {
+            card_ref: card_ref.to_owned(),
+            exp,
+        };
+        inner.cards.insert(key, (card, now, n));
     }
 
     /// The card reference remembered for `key`, if any and still fresh.
-    pub fn recall(&self, key: &str) -> Option<String> {
+    pub fn recall(&self, key: &str) -> Option<Remembered> {
         let inner = self.inner.lock().ok()?;
         inner
             .cards
             .get(key)
             .filter(|(_, at, _)| at.elapsed() < TTL)
-            .map(|(card_ref, _, _)| card_ref.clone())
+            .map(|(card, _, _)| card.clone())
     }
 }
 
@@ -114,18 +126,24 @@ mod tests {
     #[test]
     fn remembers_per_key_and_forgets_the_oldest_beyond_capacity() {
         let o = OpenedCards::new();
-        o.remember("k1".into(), "card-1");
-        o.remember("k2".into(), "card-2");
-        assert_eq!(o.recall("k1").as_deref(), Some("card-1"));
+        o.remember("k1".into(), "card-1", None);
+        o.remember("k2".into(), "card-2", None);
+        assert_eq!(
+            o.recall("k1").map(|c| c.card_ref).as_deref(),
+            Some("card-1")
+        );
         assert_eq!(o.recall("k3"), None);
-        o.remember("k1".into(), "card-1");
+        o.remember("k1".into(), "card-1", None);
         {
             let mut inner = o.inner.lock().unwrap();
             inner.pop_oldest();
             inner.pop_oldest();
         }
         // The first "k1" entry was superseded, so popping it kept the newer one.
-        assert_eq!(o.recall("k1").as_deref(), Some("card-1"));
+        assert_eq!(
+            o.recall("k1").map(|c| c.card_ref).as_deref(),
+            Some("card-1")
+        );
         assert_eq!(o.recall("k2"), None);
     }
 }

@@ -146,7 +146,8 @@ pub async fn resolve_and_remember(
     if info.is_some() {
         if let Ok(Some(text)) = body.opt_str("cipheredCardInfo", 1, 8196) {
             let key = OpenedCards::key(&state.data_keys, correlation_id, text);
-            call.opened_cards.remember(key, &card.card_ref);
+            let exp = info.as_ref().and_then(|i| i.exp);
+            call.opened_cards.remember(key, &card.card_ref, exp);
         }
     }
     Ok((card, info))
@@ -155,14 +156,18 @@ pub async fn resolve_and_remember(
 /// [`resolve`] for digitization: when eligibility opened a byte-identical `cipheredCardInfo`
 /// under the same correlation id, its card is taken from there (read afresh from the database)
 /// instead of opening the envelope a second time (see [`super::opened_cards`] for why this is safe).
-pub async fn resolve_reusing(call: &Call<'_>, body: &Fields<'_>) -> Result<CardRow, ApiError> {
+/// Returns the card and the expiry the card data carried, if any.
+pub async fn resolve_reusing(
+    call: &Call<'_>,
+    body: &Fields<'_>,
+) -> Result<(CardRow, Option<Expiry>), ApiError> {
     let (state, correlation_id) = (call.state, call.correlation_id);
     let ciphered = body.opt_str("cipheredCardInfo", 1, 8196)?;
     let reference = body.opt_id("issuerCardRefId", 1, 48)?;
     if let Some(text) = ciphered {
         let key = OpenedCards::key(&state.data_keys, correlation_id, text);
-        if let Some(card_ref) = call.opened_cards.recall(&key) {
-            if let Some(card) = state.store.card_by_ref(&card_ref).await? {
+        if let Some(opened) = call.opened_cards.recall(&key) {
+            if let Some(card) = state.store.card_by_ref(&opened.card_ref).await? {
                 if reference.is_some_and(|r| r != card.card_ref) {
                     return Err(ApiError::new(
                         Reason::UnknownCard,
@@ -170,11 +175,13 @@ pub async fn resolve_reusing(call: &Call<'_>, body: &Fields<'_>) -> Result<CardR
                     ));
                 }
                 crate::metrics::record_envelope_reuse();
-                return Ok(card);
+                return Ok((card, opened.exp));
             }
         }
     }
-    resolve(state, body).await.map(|(card, _)| card)
+    resolve(state, body)
+        .await
+        .map(|(card, info)| (card, info.and_then(|i| i.exp)))
 }
 
 /// The card's expiry on record; a record that cannot be read counts as expired.

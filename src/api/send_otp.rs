@@ -97,6 +97,21 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
     if state.store.send_outcome(&retry_fp).await? == Some(SendOutcome::Accepted) {
         return Ok(already_sent(r.card_ref));
     }
+    // An enrolment that ended (activated, or failed) or is too old serves no more OTPs
+    // (a retry of one already accepted, above, is still answered 200).
+    if matches!(enrolment.state.as_str(), "complete" | "failed") {
+        return Err(ApiError::new(
+            Reason::UnknownSession,
+            "the enrolment is already complete or failed",
+        ));
+    }
+    let max_age = i64::from(state.config.controls.step_up_max_age_minutes) * 60_000;
+    if call.at.0.saturating_sub(enrolment.created_at.0) > max_age {
+        return Err(ApiError::new(
+            Reason::UnknownSession,
+            "the enrolment is older than controls.step_up_max_age_minutes",
+        ));
+    }
     let card = state.store.card_by_ref(r.card_ref).await?.ok_or_else(|| {
         ApiError::new(
             Reason::UnknownSession,
@@ -163,6 +178,12 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
         Claim::Claimed(id) => id,
         Claim::AlreadyAccepted => return Ok(already_sent(r.card_ref)),
         Claim::InFlight => return wait_for_other(call, r.card_ref, &retry_fp, deadline).await,
+        Claim::RetriedOnce => {
+            return Err(ApiError::new(
+                Reason::DeliveryFailed,
+                "this OTP was already sent again after an unclear outcome",
+            ));
+        }
         Claim::Limited(limit) => {
             crate::metrics::record_limit_refusal(limit);
             return Err(ApiError::new(
@@ -303,7 +324,19 @@ async fn deliver(
 ) -> Handled {
     let channel = message.channel;
     let sent_at = Instant::now();
-    let result = call.state.delivery.send(message).await;
+    // The provider gets the channel's deadline or what is left of this call's, less a margin to
+    // record the outcome, whichever is shorter: the send is never cut off by the call's own
+    // deadline, which would leave it pending and answer 500.
+    let left = call_time_left(call);
+    let result = if left.is_zero() {
+        // Nothing was handed to the provider: a certain failure, for the limits too.
+        Err(DeliveryError::Refused {
+            code: None,
+            reason: "no time left in the call to deliver".into(),
+        })
+    } else {
+        call.state.delivery.send_within(message, left).await
+    };
     let latency_ms = Millis::of(sent_at.elapsed());
     let (outcome, provider_message_id, provider_code, answer) = match result {
         Ok(receipt) => (
@@ -319,6 +352,17 @@ async fn deliver(
             Err(ApiError::new(
                 Reason::DeliveryTimeout,
                 format!("the delivery provider did not answer within {ms} ms"),
+            )),
+        ),
+        // Perhaps delivered: counted against the limits like a timeout, and a retry of the
+        // same OTP is sent again once.
+        Err(DeliveryError::Unclear(_)) => (
+            SendOutcome::Timeout,
+            None,
+            None,
+            Err(ApiError::new(
+                Reason::DeliveryTimeout,
+                "no clear answer from the delivery provider: the message may have been delivered",
             )),
         ),
         Err(DeliveryError::Refused { code, reason: _ }) => (
@@ -362,6 +406,19 @@ async fn deliver(
     }
 }
 
+/// What the provider may take of this call: its deadline less [`RECORD_MARGIN`], from now.
+fn call_time_left(call: &Call<'_>) -> Duration {
+    let request_deadline =
+        call.started + Duration::from_millis(call.state.config.server.request_timeout_ms);
+    request_deadline
+        .checked_sub(RECORD_MARGIN)
+        .and_then(|latest| latest.checked_duration_since(Instant::now()))
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Kept of a call's deadline to record a send's outcome and answer.
+const RECORD_MARGIN: Duration = Duration::from_millis(250);
+
 /// A retry of a send that was accepted: nothing is sent again.
 fn already_sent(card_ref: &str) -> Handled {
     let audit = Audit {
@@ -382,12 +439,7 @@ async fn wait_for_other(
 ) -> Result<Handled, ApiError> {
     // Never past this call's own deadline (the dispatcher answers 500 there): keep a margin to
     // answer and record the outcome.
-    let request_deadline =
-        call.started + Duration::from_millis(call.state.config.server.request_timeout_ms);
-    let latest = request_deadline
-        .checked_sub(Duration::from_millis(250))
-        .unwrap_or(request_deadline);
-    let until = (Instant::now() + deadline + Duration::from_secs(1)).min(latest);
+    let until = Instant::now() + (deadline + Duration::from_secs(1)).min(call_time_left(call));
     loop {
         match call.state.store.send_outcome(retry_fp).await? {
             Some(SendOutcome::Accepted) => return Ok(already_sent(card_ref)),

@@ -58,6 +58,24 @@ pub async fn explain(
                 "card {r}: {} {}******{} exp {}, {tokens} active token(s)",
                 card.status, card.bin, card.last4, card.exp
             );
+            // The eligibility rules come first, as on the server (the expiry sent is not
+            // known here: explain does not open envelopes).
+            let wallet = map.get("walletProviderId").and_then(|w| w.as_str());
+            let wallet_enabled = wallet.is_none_or(|w| card.allows_wallet(w));
+            let clock_now = crate::clock::Clock::system().now();
+            if let Some(why) =
+                crate::decision::eligibility::check(&card.card(), None, wallet_enabled, clock_now)
+            {
+                let decision = why.decision();
+                let _ = writeln!(
+                    out,
+                    "  eligibility rule {} -> red    DECIDES ({})\ndecision: red by rule {}",
+                    why.rule(),
+                    why.message(),
+                    why.rule()
+                );
+                return Ok((out, decision));
+            }
             signals.with_card(&card.card(), now, tokens)
         }
         None => {

@@ -11,6 +11,8 @@ pub struct AdminConfig {
     /// `GET /enrolments?stuck` lists enrolments answered yellow with no activation after this
     /// many minutes.
     pub stuck_after_minutes: u32,
+    /// Connections open at once on the admin listener; beyond it new ones are closed at once.
+    pub max_connections: usize,
 }
 
 /// `[admin]` as written.
@@ -20,6 +22,7 @@ pub(super) struct AdminFile {
     listen: String,
     token: Secret,
     stuck_after_minutes: u32,
+    max_connections: usize,
 }
 
 impl Default for AdminFile {
@@ -28,6 +31,7 @@ impl Default for AdminFile {
             listen: "127.0.0.1:9090".into(),
             token: Secret::default(),
             stuck_after_minutes: 30,
+            max_connections: 64,
         }
     }
 }
@@ -38,6 +42,7 @@ impl AdminFile {
             listen: parse_addr("admin.listen", &self.listen, "127.0.0.1:9090", p),
             token: self.token,
             stuck_after_minutes: self.stuck_after_minutes,
+            max_connections: self.max_connections,
         }
     }
 }
@@ -49,6 +54,9 @@ impl AdminConfig {
         }
         if !(1..=10_080).contains(&self.stuck_after_minutes) {
             p.push("admin.stuck_after_minutes: must be 1 to 10080 (one week)".into());
+        }
+        if self.max_connections == 0 {
+            p.push("admin.max_connections: must be above 0".into());
         }
     }
 }

@@ -9,6 +9,9 @@ pub struct ControlsConfig {
     pub destination_change_hold_hours: u32,
     /// Calling codes (E.164 country codes, e.g. "44", "33", "1") SMS may be sent to; empty: all.
     pub sms_allowed_calling_codes: Vec<String>,
+    /// `sendOTP` serves an enrolment (answered yellow) for at most this many minutes after its
+    /// first call; later it is refused as an unknown session.
+    pub step_up_max_age_minutes: u32,
 }
 
 impl Default for ControlsConfig {
@@ -16,18 +19,25 @@ impl Default for ControlsConfig {
         ControlsConfig {
             destination_change_hold_hours: 72,
             sms_allowed_calling_codes: Vec::new(),
+            step_up_max_age_minutes: 60,
         }
     }
 }
 
 impl ControlsConfig {
     pub fn validate(&self, p: &mut Vec<String>) {
-        for code in &self.sms_allowed_calling_codes {
+        if !(1..=10_080).contains(&self.step_up_max_age_minutes) {
+            p.push("controls.step_up_max_age_minutes: must be 1 to 10080 (one week)".into());
+        }
+        for (i, code) in self.sms_allowed_calling_codes.iter().enumerate() {
             let ok = (1..=3).contains(&code.len())
                 && code.bytes().all(|b| b.is_ascii_digit())
                 && !code.starts_with('0');
             if !ok {
-                p.push(format!("controls.sms_allowed_calling_codes: '{code}' is not a calling code such as 44 or 1"));
+                p.push(format!(
+                    "controls.sms_allowed_calling_codes: item {} is not a calling code such as 44 or 1",
+                    i + 1
+                ));
             }
         }
     }

@@ -76,10 +76,8 @@ impl EmailFile {
             "smtp" => EmailProvider::Smtp,
             "outbox" => EmailProvider::Outbox,
             "disabled" => EmailProvider::Disabled,
-            other => {
-                p.push(format!(
-                    "email.provider: '{other}' is not one of smtp, outbox, disabled"
-                ));
+            _ => {
+                p.push("email.provider: must be one of smtp, outbox, disabled".to_string());
                 EmailProvider::Disabled
             }
         };
@@ -87,12 +85,10 @@ impl EmailFile {
             "none" => SmtpTls::None,
             "starttls" => SmtpTls::Starttls,
             "tls" => SmtpTls::Tls,
-            other => {
+            _ => {
                 // Only a problem where it is used (as before: an unused setting is not checked).
                 if provider == EmailProvider::Smtp {
-                    p.push(format!(
-                        "email.tls: '{other}' is not one of none, starttls, tls"
-                    ));
+                    p.push("email.tls: must be one of none, starttls, tls".to_string());
                 }
                 SmtpTls::Starttls
             }

@@ -38,14 +38,15 @@ impl IdvFile {
             p.push("idv.channel_preference: list at least one of sms, email".into());
         }
         let mut channels = Vec::new();
-        for c in &self.channel_preference {
+        for (i, c) in self.channel_preference.iter().enumerate() {
             match Channel::parse(c) {
                 Some(ch) if channels.contains(&ch) => {
-                    p.push(format!("idv.channel_preference: '{c}' is listed twice"));
+                    p.push(format!("idv.channel_preference: {ch} is listed twice"));
                 }
                 Some(ch) => channels.push(ch),
                 None => p.push(format!(
-                    "idv.channel_preference: '{c}' is not a channel (sms, email)"
+                    "idv.channel_preference: item {} is not a channel (sms, email)",
+                    i + 1
                 )),
             }
         }

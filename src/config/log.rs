@@ -43,10 +43,8 @@ impl LogFile {
             "auto" => LogFormat::Auto,
             "json" => LogFormat::Json,
             "text" => LogFormat::Text,
-            other => {
-                p.push(format!(
-                    "log.format: '{other}' is not one of auto, json, text"
-                ));
+            _ => {
+                p.push("log.format: must be one of auto, json, text".to_string());
                 LogFormat::Auto
             }
         };

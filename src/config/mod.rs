@@ -219,16 +219,42 @@ impl Config {
         let source = path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_owned());
-        let mut table: toml::Table = match text {
-            Some(t) => toml::from_str(&t).map_err(|e| {
-                ConfigErrors(vec![format!("{source}: {}", one_line(&e.to_string()))])
+        // Errors name the key, the line and the column, never the value nor the line itself
+        // (toml's own messages quote both: a secret would be printed).
+        let mut table: toml::Table = match &text {
+            Some(t) => toml::from_str(t).map_err(|e| {
+                let at = e
+                    .span()
+                    .map(|s| {
+                        format!(
+                            "line {}, column {}: ",
+                            position(t, s.start).0,
+                            position(t, s.start).1
+                        )
+                    })
+                    .unwrap_or_default();
+                ConfigErrors(vec![format!(
+                    "{source}: {at}not valid TOML ({})",
+                    without_values(e.message())
+                )])
             })?,
             None => toml::Table::new(),
         };
         env::apply(&mut table, vars)?;
-        let file: ConfigFile = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| ConfigErrors(vec![one_line(&e.to_string())]))?;
+        let file: ConfigFile = toml::Value::Table(table).try_into().map_err(|e| {
+            let key = key_of(&e.to_string());
+            let at = match (&text, &key) {
+                (Some(t), Some(k)) => locate(t, k)
+                    .map(|(line, col)| format!(" ({source}, line {line}, column {col})"))
+                    .unwrap_or_else(|| " (from the environment)".into()),
+                _ => String::new(),
+            };
+            ConfigErrors(vec![format!(
+                "{}{at}: {}",
+                key.as_deref().unwrap_or("configuration"),
+                without_values(e.message())
+            )])
+        })?;
         Ok(file.parse())
     }
 
@@ -268,9 +294,7 @@ impl Config {
 /// A listen address: `key` is the setting, `example` what a good one looks like.
 fn parse_addr(key: &str, value: &str, example: &str, p: &mut Vec<String>) -> SocketAddr {
     value.parse().unwrap_or_else(|_| {
-        p.push(format!(
-            "{key}: '{value}' is not an address such as {example}"
-        ));
+        p.push(format!("{key}: must be an address such as {example}"));
         SocketAddr::from(([127, 0, 0, 1], 0))
     })
 }
@@ -285,13 +309,21 @@ fn validate_timeout(key: &str, ms: u64, request_timeout_ms: u64, p: &mut Vec<Str
 }
 
 /// `postgres://user:secret@host/db` -> `postgres://user:[redacted]@host/db`; also a
-/// `password=` query parameter.
+/// `password=` query parameter. The user information ends at the last `@` before the query
+/// (a password holding `@` unencoded is still hidden whole).
 pub fn redact_url_password(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
+        let (before_query, query) = match rest.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (rest, None),
+        };
+        if let Some((userinfo, host)) = before_query.rsplit_once('@') {
             if let Some((user, _)) = userinfo.split_once(':') {
                 out = format!("{scheme}://{user}:[redacted]@{host}");
+                if let Some(q) = query {
+                    out = format!("{out}?{q}");
+                }
             }
         }
     }
@@ -311,8 +343,120 @@ pub fn redact_url_password(url: &str) -> String {
     out
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The 1-based line and column (in characters) of byte `offset` of `text`.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The setting a typed error is about: toml ends its message with "in `section.key`".
+fn key_of(message: &str) -> Option<String> {
+    let (_, tail) = message.rsplit_once("in `")?;
+    let key = tail.split('`').next()?;
+    let ok = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    ok.then(|| key.to_owned())
+}
+
+/// Where `key` (`section.key`, or `section.sub.key`) is set in the TOML `text`: 1-based line and
+/// column of the key. Plain `key = value` lines under `[section]` headers, as configurations
+/// are written; `None` when not found there.
+fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    let mut section = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(header) = trimmed.strip_prefix('[') {
+            section = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            continue;
+        }
+        let Some((name, _)) = trimmed.split_once('=') else {
+            continue;
+        };
+        let name = name.trim().trim_matches('"');
+        let full = if section.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{section}.{name}")
+        };
+        if full == key || key.starts_with(&format!("{full}.")) {
+            let col = line.chars().count() - trimmed.chars().count() + 1;
+            return Some((i + 1, col));
+        }
+    }
+    None
+}
+
+/// A TOML or serde message with every value it quotes left out, on one line: "invalid type:
+/// string \"...\", expected u64" becomes "invalid type, expected u64"; names in backticks
+/// (keys, expected tokens) are kept.
+fn without_values(message: &str) -> String {
+    let first = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    for kind in [
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "unknown variant",
+    ] {
+        if let Some(rest) = first.strip_prefix(kind) {
+            let expected = rest
+                .split_once(", expected ")
+                .map(|(_, e)| format!(", expected {}", without_quotes(e)))
+                .unwrap_or_default();
+            let kind = if kind == "unknown variant" {
+                "unknown value"
+            } else {
+                kind
+            };
+            return format!("{kind}{expected}");
+        }
+    }
+    without_quotes(&first)
+}
+
+/// Drops `"..."` and `'...'` runs, and backtick runs that are not a plain name.
+fn without_quotes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                let mut escaped = false;
+                for d in chars.by_ref() {
+                    if d == c && !escaped {
+                        break;
+                    }
+                    escaped = d == '\\' && !escaped;
+                }
+                out.push_str("[value]");
+            }
+            '`' => {
+                let inner: String = chars.by_ref().take_while(|&d| d != '`').collect();
+                let plain = inner.chars().count() <= 1
+                    || inner.chars().all(|d| {
+                        d.is_ascii_lowercase() || d.is_ascii_digit() || matches!(d, '_' | '.')
+                    });
+                if plain {
+                    out.push('`');
+                    out.push_str(&inner);
+                    out.push('`');
+                } else {
+                    out.push_str("[value]");
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -372,14 +516,17 @@ mod tests {
         .unwrap_err();
         let text = err.to_string();
         for line in [
-            "sms.provider: 'pigeon' is not one of twilio, outbox, disabled",
-            "server.listen: 'localhost' is not an address such as 127.0.0.1:8443",
-            "log.format: 'xml' is not one of auto, json, text",
-            "idv.channel_preference: 'fax' is not a channel (sms, email)",
-            "idv.channel_preference: 'sms' is listed twice",
+            "sms.provider: must be one of twilio, outbox, disabled",
+            "server.listen: must be an address such as 127.0.0.1:8443",
+            "log.format: must be one of auto, json, text",
+            "idv.channel_preference: item 2 is not a channel (sms, email)",
+            "idv.channel_preference: sms is listed twice",
             "templates.sms.en: unknown placeholder {pin}",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        for value in ["pigeon", "localhost", "xml", "fax"] {
+            assert!(!text.contains(value), "{value} echoed in:\n{text}");
         }
         // What a server needs besides, when it starts.
         let c = Config::load(
@@ -441,6 +588,68 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ISSUER_GATEWAY__SMS__TIMEOUT_MS"), "{e}");
+    }
+
+    /// A mistake next to a secret names the key, the line and the column, never the value nor
+    /// the line itself.
+    #[test]
+    fn errors_never_echo_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let cases = [
+            // Syntax: an unterminated string, a bare word.
+            (
+                "[sms]\nauth_token = \"tw-S3CRET-1\nfrom = \"x\"\n",
+                "line 2, column 26",
+            ),
+            ("[sms]\nauth_token = tw-S3CRET-2\n", "line 2, column 14"),
+            // Types: a string where a number belongs, a number where a string belongs, a
+            // string where a list belongs, an unknown provider.
+            (
+                "[sms]\ntimeout_ms = \"tw-S3CRET-3\"\n",
+                "sms.timeout_ms (FILE, line 2, column 1): invalid type, expected u64",
+            ),
+            (
+                "[admin]\n\ntoken = 77123456\n",
+                "admin.token (FILE, line 3, column 1): invalid type, expected a string",
+            ),
+            (
+                "[keys]\npkcs7_private_keys = \"tw-S3CRET-5\"\n",
+                "keys.pkcs7_private_keys (FILE, line 2, column 1)",
+            ),
+        ];
+        for (text, expected) in cases {
+            std::fs::write(&file, text).unwrap();
+            let e = Config::load(Some(&file), vec![]).unwrap_err().to_string();
+            let expected = expected.replace("FILE", &file.display().to_string());
+            assert!(e.contains(&expected), "{expected} missing from:\n{e}");
+            for secret in ["S3CRET", "77123456"] {
+                assert!(!e.contains(secret), "a value is echoed:\n{e}");
+            }
+            assert_eq!(e.lines().count(), 2, "one line per problem:\n{e}");
+        }
+        // From the environment: named by its variable, or by its key.
+        let e = Config::load(
+            None,
+            vars(&[("ISSUER_GATEWAY__SMS__PROVIDER", "tw-S3CRET-6")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sms.provider") && !e.contains("S3CRET"), "{e}");
+    }
+
+    #[test]
+    fn a_password_with_an_at_sign_is_redacted_whole() {
+        let shown =
+            redact_url_password("postgres://gw:p@ss@w0rd@db.internal:5432/gw?sslmode=require");
+        assert_eq!(
+            shown,
+            "postgres://gw:[redacted]@db.internal:5432/gw?sslmode=require"
+        );
+        assert_eq!(
+            redact_url_password("postgres://db.internal/gw?user=a&password=x@y"),
+            "postgres://db.internal/gw?user=a&password=[redacted]"
+        );
     }
 
     #[test]

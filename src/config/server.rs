@@ -26,6 +26,16 @@ pub struct ServerConfig {
     /// Calls served at once; beyond it calls are refused with 503 rather than queued.
     pub max_concurrency: usize,
     pub level_of_trust_case: LevelOfTrustCase,
+    /// Connections open at once on the TSH-facing listener; beyond it new ones are closed at once.
+    pub max_connections: usize,
+    /// TLS handshakes in progress at once; beyond it a new connection displaces the oldest
+    /// unfinished handshake (a stalled handshake is never a free slot).
+    pub max_handshakes: usize,
+    /// A TLS handshake must complete within this time.
+    pub handshake_timeout_ms: u64,
+    /// A request head must arrive whole within this time, counted from the end of the previous
+    /// answer on a kept-alive connection (so it bounds the idle keep-alive wait too).
+    pub header_timeout_ms: u64,
 }
 
 /// Mutual TLS on the TSH-facing listener: all three files, or none.
@@ -47,6 +57,10 @@ pub(super) struct ServerFile {
     tls: Option<TlsConfig>,
     request_timeout_ms: u64,
     max_concurrency: usize,
+    max_connections: usize,
+    max_handshakes: usize,
+    handshake_timeout_ms: u64,
+    header_timeout_ms: u64,
     /// `lower` (green/yellow/red) or `upper` (GREEN/YELLOW/RED) for `levelOfTrust`.
     level_of_trust_case: String,
 }
@@ -59,6 +73,10 @@ impl Default for ServerFile {
             tls: None,
             request_timeout_ms: 10_000,
             max_concurrency: 512,
+            max_connections: 1024,
+            max_handshakes: 128,
+            handshake_timeout_ms: 5_000,
+            header_timeout_ms: 5_000,
             level_of_trust_case: "lower".into(),
         }
     }
@@ -81,6 +99,10 @@ impl ServerFile {
             request_timeout_ms: self.request_timeout_ms,
             max_concurrency: self.max_concurrency,
             level_of_trust_case,
+            max_connections: self.max_connections,
+            max_handshakes: self.max_handshakes,
+            handshake_timeout_ms: self.handshake_timeout_ms,
+            header_timeout_ms: self.header_timeout_ms,
         }
     }
 }
@@ -106,6 +128,22 @@ impl ServerConfig {
         }
         if self.max_concurrency == 0 {
             p.push("server.max_concurrency: must be above 0".into());
+        }
+        for (key, n) in [
+            ("server.max_connections", self.max_connections),
+            ("server.max_handshakes", self.max_handshakes),
+        ] {
+            if n == 0 {
+                p.push(format!("{key}: must be above 0"));
+            }
+        }
+        for (key, ms) in [
+            ("server.handshake_timeout_ms", self.handshake_timeout_ms),
+            ("server.header_timeout_ms", self.header_timeout_ms),
+        ] {
+            if !(1..=600_000).contains(&ms) {
+                p.push(format!("{key}: must be 1 to 600000"));
+            }
         }
     }
 }

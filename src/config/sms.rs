@@ -57,10 +57,8 @@ impl SmsFile {
             "twilio" => SmsProvider::Twilio,
             "outbox" => SmsProvider::Outbox,
             "disabled" => SmsProvider::Disabled,
-            other => {
-                p.push(format!(
-                    "sms.provider: '{other}' is not one of twilio, outbox, disabled"
-                ));
+            _ => {
+                p.push("sms.provider: must be one of twilio, outbox, disabled".to_string());
                 SmsProvider::Disabled
             }
         };

@@ -58,6 +58,7 @@ mod tests {
         let c = ControlsConfig {
             destination_change_hold_hours: 72,
             sms_allowed_calling_codes: vec![],
+            ..ControlsConfig::default()
         };
         let changed = Millis(1_000_000);
         let hold = Millis(72 * 3_600_000);
@@ -78,6 +79,7 @@ mod tests {
         let c = ControlsConfig {
             destination_change_hold_hours: 0,
             sms_allowed_calling_codes: vec!["44".into(), "1".into()],
+            ..ControlsConfig::default()
         };
         assert!(check_sms_country(&c, &Phone::parse("+447700900123").unwrap()).is_ok());
         assert!(check_sms_country(&c, &Phone::parse("+12025550123").unwrap()).is_ok());

@@ -4,6 +4,7 @@
 use crate::domain::{Card, CardStatus, LevelOfTrust, Millis};
 use serde::Serialize;
 
+pub mod eligibility;
 pub mod explain;
 pub mod policy;
 

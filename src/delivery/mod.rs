@@ -43,6 +43,11 @@ pub enum DeliveryError {
     },
     #[error("provider did not answer within {0} ms")]
     Timeout(u64),
+    /// The message went out (or may have) and no clear answer came: a reset after the request
+    /// was written, the connection closed after the end of DATA. Like a timeout, it may have
+    /// been delivered.
+    #[error("no clear answer from the provider ({0})")]
+    Unclear(String),
     #[error("channel is disabled")]
     Disabled,
 }
@@ -149,7 +154,18 @@ impl Delivery {
 
     /// Sends within the channel's deadline.
     pub async fn send(&self, msg: &Message) -> Result<Receipt, DeliveryError> {
-        let (provider, deadline) = self.provider(msg.channel);
+        self.send_within(msg, Duration::MAX).await
+    }
+
+    /// Sends within the channel's deadline or `limit`, whichever is shorter (what is left of
+    /// the call that sends).
+    pub async fn send_within(
+        &self,
+        msg: &Message,
+        limit: Duration,
+    ) -> Result<Receipt, DeliveryError> {
+        let (provider, channel_deadline) = self.provider(msg.channel);
+        let deadline = channel_deadline.min(limit);
         let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         let attempt = async {
             match provider {
@@ -178,6 +194,12 @@ impl Delivery {
                 provider = provider.name(),
                 timeout_ms = ms,
                 "OTP not delivered: the provider did not answer in time"
+            ),
+            Err(DeliveryError::Unclear(reason)) => tracing::warn!(
+                channel = %msg.channel,
+                provider = provider.name(),
+                reason = %reason,
+                "OTP perhaps delivered: no clear answer from the provider"
             ),
             Ok(_) | Err(DeliveryError::Disabled) => {}
         }

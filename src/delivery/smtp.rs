@@ -63,8 +63,7 @@ impl Smtp {
         }
         let from: Mailbox = c.from.trim().parse().map_err(|e| {
             format!(
-                "email.from: '{}' is not a mailbox such as Card Services <no-reply@bank.example> ({e})",
-                c.from
+                "email.from: must be a mailbox such as Card Services <no-reply@bank.example> ({e})"
             )
         })?;
         let tls_params = || {
@@ -233,14 +232,24 @@ impl Smtp {
         let ms = self.ms();
         let (email, envelope, message_id) = self.build(msg)?;
         let attempt = async {
-            let mut conn = self.connection().await?;
-            let response = conn.send(&envelope, &email).await?;
-            Ok::<_, SmtpError>((conn, response))
+            // A failure to set up the connection is certain (no message went out); a failure
+            // without an SMTP code once the transaction started may hide a delivered message.
+            let mut conn = self.connection().await.map_err(|e| send_error(&e, ms))?;
+            let response =
+                conn.send(&envelope, &email)
+                    .await
+                    .map_err(|e| match send_error(&e, ms) {
+                        DeliveryError::Refused { code: None, reason } => {
+                            DeliveryError::Unclear(reason)
+                        }
+                        other => other,
+                    })?;
+            Ok::<_, DeliveryError>((conn, response))
         };
         // On timeout the attempt is dropped, and its connection closed with it.
         match tokio::time::timeout(self.timeout, attempt).await {
             Err(_) => Err(DeliveryError::Timeout(ms)),
-            Ok(Err(e)) => Err(send_error(&e, ms)),
+            Ok(Err(e)) => Err(e),
             Ok(Ok((conn, response))) => {
                 let code = u16::from(response.code());
                 if code == 250 {

@@ -117,7 +117,15 @@ impl Twilio {
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Err(request_error(&e, ms)),
+                // The gateway answered a status, then the answer broke off: accepted (and
+                // perhaps delivered) or not, nobody knows for a 2xx.
+                Err(e) if (200..300).contains(&status) => return Err(request_error(&e, ms)),
+                Err(_) => {
+                    return Err(DeliveryError::Refused {
+                        code: Some(status.to_string()),
+                        reason: format!("gateway answered HTTP {status}"),
+                    });
+                }
             }
         }
         interpret(status, &answer)
@@ -131,21 +139,21 @@ fn messages_url(base_url: &str, account_sid: &str) -> Result<reqwest::Url, Strin
     if base.is_empty() {
         return Err("sms.base_url: required when sms.provider = \"twilio\"".into());
     }
-    let mut url = reqwest::Url::parse(base).map_err(|e| {
-        format!("sms.base_url: '{base}' is not a URL such as https://api.twilio.com ({e})")
-    })?;
+    // The URL is never echoed: a mistyped one may carry credentials.
+    let mut url = reqwest::Url::parse(base)
+        .map_err(|e| format!("sms.base_url: must be a URL such as https://api.twilio.com ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(format!(
-            "sms.base_url: '{base}' must be an http:// or https:// URL with a host"
-        ));
+        return Err("sms.base_url: must be an http:// or https:// URL with a host".to_string());
     }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(format!(
-            "sms.base_url: '{base}' must not carry a query, a fragment or credentials (use sms.account_sid and sms.auth_token)"
-        ));
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err("sms.base_url: must not carry a query, a fragment or credentials (use sms.account_sid and sms.auth_token)".to_string());
     }
     url.path_segments_mut()
-        .map_err(|()| format!("sms.base_url: '{base}' cannot take a path"))?
+        .map_err(|()| "sms.base_url: cannot take a path".to_owned())?
         .pop_if_empty()
         .extend([
             "2010-04-01",
@@ -248,19 +256,41 @@ fn request_error(e: &reqwest::Error, ms: u64) -> DeliveryError {
         cause = s.to_string();
         source = s.source();
     }
-    DeliveryError::Refused {
-        code: None,
-        reason: if cause.is_empty() {
-            what.to_owned()
-        } else {
-            format!("{what}: {cause}")
-        },
+    let reason = if cause.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {cause}")
+    };
+    // Only a failure to connect is certain: nothing was sent. Any later failure (a reset after
+    // the request was written, an answer cut off) may hide a delivered message.
+    if e.is_connect() {
+        DeliveryError::Refused { code: None, reason }
+    } else {
+        DeliveryError::Unclear(reason)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mistyped gateway URL may carry credentials: the error names the setting, never the URL.
+    #[test]
+    fn a_bad_base_url_is_not_echoed() {
+        for url in [
+            "https://AC1:tw-S3CRET-7@api.example.com",
+            "https://api.example.com/?key=tw-S3CRET-8",
+            "api.example.com/tw-S3CRET-9",
+            "ftp://tw-S3CRET-10@example.com",
+            "https://[tw-S3CRET-11",
+        ] {
+            let e = messages_url(url, "AC1").unwrap_err();
+            assert!(
+                e.starts_with("sms.base_url:") && !e.contains("S3CRET"),
+                "{e}"
+            );
+        }
+    }
 
     fn decode(s: &str) -> Vec<(String, String)> {
         s.split('&')

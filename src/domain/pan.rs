@@ -89,36 +89,98 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
     sum % 10 == 0
 }
 
-/// True when `s` holds a run of 12 to 19 digits that passes the Luhn check: something that may be
-/// a PAN, where only an identifier belongs.
+/// A run of digits in an identifier, as a PAN may be written there: digits, possibly broken by
+/// spaces or dashes between them (`4111 1111 1111 1111`, `4111-1111-...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigitRun {
+    /// Where the run is in the text (bytes), from its first digit to its last.
+    pub range: std::ops::Range<usize>,
+    /// Its digits, separators left out.
+    pub digits: String,
+}
+
+impl DigitRun {
+    /// True when some window of 12 to 19 consecutive digits of the run, not starting with 0,
+    /// passes the Luhn check: a PAN may be inside, glued to other digits or not. (No card
+    /// network issues PANs starting with 0, ISO/IEC 7812's industry digit for other uses; and
+    /// without that rule every run of twelve zeros, common in padded ids, would count.)
+    pub fn may_hold_pan(&self) -> bool {
+        let d = self.digits.as_bytes();
+        (12..=19.min(d.len())).any(|len| {
+            d.windows(len)
+                .any(|w| w.first().is_some_and(|&c| c != b'0') && luhn_valid(w))
+        })
+    }
+}
+
+/// The digit runs of `s` (see [`DigitRun`]), in order.
+pub fn digit_runs(s: &str) -> Vec<DigitRun> {
+    let mut runs = Vec::new();
+    let mut current: Option<DigitRun> = None;
+    // Separators seen since the last digit of the current run: they belong to the run only if
+    // another digit follows.
+    let mut pending_separators = false;
+    for (i, c) in s.char_indices() {
+        if c.is_ascii_digit() {
+            match current.as_mut() {
+                Some(run) => {
+                    run.digits.push(c);
+                    run.range.end = i + 1;
+                }
+                None => {
+                    current = Some(DigitRun {
+                        range: i..i + 1,
+                        digits: c.to_string(),
+                    })
+                }
+            }
+            pending_separators = false;
+        } else if (c == ' ' || c == '-') && current.is_some() {
+            pending_separators = true;
+        } else {
+            runs.extend(current.take());
+            pending_separators = false;
+        }
+    }
+    let _ = pending_separators;
+    runs.extend(current);
+    runs
+}
+
+/// True when `s` holds something that may be a PAN where only an identifier belongs: a run of
+/// digits (spaces and dashes between them allowed) with a Luhn-valid window of 12 to 19 digits.
 pub fn contains_pan_like(s: &str) -> bool {
-    s.split(|c: char| !c.is_ascii_digit())
-        .any(|run| (12..=19).contains(&run.len()) && luhn_valid(run.as_bytes()))
+    digit_runs(s).iter().any(DigitRun::may_hold_pan)
+}
+
+/// Replaces in `id` each digit run for which `hide` answers `Some` by that answer; the rest is
+/// kept as it is.
+pub fn replace_runs(id: &str, mut hide: impl FnMut(&DigitRun, &str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(id.len());
+    let mut at = 0;
+    for run in digit_runs(id) {
+        let (Some(before), Some(text)) = (id.get(at..run.range.start), id.get(run.range.clone()))
+        else {
+            continue;
+        };
+        out.push_str(before);
+        match hide(&run, text) {
+            Some(replacement) => out.push_str(&replacement),
+            None => out.push_str(text),
+        }
+        at = run.range.end;
+    }
+    out.push_str(id.get(at..).unwrap_or(""));
+    out
 }
 
 /// A form of an identifier that is safe to log: any run of 12 or more digits (which could be a
-/// PAN put where an identifier belongs) is replaced by its length.
+/// PAN put where an identifier belongs, spaces or dashes between its digits included) is
+/// replaced by its count of digits.
 pub fn log_safe(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.len() >= 12 {
-            out.push_str(&format!("[{} digits]", run.len()));
-        } else {
-            out.push_str(run);
-        }
-        run.clear();
-    };
-    for c in id.chars() {
-        if c.is_ascii_digit() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
+    replace_runs(id, |run, _| {
+        (run.digits.len() >= 12).then(|| format!("[{} digits]", run.digits.len()))
+    })
 }
 
 /// Appends the Luhn check digit to a digit string (test cards, the simulator, the demo).
@@ -142,6 +204,46 @@ mod tests {
     fn long_digit_runs_are_hidden() {
         assert_eq!(log_safe("enrol-4111111111111111-x"), "enrol-[16 digits]-x");
         assert_eq!(log_safe("abc-123456"), "abc-123456");
+        assert_eq!(log_safe("c-14111111111111111"), "c-[17 digits]");
+        assert_eq!(log_safe("card 4111 1111 1111 1111."), "card [16 digits].");
+        assert_eq!(log_safe("4111-1111-1111-1111 -x"), "[16 digits] -x");
+    }
+
+    #[test]
+    fn pans_glued_or_broken_up_are_found() {
+        for s in [
+            "4111111111111111",
+            "c-14111111111111111",
+            "94111111111111111123",
+            "x4111 1111 1111 1111y",
+            "4111-1111-1111-1111",
+            "3782 822463 10005",
+        ] {
+            assert!(contains_pan_like(s), "{s}");
+        }
+        // Fewer than 12 digits in a run: nothing to find.
+        for s in [
+            "c-20261128-x",
+            "12345678901",
+            "1234-5678 x 901234",
+            "abc",
+            "DNITHE000000000000000001",
+        ] {
+            assert!(!contains_pan_like(s), "{s}");
+        }
+        assert_eq!(
+            digit_runs("a 12 - 34 b5"),
+            vec![
+                DigitRun {
+                    range: 2..9,
+                    digits: "1234".into()
+                },
+                DigitRun {
+                    range: 11..12,
+                    digits: "5".into()
+                },
+            ]
+        );
     }
     use proptest::prelude::*;
 

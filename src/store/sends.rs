@@ -75,6 +75,9 @@ pub enum Claim {
     AlreadyAccepted,
     /// The same OTP on the same method is being sent right now by another call.
     InFlight,
+    /// The same OTP on the same method already went out twice without a clear outcome (the
+    /// first send and its one retry): it is not sent a third time.
+    RetriedOnce,
     /// A limit is reached (its name).
     Limited(&'static str),
 }
@@ -142,7 +145,7 @@ impl Store {
                 tx.lock_key(key).await?;
             }
             let previous: Vec<(SendOutcome, Millis)> =
-                sqlx::query_as("SELECT outcome, at FROM sends WHERE retry_fp = $1 AND outcome IN ('accepted', 'pending')")
+                sqlx::query_as("SELECT outcome, at FROM sends WHERE retry_fp = $1 AND outcome IN ('accepted', 'pending', 'timeout')")
                     .bind(c.retry_fp)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -154,6 +157,15 @@ impl Store {
                 .any(|(o, at)| *o == SendOutcome::Pending && *at > c.at.minus(c.stale_after))
             {
                 return Ok(Claim::InFlight);
+            }
+            // Unclear outcomes (a timeout, a crash mid-send): the same OTP goes out once more,
+            // not again and again (the same code twice is harmless, an endless stream is not).
+            let unclear = previous
+                .iter()
+                .filter(|(o, _)| matches!(o, SendOutcome::Timeout | SendOutcome::Pending))
+                .count();
+            if unclear >= 2 {
+                return Ok(Claim::RetriedOnce);
             }
             for limit in c.limits {
                 let key = match limit.scope {

@@ -14,6 +14,8 @@ on_both_backends!(
     stuck_enrolments_are_listed_after_the_configured_time,
     metrics_show_pools_limits_and_requests,
     digitization_reuses_only_the_same_envelope_of_the_same_enrolment,
+    pans_glued_or_spaced_in_identifiers_never_reach_the_database,
+    writes_need_the_token_even_on_loopback,
 );
 
 const TOKEN: &str = "adm-Tok3n-for-tests";
@@ -294,7 +296,10 @@ async fn token_is_required_when_configured(backend: Backend) {
 }
 
 async fn unknown_ids_are_404_json(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.admin.token = issuer_gateway::config::Secret::new(TOKEN)
+    })
+    .await;
     let gw = &app.gw;
     for (method, path) in [
         ("GET", "/cards/no-such-card"),
@@ -304,7 +309,7 @@ async fn unknown_ids_are_404_json(backend: Backend) {
         ("GET", "/no/such/route"),
     ] {
         let body = (method == "PATCH").then(|| json!({"status": "blocked"}));
-        let (status, b, text) = admin(gw, method, path, None, body).await;
+        let (status, b, text) = admin(gw, method, path, Some(TOKEN), body).await;
         assert_eq!(status, 404, "{method} {path}: {text}");
         assert_eq!(b["error"], "not_found", "{text}");
         assert!(b["message"].is_string());
@@ -313,7 +318,11 @@ async fn unknown_ids_are_404_json(backend: Backend) {
 }
 
 async fn card_update_records_a_destination_change(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // Writes need the token, on loopback too.
+    let app = TestApp::spawn_with(backend, |c| {
+        c.admin.token = issuer_gateway::config::Secret::new(TOKEN)
+    })
+    .await;
     let gw = &app.gw;
     let card_ref = green(&app, "adm-upd-1", ALICE).await;
     let path = format!("/cards/{card_ref}");
@@ -331,7 +340,7 @@ async fn card_update_records_a_destination_change(backend: Backend) {
         (json!({"pan": "4111111111111111"}), "pan"),
         (json!({}), "nothing"),
     ] {
-        let (status, b, text) = admin(gw, "PATCH", &path, None, Some(body)).await;
+        let (status, b, text) = admin(gw, "PATCH", &path, Some(TOKEN), Some(body)).await;
         assert_eq!(status, 400, "{text}");
         assert!(b["message"].as_str().unwrap().contains(field), "{text}");
         assert!(!text.contains("900999") && !text.contains("not-an-address"));
@@ -344,7 +353,7 @@ async fn card_update_records_a_destination_change(backend: Backend) {
         gw,
         "PATCH",
         &path,
-        None,
+        Some(TOKEN),
         Some(json!({"phone": "+447700900555", "language": "fr"})),
     )
     .await;
@@ -362,7 +371,7 @@ async fn card_update_records_a_destination_change(backend: Backend) {
         gw,
         "PUT",
         &path,
-        None,
+        Some(TOKEN),
         Some(json!({"phone": "+447700900555", "email": "Alice.Martin@example.com"})),
     )
     .await;
@@ -372,7 +381,14 @@ async fn card_update_records_a_destination_change(backend: Backend) {
     assert!(card["email"]["changedAt"].is_null());
 
     // Removing the e-mail is a change; the stored form is what the card file would store.
-    let (_, card, _) = admin(gw, "PATCH", &path, None, Some(json!({"email": null}))).await;
+    let (_, card, _) = admin(
+        gw,
+        "PATCH",
+        &path,
+        Some(TOKEN),
+        Some(json!({"email": null})),
+    )
+    .await;
     assert_eq!(card["destinationsChanged"], json!(["email"]));
     assert!(card["email"]["masked"].is_null());
     assert_eq!(card["email"]["changedAt"], now().as_str());
@@ -401,8 +417,14 @@ async fn card_update_records_a_destination_change(backend: Backend) {
     assert!(row.email_sealed.is_none() && row.email_fp.is_none());
 
     // A status change takes effect at once.
-    let (status, card, _) =
-        admin(gw, "PATCH", &path, None, Some(json!({"status": "Blocked"}))).await;
+    let (status, card, _) = admin(
+        gw,
+        "PATCH",
+        &path,
+        Some(TOKEN),
+        Some(json!({"status": "Blocked"})),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(card["status"], "blocked");
     let a = app
@@ -670,5 +692,86 @@ async fn simulate_plays_enrolments_and_reports_percentiles() {
     .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 x checkCardEligibility"));
+    app.gw.stop().await;
+}
+
+/// A PAN glued to other digits, or written with spaces or dashes, in any identifier TSH sends:
+/// neither the database nor the admin API holds it, and the admin API still finds the
+/// enrolment by the identifier as sent.
+async fn pans_glued_or_spaced_in_identifiers_never_reach_the_database(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let pan = "4111111111111111";
+    let cid = "c-14111111111111111";
+    let card_ref = green(&app, cid, ALICE).await;
+    let body = json!({
+        "issuerCardRefId": card_ref,
+        "virtualCardId": "vc-94111111111111111",
+        "walletProviderId": "APPLE_PAY",
+        "tokenStorageId": "ts 4111 1111 1111 1111",
+        "action": "ACTIVATE",
+        "source": "4111-1111-1111-1111",
+    });
+    let a = app
+        .tsh()
+        .call("notifyVirtualCardChange", cid, &body)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    // A refused call names a card reference holding a PAN behind other digits.
+    let r = app
+        .tsh()
+        .call(
+            "sendOTP",
+            "c-2 4111 1111 1111 1111",
+            &json!({"issuerCardRefId": "r-04111111111111111", "otpValue": "123456"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    let forms = [
+        pan.to_owned(),
+        "4111 1111 1111 1111".to_owned(),
+        "4111-1111-1111-1111".to_owned(),
+        "14111111111111111".to_owned(),
+        "94111111111111111".to_owned(),
+        "04111111111111111".to_owned(),
+    ];
+    let (status, view, text) = get(&app.gw, &format!("/enrolments/{cid}")).await;
+    assert_eq!(status, 200, "found by the correlation id as sent: {text}");
+    assert!(!view.is_null());
+    let (_, _, tokens) = get(&app.gw, &format!("/cards/{card_ref}/tokens")).await;
+    let stored = app.fx.database_text().await;
+    for f in &forms {
+        assert!(
+            !text.contains(f.as_str()),
+            "admin enrolment view holds {f}: {text}"
+        );
+        assert!(
+            !tokens.contains(f.as_str()),
+            "admin token view holds {f}: {tokens}"
+        );
+        assert!(!stored.contains(f.as_str()), "the database holds {f}");
+    }
+    assert!(text.contains("pan#"), "{text}");
+    assert!(tokens.contains("pan#"), "{tokens}");
+    app.gw.stop().await;
+}
+
+/// Without admin.token (loopback only), reads are open but every write is refused with 401 and
+/// changes nothing.
+async fn writes_need_the_token_even_on_loopback(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let gw = &app.gw;
+    let card_ref = green(&app, "adm-open-1", ALICE).await;
+    let path = format!("/cards/{card_ref}");
+    assert_eq!(get(gw, &path).await.0, 200, "reads stay open on loopback");
+    for method in ["PATCH", "PUT", "POST", "DELETE"] {
+        let (status, body, text) =
+            admin(gw, method, &path, None, Some(json!({"status": "blocked"}))).await;
+        assert_eq!(status, 401, "{method}: {text}");
+        assert_eq!(body["error"], "unauthorized", "{text}");
+    }
+    let (_, card, _) = get(gw, &path).await;
+    assert_eq!(card["status"], "active", "nothing changed");
     app.gw.stop().await;
 }

@@ -127,6 +127,45 @@ fn cards_import_reports_lines_without_pans() {
     }
 }
 
+/// A mistake next to a secret: `serve` names the key, line and column, and prints neither the
+/// secret nor the offending line.
+#[test]
+fn serve_never_echoes_a_secret_from_a_bad_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    for (text, named) in [
+        // A syntax error: the closing quote is missing.
+        (
+            "[sms]\nprovider = \"twilio\"\nauth_token = \"tw-S3CRET-0001\n",
+            "line 3, column",
+        ),
+        // A type error: a secret where a number belongs.
+        (
+            "[email]\ntimeout_ms = \"smtp-S3CRET-0002\"\n",
+            "email.timeout_ms",
+        ),
+        // A database URL whose password holds an '@', printed by --print-config.
+        (
+            "[database]\nurl = \"postgres://gw:db@S3CRET-0003@db.internal/gw\"\n",
+            "",
+        ),
+    ] {
+        std::fs::write(&cfg, text).unwrap();
+        let out = bin()
+            .args(["serve", "--print-config", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("S3CRET"), "a secret is echoed:\n{all}");
+        assert!(all.contains(named), "{named} not named:\n{all}");
+    }
+}
+
 #[test]
 fn serve_refuses_a_bad_configuration_naming_each_setting() {
     let dir = tempfile::tempdir().unwrap();

@@ -27,8 +27,10 @@ fn assert_refused(a: &issuer_gateway::sim::Answer, code: u64, words: &str) {
 }
 
 async fn fraud_controls_refuse_with_134(backend: Backend) {
+    // The same enrolment is served for days here (the hold is counted in hours).
     let app = TestApp::spawn_with(backend, |c| {
-        c.controls.sms_allowed_calling_codes = vec!["44".into(), "1".into()]
+        c.controls.sms_allowed_calling_codes = vec!["44".into(), "1".into()];
+        c.controls.step_up_max_age_minutes = 10_080;
     })
     .await;
     let tsh = app.tsh();
@@ -96,7 +98,8 @@ async fn fraud_controls_refuse_with_134(backend: Backend) {
 }
 
 async fn per_enrolment_limit_counts_sends_not_failures(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // The same enrolment is served for days here (the limit has no window).
+    let app = TestApp::spawn_with(backend, |c| c.controls.step_up_max_age_minutes = 10_080).await;
     let tsh = app.tsh();
     let (card_ref, methods) = app.enrol_to_yellow("pe-1", ALICE, "APPLE_PAY").await;
     let sms = methods[0].0.clone();

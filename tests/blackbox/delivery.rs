@@ -267,18 +267,183 @@ async fn sms_gateway_that_never_answers_gives_137_within_the_deadline() {
     app.gw.stop().await;
 }
 
+crate::on_both_backends!(
+    a_send_never_outlives_its_call,
+    an_sms_cut_off_after_its_request_counts_and_is_sent_again_once,
+);
+
+/// An SMS gateway that reads each request whole, then closes the connection without a word
+/// (what an attacker who can cut connections produces). Returns its URL and the count of
+/// requests it read.
+async fn cutting_gateway() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                // Dropped here: the connection closes with no answer.
+            });
+        }
+    });
+    (url, count)
+}
+
+/// A message whose outcome is unclear (the request went out, the connection was cut) counts
+/// against the limits, and a retry of the same OTP is sent again once, not forever.
+async fn an_sms_cut_off_after_its_request_counts_and_is_sent_again_once(backend: Backend) {
+    use issuer_gateway::domain::Reason;
+    let (url, requests) = cutting_gateway().await;
+    let app = TestApp::spawn_with(backend, |c| twilio(c, &url, 2_000)).await;
+    let cid = "sms-cut";
+    let (card_ref, methods) = app.enrol_to_yellow(cid, ALICE, "GOOGLE_PAY").await;
+    let sms = sms_method(&methods);
+    let send = |otp: &'static str| {
+        let tsh = app.tsh().clone();
+        let (card_ref, sms) = (card_ref.clone(), sms.clone());
+        async move {
+            tsh.send_otp(cid, &card_ref, otp, Some(&sms), "GOOGLE_PAY")
+                .await
+                .unwrap()
+        }
+    };
+    let sent = || requests.load(Ordering::SeqCst);
+    // The first send and one retry of the same OTP go out; both unclear.
+    for n in 1..=2 {
+        let a = send("111111").await;
+        assert_eq!(
+            a.code(),
+            Reason::DeliveryTimeout.default_number(),
+            "{:?}",
+            a.body
+        );
+        assert_eq!(sent(), n);
+    }
+    // A further retry of that OTP is not sent.
+    let a = send("111111").await;
+    assert_eq!(a.status, 400, "{:?}", a.body);
+    assert_eq!(sent(), 2);
+    // Both count against the per-enrolment limit (3): one more OTP goes out, then no more.
+    let a = send("222222").await;
+    assert_eq!(
+        a.code(),
+        Reason::DeliveryTimeout.default_number(),
+        "{:?}",
+        a.body
+    );
+    assert_eq!(sent(), 3);
+    let a = send("333333").await;
+    assert_eq!(
+        a.code(),
+        Reason::LimitReached.default_number(),
+        "{:?}",
+        a.body
+    );
+    assert_eq!(sent(), 3);
+    let sends = app.gw.state.store.sends(cid).await.unwrap();
+    let outcomes: Vec<&str> = sends.iter().map(|s| s.outcome.as_str()).collect();
+    assert_eq!(outcomes, vec!["timeout", "timeout", "timeout"]);
+    app.gw.stop().await;
+}
+
+/// The provider's deadline is the smaller of the channel's and what is left of the call's, less
+/// a margin: with a channel deadline as long as the call's, a silent gateway still gets a
+/// delivery timeout (not the call's 500), and the send is recorded as such, not left pending.
+async fn a_send_never_outlives_its_call(backend: Backend) {
+    let gateway = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(accepted("SMlate").set_delay(Duration::from_secs(60)))
+        .mount(&gateway)
+        .await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.server.request_timeout_ms = 1_500;
+        c.database.timeout_ms = 1_000;
+        c.email.timeout_ms = 1_000;
+        twilio(c, &gateway.uri(), 1_499);
+    })
+    .await;
+    let cid = "sms-outlive";
+    let (card_ref, methods) = app.enrol_to_yellow(cid, ALICE, "GOOGLE_PAY").await;
+    let started = Instant::now();
+    let a = app
+        .tsh()
+        .send_otp(
+            cid,
+            &card_ref,
+            "123456",
+            Some(&sms_method(&methods)),
+            "GOOGLE_PAY",
+        )
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(a.status, 400, "{:?}", a.body);
+    assert_eq!(
+        a.code(),
+        issuer_gateway::domain::Reason::DeliveryTimeout.default_number(),
+        "{:?}",
+        a.body
+    );
+    assert!(
+        elapsed < Duration::from_millis(1_500),
+        "answered after {elapsed:?}"
+    );
+    let sends = app.gw.state.store.sends(cid).await.unwrap();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0].outcome.as_str(), "timeout");
+    app.gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_a_bad_sms_gateway_url_naming_the_setting() {
     let fx = Fixture::new(&Backend::Sqlite).await;
-    let mut config = fx.config.clone();
-    twilio(&mut config, "api.twilio.com", 2000);
-    let e = Application::build(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(e.starts_with("sms.base_url:"), "{e}");
-    assert!(!e.contains(TOKEN), "{e}");
+    // Mistyped URLs that carry the credentials themselves: the refusal names the setting and
+    // echoes none of it.
+    for url in [
+        format!("https://{SID}:{TOKEN}@api.twilio.com"),
+        format!("api.twilio.com/{TOKEN}"),
+        format!("https://api.twilio.com/?auth={TOKEN}"),
+    ] {
+        let mut config = fx.config.clone();
+        twilio(&mut config, &url, 2000);
+        let e = Application::build(config)
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.starts_with("sms.base_url:"), "{e}");
+        assert!(!e.contains(TOKEN), "{e}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,6 +457,8 @@ const REFUSE_RCPT: u8 = 1;
 const SILENT: u8 = 2;
 /// Answers until the end of DATA, then never again on that connection.
 const MUTE_AFTER_DATA: u8 = 3;
+/// Takes the message, then closes the connection instead of answering the end of DATA.
+const CLOSE_AFTER_DATA: u8 = 4;
 
 #[derive(Debug, Clone)]
 struct Received {
@@ -407,6 +574,9 @@ impl SmtpServer {
                     if matches!(self.mode.load(Ordering::SeqCst), SILENT | MUTE_AFTER_DATA) {
                         muted = true;
                         continue;
+                    }
+                    if self.mode.load(Ordering::SeqCst) == CLOSE_AFTER_DATA {
+                        return;
                     }
                     self.received.lock().unwrap().push(Received {
                         mail_from: std::mem::take(&mut from),
@@ -649,14 +819,15 @@ async fn smtp_relay_that_never_answers_gives_137_within_the_deadline() {
     }
     assert_eq!(relay.received().len(), 1);
 
-    // The relay answers again: the next send goes through on a fresh connection.
+    // The relay answers again: the next send (a new OTP: that one went out twice already,
+    // the retry allowed after an unclear outcome) goes through on a fresh connection.
     relay.set_mode(ACCEPT);
     let a = app
         .tsh()
         .send_otp(
             cid,
             &card_ref,
-            "222222",
+            "222223",
             Some(&email_method(&methods)),
             "GOOGLE_PAY",
         )
@@ -723,6 +894,37 @@ async fn smtp_cut_off_after_data_gives_137_and_its_connection_is_not_reused() {
     let sends = app.gw.state.store.sends(cid).await.unwrap();
     let outcomes: Vec<&str> = sends.iter().map(|s| s.outcome.as_str()).collect();
     assert_eq!(outcomes, vec!["timeout", "accepted"]);
+    app.gw.stop().await;
+}
+
+/// EOF after the end of DATA: the relay may have queued the message. Unclear, like a timeout:
+/// counted, and answered as worth a retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_closed_after_data_is_an_unclear_outcome() {
+    let relay = SmtpServer::start().await;
+    relay.set_mode(CLOSE_AFTER_DATA);
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| smtp(c, relay.port, 2_000)).await;
+    let cid = "mail-eof";
+    let (card_ref, methods) = app.enrol_to_yellow(cid, ALICE, "GOOGLE_PAY").await;
+    let a = app
+        .tsh()
+        .send_otp(
+            cid,
+            &card_ref,
+            "555555",
+            Some(&email_method(&methods)),
+            "GOOGLE_PAY",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        a.code(),
+        issuer_gateway::domain::Reason::DeliveryTimeout.default_number(),
+        "{:?}",
+        a.body
+    );
+    let sends = app.gw.state.store.sends(cid).await.unwrap();
+    assert_eq!(sends[0].outcome.as_str(), "timeout");
     app.gw.stop().await;
 }
 

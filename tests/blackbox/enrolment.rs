@@ -8,7 +8,9 @@ on_both_backends!(
     option_b_by_sms_end_to_end,
     same_card_same_reference,
     green_and_red_decisions,
-    email_only_card_and_default_method
+    email_only_card_and_default_method,
+    digitization_applies_every_eligibility_rule,
+    send_otp_serves_only_a_live_recent_enrolment,
 );
 
 async fn option_b_by_sms_end_to_end(backend: Backend) {
@@ -344,5 +346,120 @@ async fn email_only_card_and_default_method(backend: Backend) {
         "the OTP byte for byte, in the French template: {}",
         out[0]
     );
+    app.gw.stop().await;
+}
+
+/// Digitization applies every rule eligibility applies, whatever eligibility answered or
+/// whether it was called: a card eligibility refuses is red, the rule named, even with the
+/// signals that would make it green or yellow.
+async fn digitization_applies_every_eligibility_rule(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tsh = app.tsh();
+    let trusted =
+        json!({"cvvValidated": true, "cardCaptureInformation": {"captureMethod": "BANK_APP"}});
+    let manual = json!({"cardCaptureInformation": {"captureMethod": "MANUAL"}});
+    // Expiry mismatch: eligibility refuses; digitization of the very same envelope (the reused
+    // card) and of a fresh one are red.
+    let wrong_exp = tsh.card_info(ALICE.pan, Some("1130")).unwrap();
+    let e = tsh
+        .check_eligibility_sealed("recheck-exp", &wrong_exp, "APPLE_PAY")
+        .await
+        .unwrap();
+    assert_eq!(e.status, 400, "{:?}", e.body);
+    for (cid, signals) in [("recheck-exp", &trusted), ("recheck-exp-2", &manual)] {
+        let d = tsh
+            .request_digitization_sealed(cid, &wrong_exp, "APPLE_PAY", signals.clone())
+            .await
+            .unwrap();
+        assert_eq!(d.status, 200, "{:?}", d.body);
+        assert_eq!(d.str("levelOfTrust"), Some("red"), "{cid}: {:?}", d.body);
+        assert!(d.body.get("idvMethodList").is_none(), "{:?}", d.body);
+        let e = app.gw.state.store.enrolment(cid).await.unwrap().unwrap();
+        assert_eq!(e.decision_rule.as_deref(), Some("expiry-mismatch"), "{cid}");
+    }
+    // Wallet not enabled for the card (BOB: Apple Pay and Google Pay only), digitization called
+    // directly.
+    for (cid, signals) in [("recheck-wallet", &trusted), ("recheck-wallet-2", &manual)] {
+        let d = tsh
+            .request_digitization(cid, BOB.pan, BOB.exp, "SAMSUNG_PAY", signals.clone())
+            .await
+            .unwrap();
+        assert_eq!(d.str("levelOfTrust"), Some("red"), "{cid}: {:?}", d.body);
+        let e = app.gw.state.store.enrolment(cid).await.unwrap().unwrap();
+        assert_eq!(
+            e.decision_rule.as_deref(),
+            Some("wallet-not-enabled"),
+            "{cid}"
+        );
+    }
+    // Blocked, expired: named by their own rule.
+    for (cid, card, rule) in [
+        ("recheck-blocked", DAN, "card-not-active"),
+        ("recheck-expired", ERIN, "card-expired"),
+    ] {
+        let d = tsh
+            .request_digitization(cid, card.pan, card.exp, "APPLE_PAY", trusted.clone())
+            .await
+            .unwrap();
+        assert_eq!(d.str("levelOfTrust"), Some("red"), "{cid}: {:?}", d.body);
+        let e = app.gw.state.store.enrolment(cid).await.unwrap().unwrap();
+        assert_eq!(e.decision_rule.as_deref(), Some(rule), "{cid}");
+    }
+    // The card's own envelope with the right expiry is still decided by the policy.
+    let d = tsh
+        .request_digitization("recheck-ok", ALICE.pan, ALICE.exp, "APPLE_PAY", trusted)
+        .await
+        .unwrap();
+    assert_eq!(d.str("levelOfTrust"), Some("green"), "{:?}", d.body);
+    app.gw.stop().await;
+}
+
+/// sendOTP serves only an enrolment that is still in step-up: not once it completed
+/// (ACTIVATE) or failed (DELETE), nor once it is older than controls.step_up_max_age_minutes.
+async fn send_otp_serves_only_a_live_recent_enrolment(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let no_step_up = issuer_gateway::domain::Reason::UnknownSession.default_number();
+    for (cid, action) in [("live-done", "ACTIVATE"), ("live-failed", "DELETE")] {
+        let (card_ref, methods) = app.enrol_to_yellow(cid, ALICE, "APPLE_PAY").await;
+        let n = app
+            .tsh()
+            .notify(
+                cid,
+                &card_ref,
+                &format!("VC-{cid}"),
+                action,
+                "APPLE_PAY",
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(n.status, 200, "{:?}", n.body);
+        let s = app
+            .tsh()
+            .send_otp(cid, &card_ref, "246810", Some(&methods[0].0), "APPLE_PAY")
+            .await
+            .unwrap();
+        assert_eq!(
+            (s.status, s.code()),
+            (400, no_step_up),
+            "{action}: {:?}",
+            s.body
+        );
+    }
+    let (card_ref, methods) = app.enrol_to_yellow("live-old", ALICE, "APPLE_PAY").await;
+    app.fx.advance_ms(61 * 60_000);
+    let s = app
+        .tsh()
+        .send_otp(
+            "live-old",
+            &card_ref,
+            "135790",
+            Some(&methods[0].0),
+            "APPLE_PAY",
+        )
+        .await
+        .unwrap();
+    assert_eq!((s.status, s.code()), (400, no_step_up), "{:?}", s.body);
+    assert!(app.fx.outbox().is_empty(), "nothing was sent");
     app.gw.stop().await;
 }

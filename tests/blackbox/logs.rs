@@ -114,12 +114,51 @@ async fn a_full_run_logs_no_card_data() {
         400
     );
     otps.push("55501234".into());
+    // A PAN glued to other digits, or broken by spaces or dashes, where identifiers belong.
+    let grouped = |sep: &str| {
+        ALICE
+            .pan
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    let glued = [
+        format!("c-1{}", ALICE.pan),
+        format!("{}9", ALICE.pan),
+        grouped("-"),
+        format!("id-{}-x", grouped("-")),
+    ];
+    for cid in &glued {
+        let a = tsh
+            .check_eligibility(cid, ALICE.pan, ALICE.exp, "APPLE_PAY")
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "{cid}: {:?}", a.body);
+        let card_ref = a.str("issuerCardRefId").unwrap().to_owned();
+        let n = tsh
+            .call(
+                "notifyVirtualCardChange",
+                cid,
+                &json!({
+                    "issuerCardRefId": card_ref, "virtualCardId": format!("vc-0{}", ALICE.pan),
+                    "walletProviderId": format!("W-{}", grouped("-")),
+                    "tokenStorageId": grouped(" "), "action": "ACTIVATE",
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(n.status, 200, "{cid}: {:?}", n.body);
+    }
     let lines = served.stop();
 
     let log = lines.join("\n");
     let outbox = outbox_messages(&dir.path().join("outbox")).join("\n");
     let mut secrets: Vec<String> = sensitive_values().into_iter().map(str::to_owned).collect();
     secrets.push("4895370012345678".into());
+    secrets.push(grouped(" "));
+    secrets.push(grouped("-"));
     for otp in &otps {
         assert!(
             otp == "55501234" || outbox.contains(otp.as_str()),
@@ -174,7 +213,10 @@ async fn a_full_run_logs_no_card_data() {
     // Nor does the database hold any of them (the correlation ids are stored in the same form).
     let mut db = std::fs::read(dir.path().join("gw.db")).unwrap();
     db.extend(std::fs::read(dir.path().join("gw.db-wal")).unwrap_or_default());
-    for s in sensitive_values() {
+    for s in sensitive_values()
+        .into_iter()
+        .chain([grouped(" ").as_str(), grouped("-").as_str()])
+    {
         assert!(
             !db.windows(s.len()).any(|w| w == s.as_bytes()),
             "the database holds a sensitive value in clear ({} characters)",

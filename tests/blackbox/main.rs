@@ -13,6 +13,7 @@ mod common;
 
 mod admin;
 mod cli;
+mod connections;
 mod controls;
 mod crash;
 mod delivery;

@@ -89,7 +89,8 @@ async fn custom_rules_decide_and_are_recorded(backend: Backend) {
             "APPLE_PAY",
             json!({"cvvValidated": true}),
             "red",
-            "not-active",
+            // The eligibility rules come before the policy's own.
+            "card-not-active",
         ),
     ];
     for (cid, card, wallet, extra, level, rule) in cases {

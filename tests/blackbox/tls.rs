@@ -294,3 +294,74 @@ async fn unusable_tls_files_stop_the_start_naming_the_setting() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_cannot_hold_the_slots() {
+    use crate::connections::{closed_within, stalled};
+    use std::time::Duration;
+    let fx = Fixture::new(&Backend::Sqlite).await;
+    let pki = Pki::new(fx.path());
+    // A handshake deadline far beyond the test: only displacement can free the slots.
+    let gw = fx
+        .start(|c| {
+            c.server.tls = Some(pki.files());
+            c.server.max_handshakes = 4;
+            c.server.handshake_timeout_ms = 120_000;
+        })
+        .await;
+    // Twenty peers open a connection and never start their handshake.
+    let mut stalled_peers = Vec::new();
+    for _ in 0..20 {
+        stalled_peers.push(stalled(gw.api, b"").await);
+    }
+    // A real client still completes its handshake and its call promptly.
+    let good = leaf(&pki.tsh_ca, "tsh.thales.test", &["tsh.thales.test"]);
+    let base = format!(
+        "https://localhost:{}{}",
+        gw.api.port(),
+        gw.config.server.base_path
+    );
+    let tsh = Tsh::new(&base, ISSUER_ID, &fx.certificate_pem())
+        .unwrap()
+        .with_http_client(pki.http(Some(&good)));
+    let a = tokio::time::timeout(
+        Duration::from_secs(5),
+        tsh.check_eligibility("tls-stall", ALICE.pan, ALICE.exp, "APPLE_PAY"),
+    )
+    .await
+    .expect("served promptly")
+    .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    // The stalled handshakes that newcomers displaced were closed by the server (all but the
+    // last few, which may still hold a slot).
+    for (i, s) in stalled_peers.iter_mut().take(16).enumerate() {
+        assert!(
+            closed_within(s, Duration::from_secs(10)).await.is_some(),
+            "stalled handshake {i} still open"
+        );
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_has_a_deadline() {
+    use crate::connections::{closed_within, stalled};
+    use std::time::Duration;
+    let fx = Fixture::new(&Backend::Sqlite).await;
+    let pki = Pki::new(fx.path());
+    let gw = fx
+        .start(|c| {
+            c.server.tls = Some(pki.files());
+            c.server.handshake_timeout_ms = 500;
+        })
+        .await;
+    // Half a ClientHello, then nothing.
+    let mut s = stalled(gw.api, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await;
+    assert!(
+        closed_within(&mut s, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "a stalled handshake is still open"
+    );
+    gw.stop().await;
+}

@@ -230,3 +230,43 @@ impl TestApp {
         (card_ref, methods(&d.body))
     }
 }
+
+impl Fixture {
+    /// Everything the database holds, as text: the SQLite files' bytes (WAL included), or every
+    /// row of every table of the PostgreSQL database.
+    pub async fn database_text(&self) -> String {
+        match &self.pg {
+            None => {
+                let db = self.dir.path().join("gateway.db");
+                let mut bytes = std::fs::read(&db).unwrap_or_default();
+                bytes.extend(std::fs::read(db.with_extension("db-wal")).unwrap_or_default());
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Some(pg) => {
+                use sqlx::{Connection, Row};
+                let mut conn = sqlx::PgConnection::connect(&pg.url).await.expect("connect");
+                let tables: Vec<String> = sqlx::query(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .expect("tables")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+                let mut out = String::new();
+                for t in tables {
+                    let rows = sqlx::query(&format!("SELECT t::text FROM \"{t}\" t"))
+                        .fetch_all(&mut conn)
+                        .await
+                        .expect("rows");
+                    for r in rows {
+                        out.push_str(&r.get::<String, _>(0));
+                        out.push('\n');
+                    }
+                }
+                out
+            }
+        }
+    }
+}
