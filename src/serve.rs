@@ -22,6 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
+/// Headers hyper parses in one request head (its default is 100).
+const MAX_HEADERS_PARSED: usize = 1024;
+
 /// The bounds of one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -158,6 +161,11 @@ impl Connection {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_timeout)
+            // Well above what the API accepts (api::headers: 64 headers, 16 KiB), so that a
+            // request with too many headers gets the contract's JSON answer from the API rather
+            // than hyper's bare 431; beyond this, hyper's 431 (or, past its buffer, a closed
+            // connection) stands.
+            .max_headers(MAX_HEADERS_PARSED)
             .keep_alive(true);
         let service = TowerToHyperService::new(self.router.clone());
         let conn = builder.serve_connection(TokioIo::new(io), service);

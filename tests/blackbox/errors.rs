@@ -99,6 +99,17 @@ async fn header_and_body_codes(backend: Backend) {
         post(gw, "checkCardEligibility", &h, ok_body.clone()).await,
         112,
     );
+    // Beyond what the HTTP layer's own limit used to be (100): still the contract's answer.
+    let many: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("x-extra-{i}"), "v".into()))
+        .collect();
+    let mut h: Vec<(&str, &str)> = H.to_vec();
+    h.extend(many.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    assert_code(
+        "300 headers",
+        post(gw, "checkCardEligibility", &h, ok_body.clone()).await,
+        112,
+    );
     let big = "b".repeat(17 * 1024);
     let mut h: Vec<(&str, &str)> = H.to_vec();
     h.push(("x-big", &big));
