@@ -331,6 +331,26 @@ pub struct ImportReport {
     pub updated: u64,
     pub rejected: Vec<(u64, String)>,
     pub ignored_columns: Vec<String>,
+    /// Life-cycle operations created, by kind (`updateCardState SUSPEND`, ...).
+    pub operations: std::collections::BTreeMap<String, u64>,
+}
+
+/// The import's line about life-cycle operations: `life-cycle operations created: 0`, or
+/// `life-cycle operations created: 3 (updateCardState SUSPEND 2, updateCardState DELETE 1)`.
+pub fn operations_line(report: &ImportReport) -> String {
+    let total: u64 = report.operations.values().sum();
+    if total == 0 {
+        return "life-cycle operations created: 0".into();
+    }
+    let parts: Vec<String> = report
+        .operations
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
+    format!(
+        "life-cycle operations created: {total} ({})",
+        parts.join(", ")
+    )
 }
 
 /// Imports a parsed card file. `progress` is called every 1,000 lines with the lines done.
@@ -350,8 +370,15 @@ pub async fn import(
         match parsed {
             Err(reason) => report.rejected.push((line, reason)),
             Ok(card) => match store.upsert_card(&card.to_new_card(keys), now_ms).await {
-                Ok((Upserted::Added, _)) => report.added += 1,
-                Ok((Upserted::Updated, _)) => report.updated += 1,
+                Ok((upserted, _, operations)) => {
+                    match upserted {
+                        Upserted::Added => report.added += 1,
+                        Upserted::Updated => report.updated += 1,
+                    }
+                    for op in operations {
+                        *report.operations.entry(op).or_insert(0) += 1;
+                    }
+                }
                 Err(StoreError::Conflict(reason)) => report.rejected.push((line, reason)),
                 Err(e) => return Err(e),
             },

@@ -294,6 +294,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     for (line, reason) in &report.rejected {
                         println!("  line {line}: {reason}");
                     }
+                    println!("{}", crate::card_file::operations_line(&report));
                     if report.rejected.is_empty() {
                         ExitCode::SUCCESS
                     } else {

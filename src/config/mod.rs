@@ -22,6 +22,7 @@ mod policy;
 mod server;
 mod sms;
 mod templates;
+mod tsh;
 
 pub use admin::AdminConfig;
 pub use controls::ControlsConfig;
@@ -37,6 +38,7 @@ pub use policy::PolicyConfig;
 pub use server::{LevelOfTrustCase, ServerConfig, TlsConfig};
 pub use sms::{SmsConfig, SmsProvider};
 pub use templates::TemplatesConfig;
+pub use tsh::{FpanEncoding, TshConfig};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -94,6 +96,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub controls: ControlsConfig,
     pub policy: PolicyConfig,
+    pub tsh: TshConfig,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -114,6 +117,7 @@ struct ConfigFile {
     limits: LimitsConfig,
     controls: ControlsConfig,
     policy: PolicyConfig,
+    tsh: TshConfig,
 }
 
 impl ConfigFile {
@@ -136,6 +140,7 @@ impl ConfigFile {
             limits: self.limits,
             controls: self.controls,
             policy: self.policy,
+            tsh: self.tsh,
         };
         (config, p)
     }
@@ -232,6 +237,7 @@ impl Config {
         self.idv.validate(&mut p);
         self.limits.validate(&mut p);
         self.controls.validate(&mut p);
+        self.tsh.validate(&mut p);
         if p.is_empty() {
             Ok(())
         } else {

@@ -1,5 +1,6 @@
 //! The card registry.
 
+use super::operations::BeginWrite;
 use super::{Backend, LockKey, Store, StoreError};
 use crate::domain::{Card, CardStatus, Expiry, Millis};
 use sqlx::Row;
@@ -107,19 +108,27 @@ impl Store {
         &self,
         c: &NewCard,
         now: Millis,
-    ) -> Result<(Upserted, String), StoreError> {
+    ) -> Result<(Upserted, String, Vec<String>), StoreError> {
         let card_lock = format!("card-pan:{}", c.pan_index);
         let ref_lock = c.card_ref.as_ref().map(|r| format!("card-ref:{r}"));
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             tx.lock_key(&card_lock).await?;
             if let Some(key) = &ref_lock {
                 tx.lock_key(key).await?;
             }
-            let existing: Option<CardRow> = sqlx::query_as(CARD_SELECT_BY_INDEX)
+            let mut existing: Option<CardRow> = sqlx::query_as(CARD_SELECT_BY_INDEX)
                 .bind(&c.pan_index)
                 .fetch_optional(&mut *tx)
                 .await?;
+            if let Some(found) = existing.as_ref().filter(|_| ref_lock.is_none()) {
+                // The reference's lock too (admin updates take it), then the card as it is now.
+                tx.lock_key(&format!("card-ref:{}", found.card_ref)).await?;
+                existing = sqlx::query_as(CARD_SELECT_BY_INDEX)
+                    .bind(&c.pan_index)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            }
             if let Some(requested) = &c.card_ref {
                 let owner: Option<(String,)> =
                     sqlx::query_as("SELECT pan_index FROM cards WHERE card_ref = $1")
@@ -181,7 +190,10 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    (Upserted::Updated, old.card_ref)
+                    // The life-cycle operations of a status change, in the same transaction.
+                    let ops =
+                        status_change_operations!(tx, &old.card_ref, old.status, c.status, now);
+                    (Upserted::Updated, old.card_ref, ops)
                 }
                 None => {
                     let card_ref = c.card_ref.clone().unwrap_or_else(new_card_ref);
@@ -211,7 +223,7 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    (Upserted::Added, card_ref)
+                    (Upserted::Added, card_ref, Vec::new())
                 }
             };
             tx.commit().await?;

@@ -245,6 +245,8 @@ impl Store {
     }
 }
 
+#[macro_use]
+mod operations;
 mod admin;
 mod cards;
 mod columns;
@@ -259,6 +261,10 @@ pub use cards::new_card_ref;
 pub use cards::{CardRow, Keep, NewCard, Upserted};
 pub use enrolments::{
     CallRecord, CallRow, DecisionRecord, EnrolmentRow, MethodRecord, MethodRow, Write, Written,
+};
+pub use operations::{
+    Attempt, AttemptRow, AttemptVerdict, NewOperation, OperationRow, OperationStats,
+    new_correlation_id,
 };
 pub use sends::{Claim, LimitScope, SendClaim, SendFinish, SendLimit, SendRow};
 pub use tokens::{NoticeOutcome, NoticeRecord, TokenEventRow, TokenRow};

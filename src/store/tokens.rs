@@ -1,5 +1,6 @@
 //! Tokens (virtual cards) and their notices.
 
+use super::operations::BeginWrite;
 use super::{Backend, CallRecord, LockKey, Store, StoreError};
 use crate::domain::Millis;
 use serde::Serialize;
@@ -72,7 +73,7 @@ impl Store {
     ) -> Result<NoticeOutcome, StoreError> {
         let lock = format!("token:{}", n.virtual_card_id);
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             tx.lock_key(&lock).await?;
             let current: Option<(String,)> =
                 sqlx::query_as("SELECT state FROM tokens WHERE virtual_card_id = $1")
@@ -143,6 +144,15 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             upsert_enrolment!(tx, call);
+            // The life-cycle operation this notice answers, if any, is confirmed.
+            confirm_operation!(
+                tx,
+                call.correlation_id,
+                &n.card_ref,
+                &n.virtual_card_id,
+                n.action.as_str(),
+                call.at
+            );
             match n.action {
                 crate::domain::Action::Activate if after == "active" => {
                     sqlx::query("UPDATE enrolments SET state = 'complete', updated_at = $2 WHERE correlation_id = $1 AND state <> 'failed'")
@@ -200,6 +210,21 @@ impl Store {
                  WHERE virtual_card_id = $1 ORDER BY id",
             )
             .bind(virtual_card_id)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// The tokens on one device (`tokenStorageId`), across cards.
+    pub async fn tokens_on_device(
+        &self,
+        token_storage_id: &str,
+    ) -> Result<Vec<TokenRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT * FROM tokens WHERE token_storage_id = $1 ORDER BY card_ref, virtual_card_id",
+            )
+            .bind(token_storage_id)
             .fetch_all(pool)
             .await?)
         })
