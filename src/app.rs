@@ -29,6 +29,8 @@ pub struct Application {
     tls: Option<crate::tls::Reloadable>,
     api_listener: TcpListener,
     admin_listener: TcpListener,
+    /// Sends the life-cycle operations to TSH; `None` while `tsh.base_url` is unset.
+    sender: Option<crate::lifecycle::Sender>,
 }
 
 impl Application {
@@ -55,6 +57,12 @@ impl Application {
         )
         .await
         .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
+        let sender = crate::lifecycle::Sender::new(
+            store.clone(),
+            &config.tsh,
+            &config.issuer.id,
+            clock.clone(),
+        )?;
         let delivery = Delivery::from_config(&config)?;
         delivery.check().await.map_err(|e| anyhow::anyhow!(e))?;
         let tls = match &config.server.tls {
@@ -84,6 +92,7 @@ impl Application {
             tls,
             api_listener,
             admin_listener,
+            sender,
         })
     }
 
@@ -144,12 +153,16 @@ impl Application {
         let admin_server =
             axum::serve(self.admin_listener, admin).with_graceful_shutdown(wait(rx.clone()));
         let admin_task = tokio::spawn(async move { admin_server.await });
+        let sender_task = crate::lifecycle::sender::start(&state, self.sender, rx.clone()).await;
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
         let _ = tx.send(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             let _ = api_task.await;
             let _ = admin_task.await;
+            if let Some(t) = sender_task {
+                let _ = t.await;
+            }
         })
         .await;
         if drained.is_err() {
