@@ -288,15 +288,16 @@ macro_rules! status_change_operations {
 }
 
 /// Confirms, in transaction `$tx`, the operation a token notice answers: the one of the
-/// notice's correlation id, else the latest sent one naming the token (or its card) with the
-/// notice's action.
+/// notice's correlation id (also while its attempt is still being recorded: a notice can come
+/// back before the sender wrote down the 200), else the latest sent one naming the token (or
+/// its card) with the notice's action.
 macro_rules! confirm_operation {
     ($tx:ident, $correlation_id:expr, $card_ref:expr, $virtual_card_id:expr, $action:expr, $now:expr) => {{
         let by_id = sqlx::query(
-            "UPDATE lifecycle_operations SET state = CASE WHEN state = 'sent' THEN 'confirmed' ELSE state END, \
-             notices = notices + 1, updated_at = $2, \
-             finished_at = CASE WHEN state = 'sent' THEN $2 ELSE finished_at END \
-             WHERE correlation_id = $1 AND state IN ('sent', 'confirmed')",
+            "UPDATE lifecycle_operations SET state = CASE WHEN state = 'confirmed' THEN state ELSE 'confirmed' END, \
+             notices = notices + 1, updated_at = $2, sent_at = COALESCE(sent_at, $2), \
+             finished_at = COALESCE(finished_at, $2), fpan_details = NULL \
+             WHERE correlation_id = $1 AND state IN ('waiting', 'sent', 'confirmed')",
         )
         .bind($correlation_id)
         .bind($now)

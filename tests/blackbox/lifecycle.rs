@@ -1,0 +1,924 @@
+//! Driving TSH (token-lifecycle.md): card changes and operators' actions become life-cycle
+//! operations, sent to the simulated inbound TSH in order per card, retried with back-off,
+//! refused, confirmed by the notices that come back, or reported unconfirmed. Time is the
+//! fixture's clock, moved by hand: a retry is due when the test says so, never by waiting.
+
+use crate::common::*;
+use issuer_gateway::config::{Config, Secret};
+use issuer_gateway::sim::tsh::{InboundSim, Received, Scripted};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const ADMIN_TOKEN: &str = "lifecycle-admin-token";
+const WALLET: &str = "APPLE_PAY";
+
+/// A gateway on its fixture, and the simulated inbound TSH it sends to (plain HTTP), whose
+/// notices come back to the gateway.
+struct Lifecycle {
+    fx: Fixture,
+    gw: Gateway,
+    sim: InboundSim,
+}
+
+/// The simulator of a fixture: Thales's key pair made in `dir/thales`.
+async fn start_sim(fx: &Fixture) -> (InboundSim, String) {
+    let thales = fx.path().join("thales");
+    if !thales.exists() {
+        issuer_gateway::keys::generate(&thales, 2048, "thales test").unwrap();
+    }
+    let key = std::fs::read_to_string(thales.join("issuer-pkcs7-key.pem")).unwrap();
+    let sim = InboundSim::new(&key, Duration::ZERO).unwrap();
+    let (addr, _task) = sim
+        .listen("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    (sim, format!("http://{addr}"))
+}
+
+/// The `[tsh]` settings of the tests: the simulator, a short deadline, an admin token.
+fn tsh_settings(c: &mut Config, fx_dir: &std::path::Path, sim_url: &str) {
+    c.tsh.base_url = sim_url.to_owned();
+    c.tsh.timeout_ms = 300;
+    c.tsh.max_per_second = 200;
+    c.tsh.encryption_cert = Some(fx_dir.join("thales/issuer-pkcs7-cert.pem"));
+    c.admin.token = Secret::new(ADMIN_TOKEN);
+}
+
+impl Lifecycle {
+    async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Lifecycle {
+        let fx = Fixture::new(&backend).await;
+        let (sim, sim_url) = start_sim(&fx).await;
+        let dir = fx.path().to_owned();
+        let gw = fx
+            .start(|c| {
+                tsh_settings(c, &dir, &sim_url);
+                tweak(c);
+            })
+            .await;
+        sim.connect_gateway(gw.tsh.clone());
+        Lifecycle { fx, gw, sim }
+    }
+
+    fn now(&self) -> i64 {
+        self.fx.clock_ms.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The card's reference, from an eligibility call.
+async fn card_ref(gw: &Gateway, card: TestCard) -> String {
+    let a = gw
+        .tsh
+        .check_eligibility("lc-ref", card.pan, card.exp, WALLET)
+        .await
+        .unwrap();
+    a.str("issuerCardRefId").unwrap().to_owned()
+}
+
+/// A token activated at the gateway (its notice) and known to the simulated TSH.
+async fn token(gw: &Gateway, sim: &InboundSim, card_ref: &str, vcid: &str, device: &str) {
+    let body = json!({
+        "issuerCardRefId": card_ref,
+        "virtualCardId": vcid,
+        "walletProviderId": WALLET,
+        "tokenStorageId": device,
+        "isPrimary": true,
+        "action": "ACTIVATE",
+    });
+    let a = gw
+        .tsh
+        .call("notifyVirtualCardChange", &format!("enrol-{vcid}"), &body)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    sim.add_token(card_ref, vcid, WALLET, device);
+}
+
+/// One-line card file changing the status of `card`.
+fn status_line(card: TestCard, status: &str) -> String {
+    format!(
+        "pan,exp,status,product_id\n{},{},{status},P1\n",
+        card.pan, card.exp
+    )
+}
+
+/// Polls `cond` (no sleeping to win: it waits for what the test expects, or fails after 30 s).
+async fn until<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the simulator saw of one request: operation, action, token, reason, HTTP status answered.
+type Seen = (String, Option<String>, Option<String>, Option<String>, u16);
+
+async fn ops(gw: &Gateway, card_ref: &str) -> Vec<issuer_gateway::store::OperationRow> {
+    gw.state.store.operations_of_card(card_ref).await.unwrap()
+}
+
+fn of_card(received: &[Received], card_ref: &str) -> Vec<Seen> {
+    received
+        .iter()
+        .filter(|r| r.card_ref == card_ref)
+        .map(|r| {
+            (
+                r.operation.clone(),
+                r.action.clone(),
+                r.virtual_card_id.clone(),
+                r.reason.clone(),
+                r.answered,
+            )
+        })
+        .collect()
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+async fn admin(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    token: bool,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let url = format!("http://{}{path}", gw.admin);
+    let mut req = match method {
+        "GET" => client.get(&url),
+        "PATCH" => client.patch(&url),
+        _ => client.post(&url),
+    };
+    if token {
+        req = req.bearer_auth(ADMIN_TOKEN);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, v)
+}
+
+async fn lost_then_found_suspends_and_resumes_only_what_it_suspended(backend: Backend) {
+    let t = Lifecycle::start(backend, |_| {}).await;
+    let card = card_ref(&t.gw, ALICE).await;
+    token(&t.gw, &t.sim, &card, "VC-A1", "DEV-1").await;
+    token(&t.gw, &t.sim, &card, "VC-A2", "DEV-2").await;
+    token(&t.gw, &t.sim, &card, "VC-A3", "DEV-3").await;
+    // The wallet suspended the third one itself.
+    let a =
+        t.gw.tsh
+            .notify("wallet-suspend", &card, "VC-A3", "SUSPEND", WALLET, None)
+            .await
+            .unwrap();
+    assert_eq!(a.status, 200);
+    t.sim.set_token_status("VC-A3", "SUSPENDED");
+
+    let report = t.fx.import(&status_line(ALICE, "lost")).await;
+    assert_eq!(report.operations, counts(&[("updateCardState SUSPEND", 1)]));
+    until("the SUSPEND confirmed by its two notices", || async {
+        ops(&t.gw, &card)
+            .await
+            .first()
+            .is_some_and(|o| o.state == "confirmed" && o.notices == 2)
+    })
+    .await;
+    let got = of_card(&t.sim.received(), &card);
+    assert_eq!(
+        got,
+        vec![(
+            "updateCardState".into(),
+            Some("SUSPEND".into()),
+            None,
+            Some("CARD_LOST".into()),
+            200
+        )]
+    );
+    let first = &ops(&t.gw, &card).await[0];
+    assert_eq!(t.sim.received()[0].correlation_id, first.correlation_id);
+    for v in ["VC-A1", "VC-A2", "VC-A3"] {
+        assert_eq!(
+            t.gw.state.store.token(v).await.unwrap().unwrap().state,
+            "suspended"
+        );
+    }
+
+    // lost -> stolen: the tokens are suspended already.
+    let report = t.fx.import(&status_line(ALICE, "stolen")).await;
+    assert!(report.operations.is_empty(), "{:?}", report.operations);
+
+    // Found: only the two tokens the status change suspended are resumed.
+    let report = t.fx.import(&status_line(ALICE, "active")).await;
+    assert_eq!(report.operations, counts(&[("updateCardState RESUME", 2)]));
+    until("both RESUMEs confirmed", || async {
+        let o = ops(&t.gw, &card).await;
+        o.len() == 3 && o.iter().all(|o| o.state == "confirmed")
+    })
+    .await;
+    let got = of_card(&t.sim.received(), &card);
+    assert_eq!(got.len(), 3);
+    for (i, v) in ["VC-A1", "VC-A2"].into_iter().enumerate() {
+        assert_eq!(
+            got[i + 1],
+            (
+                "updateCardState".into(),
+                Some("RESUME".into()),
+                Some(v.into()),
+                Some("CARD_REACTIVATED".into()),
+                200
+            )
+        );
+        assert_eq!(
+            t.gw.state.store.token(v).await.unwrap().unwrap().state,
+            "active"
+        );
+    }
+    assert_eq!(
+        t.gw.state
+            .store
+            .token("VC-A3")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "suspended"
+    );
+    assert!(t.sim.received().iter().all(|r| r.issuer_id == ISSUER_ID));
+    t.gw.stop().await;
+}
+
+async fn admin_status_updates_block_then_close(backend: Backend) {
+    let t = Lifecycle::start(backend, |_| {}).await;
+    let card = card_ref(&t.gw, BOB).await;
+    let (s, v) = admin(
+        &t.gw,
+        "PATCH",
+        &format!("/cards/{card}"),
+        Some(json!({"status": "blocked"})),
+        true,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["operationsCreated"], json!(["updateCardState SUSPEND"]));
+    let (s, v) = admin(
+        &t.gw,
+        "PATCH",
+        &format!("/cards/{card}"),
+        Some(json!({"status": "closed"})),
+        true,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["operationsCreated"], json!(["updateCardState DELETE"]));
+    until("both operations sent", || async {
+        ops(&t.gw, &card).await.iter().all(|o| o.state == "sent")
+    })
+    .await;
+    let got = of_card(&t.sim.received(), &card);
+    assert_eq!(
+        got,
+        vec![
+            (
+                "updateCardState".into(),
+                Some("SUSPEND".into()),
+                None,
+                Some("CARD_BLOCKED".into()),
+                200
+            ),
+            (
+                "updateCardState".into(),
+                Some("DELETE".into()),
+                None,
+                Some("CARD_CLOSED".into()),
+                200
+            ),
+        ]
+    );
+    // A change of contact details only makes no operation.
+    let (s, v) = admin(
+        &t.gw,
+        "PATCH",
+        &format!("/cards/{card}"),
+        Some(json!({"language": "fr"})),
+        true,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["operationsCreated"], json!([]));
+    t.gw.stop().await;
+}
+
+async fn retries_back_off_on_5xx_retryable_codes_and_time_outs(backend: Backend) {
+    let t = Lifecycle::start(backend, |_| {}).await;
+    let card = card_ref(&t.gw, ALICE).await;
+    t.sim.script([
+        Scripted::Status(500),
+        Scripted::Code(221),
+        Scripted::Delay(Duration::from_millis(1500)),
+    ]);
+    t.fx.import(&status_line(ALICE, "lost")).await;
+    let id = ops(&t.gw, &card).await[0].id;
+    let store = t.gw.state.store.clone();
+    let mut expected = Vec::new();
+    for (n, outcome, backoff) in [
+        (1usize, "http_5xx", 1_000i64),
+        (2, "retryable_code", 2_000),
+        (3, "timeout", 4_000),
+    ] {
+        until(&format!("attempt {n} recorded"), || async {
+            store.operation_attempts(id).await.unwrap().len() == n
+        })
+        .await;
+        expected.push(outcome);
+        let op = store.operation(id).await.unwrap().unwrap();
+        assert_eq!(op.state, "waiting", "attempt {n}");
+        let at = store.operation_attempts(id).await.unwrap()[n - 1].at.0;
+        let wait = op.next_attempt_at.0 - at;
+        assert!(
+            (backoff..=backoff + backoff / 5).contains(&wait),
+            "attempt {n}: next after {wait} ms, expected {backoff} ms plus up to a fifth of jitter"
+        );
+        if n == 3 {
+            until("the late answer's request recorded", || async {
+                t.sim.received().len() == 3
+            })
+            .await;
+        }
+        // Not due a millisecond before its back-off: nothing is sent (checked over several
+        // polls of the sender).
+        let short = op.next_attempt_at.0 - t.now() - 1;
+        t.fx.advance_ms(short);
+        tokio::time::sleep(issuer_gateway::lifecycle::sender::POLL * 4).await;
+        assert_eq!(
+            store.operation_attempts(id).await.unwrap().len(),
+            n,
+            "attempt {n} retried too early"
+        );
+        t.fx.advance_ms(1);
+    }
+    until("accepted at the fourth attempt", || async {
+        store.operation(id).await.unwrap().unwrap().state == "sent"
+    })
+    .await;
+    expected.push("accepted");
+    let attempts = store.operation_attempts(id).await.unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| a.outcome.as_str())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(attempts[0].http_status, Some(500));
+    assert_eq!(attempts[1].response_code, Some(221));
+    assert_eq!(attempts[2].http_status, None);
+    let op = store.operation(id).await.unwrap().unwrap();
+    let received = t.sim.received();
+    assert_eq!(received.len(), 4);
+    assert!(
+        received
+            .iter()
+            .all(|r| r.correlation_id == op.correlation_id),
+        "one correlation id across retries"
+    );
+    // The admin API shows the attempts.
+    let (s, v) = admin(&t.gw, "GET", &format!("/operations/{id}"), None, true).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["attempts"].as_array().unwrap().len(), 4);
+    assert_eq!(v["state"], "sent");
+    t.gw.stop().await;
+}
+
+async fn other_400s_are_refused_at_once_and_release_the_queue(backend: Backend) {
+    let t = Lifecycle::start(backend, |_| {}).await;
+    let card = card_ref(&t.gw, ALICE).await;
+    t.sim.script([Scripted::Code(111)]);
+    t.fx.import(&status_line(ALICE, "lost")).await;
+    t.fx.import(&status_line(ALICE, "closed")).await;
+    until("the SUSPEND refused, the DELETE sent", || async {
+        let o = ops(&t.gw, &card).await;
+        o.len() == 2 && o[0].state == "refused" && o[1].state == "sent"
+    })
+    .await;
+    let o = ops(&t.gw, &card).await;
+    assert_eq!(o[0].attempts, 1);
+    assert_eq!(t.sim.received().len(), 2);
+    let (s, v) = admin(&t.gw, "GET", "/operations?state=refused", None, true).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["operations"][0]["attempts"], json!([]));
+    let (_, h) = admin(&t.gw, "GET", "/health", None, false).await;
+    assert_eq!(h["operations"]["refused"], 1);
+    t.gw.stop().await;
+}
+
+async fn one_cards_operations_go_in_order_others_do_not_wait(backend: Backend) {
+    let t = Lifecycle::start(backend, |_| {}).await;
+    let alice = card_ref(&t.gw, ALICE).await;
+    let bob = card_ref(&t.gw, BOB).await;
+    token(&t.gw, &t.sim, &alice, "VC-O1", "DEV-1").await;
+    token(&t.gw, &t.sim, &alice, "VC-O2", "DEV-1").await;
+    t.sim.script([Scripted::Status(503)]);
+    t.fx.import(&status_line(ALICE, "lost")).await;
+    until("the SUSPEND's first attempt", || async {
+        t.sim.received().len() == 1
+    })
+    .await;
+    // While the SUSPEND waits for its retry, the card is found again.
+    let report = t.fx.import(&status_line(ALICE, "active")).await;
+    assert_eq!(report.operations, counts(&[("updateCardState RESUME", 2)]));
+    // Another card's operation does not wait for this card's queue.
+    t.fx.import(&status_line(BOB, "lost")).await;
+    until("BOB's SUSPEND sent", || async {
+        ops(&t.gw, &bob)
+            .await
+            .first()
+            .is_some_and(|o| o.state == "sent")
+    })
+    .await;
+    assert_eq!(
+        of_card(&t.sim.received(), &alice).len(),
+        1,
+        "ALICE's RESUMEs wait behind her SUSPEND"
+    );
+    t.fx.advance_ms(1_200);
+    until("ALICE's three operations sent", || async {
+        ops(&t.gw, &alice)
+            .await
+            .iter()
+            .all(|o| o.state != "waiting")
+    })
+    .await;
+    let got: Vec<(Option<String>, Option<String>, u16)> = of_card(&t.sim.received(), &alice)
+        .into_iter()
+        .map(|(_, a, v, _, s)| (a, v, s))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("SUSPEND".into()), None, 503),
+            (Some("SUSPEND".into()), None, 200),
+            (Some("RESUME".into()), Some("VC-O1".into()), 200),
+            (Some("RESUME".into()), Some("VC-O2".into()), 200),
+        ]
+    );
+    t.gw.stop().await;
+}
+
+async fn sent_without_notices_is_unconfirmed_after_the_window(backend: Backend) {
+    let t = Lifecycle::start(backend, |c| c.tsh.confirm_within_minutes = 15).await;
+    // No token: TSH sends no notice back.
+    let card = card_ref(&t.gw, CLAIRE).await;
+    t.fx.import(&status_line(CLAIRE, "stolen")).await;
+    until("sent", || async {
+        ops(&t.gw, &card).await[0].state == "sent"
+    })
+    .await;
+    let (_, v) = admin(&t.gw, "GET", "/operations?state=unconfirmed", None, true).await;
+    assert_eq!(v["count"], 0);
+    t.fx.advance_ms(15 * 60_000 + 1);
+    let (_, v) = admin(&t.gw, "GET", "/operations?state=unconfirmed", None, true).await;
+    assert_eq!(v["count"], 1, "{v}");
+    assert_eq!(v["operations"][0]["issuerCardRefId"], card);
+    assert_eq!(v["operations"][0]["unconfirmed"], true);
+    let (_, h) = admin(&t.gw, "GET", "/health", None, false).await;
+    assert_eq!(h["operations"]["unconfirmed"], 1, "{h}");
+    let metrics = reqwest::get(format!("http://{}/metrics", t.gw.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("issuer_gateway_lifecycle_operations_unconfirmed"),
+        "{metrics}"
+    );
+    t.gw.stop().await;
+}
+
+async fn gives_up_after_the_window_and_is_retried_on_demand(backend: Backend) {
+    let t = Lifecycle::start(backend, |c| c.tsh.give_up_after_minutes = 1).await;
+    let card = card_ref(&t.gw, ALICE).await;
+    t.sim.script([Scripted::Status(500), Scripted::Status(500)]);
+    t.fx.import(&status_line(ALICE, "lost")).await;
+    t.fx.import(&status_line(ALICE, "closed")).await;
+    let id = ops(&t.gw, &card).await[0].id;
+    until("first attempt", || async {
+        t.gw.state.store.operation_attempts(id).await.unwrap().len() == 1
+    })
+    .await;
+    t.fx.advance_ms(61_000);
+    until(
+        "failed after the window, the DELETE behind it sent",
+        || async {
+            let o = ops(&t.gw, &card).await;
+            o[0].state == "failed" && o[1].state == "sent"
+        },
+    )
+    .await;
+    let (_, h) = admin(&t.gw, "GET", "/health", None, false).await;
+    assert_eq!(h["operations"]["failed"], 1);
+    let (s, _) = admin(
+        &t.gw,
+        "POST",
+        &format!("/operations/{id}/retry"),
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(s, 401, "a write needs the token");
+    let (s, v) = admin(
+        &t.gw,
+        "POST",
+        &format!("/operations/{id}/retry"),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    until("sent on retry", || async {
+        ops(&t.gw, &card).await[0].state == "sent"
+    })
+    .await;
+    let (s, _) = admin(
+        &t.gw,
+        "POST",
+        &format!("/operations/{id}/retry"),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(s, 409, "only a failed operation is retried");
+    t.gw.stop().await;
+}
+
+async fn not_configured_keeps_operations_waiting_until_it_is(backend: Backend) {
+    let fx = Fixture::new(&backend).await;
+    let gw = fx.start(|c| c.admin.token = Secret::new(ADMIN_TOKEN)).await;
+    let card = card_ref(&gw, ALICE).await;
+    fx.import(&status_line(ALICE, "lost")).await;
+    let (_, h) = admin(&gw, "GET", "/health", None, false).await;
+    assert_eq!(h["operations"]["tsh"], "not_configured");
+    assert_eq!(h["operations"]["waiting"], 1);
+    fx.advance_ms(3_600_000);
+    assert_eq!(ops(&gw, &card).await[0].state, "waiting");
+    assert_eq!(ops(&gw, &card).await[0].attempts, 0);
+    gw.stop().await;
+    // Configured: it goes out.
+    let (sim, sim_url) = start_sim(&fx).await;
+    let dir = fx.path().to_owned();
+    let gw = fx.start(|c| tsh_settings(c, &dir, &sim_url)).await;
+    until("sent once configured", || async {
+        ops(&gw, &card).await[0].state == "sent"
+    })
+    .await;
+    assert_eq!(sim.received().len(), 1);
+    gw.stop().await;
+}
+
+/// `n` Luhn-valid 16-digit PANs, distinct.
+fn pans(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let body = format!("499999{:09}", i);
+            let digits: Vec<u32> = body.chars().map(|c| c.to_digit(10).unwrap()).collect();
+            let sum: u32 = digits
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(k, d)| {
+                    if k % 2 == 0 {
+                        let x = d * 2;
+                        if x > 9 { x - 9 } else { x }
+                    } else {
+                        *d
+                    }
+                })
+                .sum();
+            format!("{body}{}", (10 - sum % 10) % 10)
+        })
+        .collect()
+}
+
+fn card_file(pans: &[String], status: &str) -> String {
+    let mut csv = String::from("pan,exp,status,product_id\n");
+    for p in pans {
+        csv.push_str(&format!("{p},1230,{status},P1\n"));
+    }
+    csv
+}
+
+async fn two_instances_share_the_log_without_double_sends(backend: Backend) {
+    let fx = Fixture::new(&backend).await;
+    let (sim, sim_url) = start_sim(&fx).await;
+    let dir = fx.path().to_owned();
+    let gw1 = fx.start(|c| tsh_settings(c, &dir, &sim_url)).await;
+    let gw2 = fx.start(|c| tsh_settings(c, &dir, &sim_url)).await;
+    let cards = pans(150);
+    fx.import(&card_file(&cards, "active")).await;
+    let report = fx.import(&card_file(&cards, "lost")).await;
+    assert_eq!(
+        report.operations,
+        counts(&[("updateCardState SUSPEND", 150)])
+    );
+    until("150 operations received", || async {
+        sim.received().len() >= 150
+    })
+    .await;
+    until("all sent", || async {
+        gw1.state
+            .store
+            .operations_in_state("sent", issuer_gateway::domain::Millis(0), 1000)
+            .await
+            .unwrap()
+            .len()
+            == 150
+    })
+    .await;
+    let received = sim.received();
+    assert_eq!(received.len(), 150, "no operation sent twice");
+    let mut ids: Vec<&str> = received.iter().map(|r| r.correlation_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 150);
+    gw1.stop().await;
+    gw2.stop().await;
+}
+
+async fn thousand_lost_cards_reach_tsh_within_a_minute(backend: Backend) {
+    let fx = Fixture::new(&backend).await;
+    let (sim, sim_url) = start_sim(&fx).await;
+    let dir = fx.path().to_owned();
+    let gw = fx
+        .start(|c| {
+            tsh_settings(c, &dir, &sim_url);
+            c.tsh.max_per_second = 50;
+        })
+        .await;
+    let cards = pans(1000);
+    fx.import(&card_file(&cards, "active")).await;
+    // `cards import`, the command an operator runs, prints the counts.
+    let config = write_config(fx.path(), &fx.config.database.url);
+    let file = write_card_file(fx.path(), &card_file(&cards, "lost"));
+    let started = Instant::now();
+    let out = bin()
+        .args(["cards", "import", "--config"])
+        .arg(&config)
+        .arg(&file)
+        .output()
+        .unwrap();
+    // The command ran on the system's clock: the gateway's catches up.
+    fx.advance_ms(120_000);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("added 0, updated 1000, rejected 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("life-cycle operations created: 1000 (updateCardState SUSPEND 1000)"),
+        "{stdout}"
+    );
+    until("1000 operations received", || async {
+        sim.accepted().len() >= 1000
+    })
+    .await;
+    let took = started.elapsed();
+    eprintln!("1000 lost cards: imported and received by TSH in {took:?}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    let received = sim.received();
+    assert_eq!(received.len(), 1000);
+    let mut refs: Vec<&str> = received.iter().map(|r| r.card_ref.as_str()).collect();
+    refs.sort_unstable();
+    refs.dedup();
+    assert_eq!(refs.len(), 1000, "one SUSPEND per card");
+    assert!(received.iter().all(
+        |r| r.action.as_deref() == Some("SUSPEND") && r.reason.as_deref() == Some("CARD_LOST")
+    ));
+    gw.stop().await;
+}
+
+async fn operators_act_on_one_token_and_on_a_device(backend: Backend) {
+    let t = Lifecycle::start(backend, |_| {}).await;
+    let alice = card_ref(&t.gw, ALICE).await;
+    let bob = card_ref(&t.gw, BOB).await;
+    token(&t.gw, &t.sim, &alice, "VC-D1", "PHONE-LOST").await;
+    token(&t.gw, &t.sim, &alice, "VC-D2", "WATCH").await;
+    token(&t.gw, &t.sim, &bob, "VC-D3", "PHONE-LOST").await;
+
+    // The fraud desk suspends one token.
+    let action = json!({"action": "SUSPEND", "virtualCardId": "VC-D2", "reason": "FRAUD_SUSPECTED", "operator": "fraud desk"});
+    let (s, _) = admin(
+        &t.gw,
+        "POST",
+        &format!("/cards/{alice}/token-actions"),
+        Some(action.clone()),
+        false,
+    )
+    .await;
+    assert_eq!(s, 401);
+    let (s, v) = admin(
+        &t.gw,
+        "POST",
+        &format!("/cards/{alice}/token-actions"),
+        Some(action),
+        true,
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["operationId"].as_i64().unwrap();
+    until("confirmed", || async {
+        t.gw.state.store.operation(id).await.unwrap().unwrap().state == "confirmed"
+    })
+    .await;
+    assert_eq!(
+        t.gw.state
+            .store
+            .token("VC-D2")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "suspended"
+    );
+    let (s, v) = admin(&t.gw, "GET", &format!("/operations/{id}"), None, true).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["operator"], "fraud desk");
+    assert_eq!(v["reason"], "FRAUD_SUSPECTED");
+    assert_eq!(v["virtualCardId"], "VC-D2");
+    // A RESUME names its token; a reason and an operator are required.
+    for (body, status) in [
+        (
+            json!({"action": "RESUME", "reason": "x", "operator": "o"}),
+            400,
+        ),
+        (json!({"action": "SUSPEND", "operator": "o"}), 400),
+        (json!({"action": "SUSPEND", "reason": "x"}), 400),
+        (
+            json!({"action": "PAUSE", "reason": "x", "operator": "o"}),
+            400,
+        ),
+        (
+            json!({"action": "SUSPEND", "virtualCardId": "VC-D3", "reason": "x", "operator": "o"}),
+            404,
+        ),
+    ] {
+        let (s, v) = admin(
+            &t.gw,
+            "POST",
+            &format!("/cards/{alice}/token-actions"),
+            Some(body),
+            true,
+        )
+        .await;
+        assert_eq!(s, status, "{v}");
+    }
+
+    // "I lost my phone": every token on the device, across cards.
+    let (s, v) = admin(
+        &t.gw,
+        "POST",
+        "/devices/PHONE-LOST/token-actions",
+        Some(json!({"action": "SUSPEND", "reason": "CUSTOMER_REQUEST", "operator": "agent 7", "verification": "security questions"})),
+        true,
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["operationIds"].as_array().unwrap().len(), 2);
+    until("both device tokens suspended", || async {
+        let a =
+            t.gw.state
+                .store
+                .token("VC-D1")
+                .await
+                .unwrap()
+                .unwrap()
+                .state
+                == "suspended";
+        let b =
+            t.gw.state
+                .store
+                .token("VC-D3")
+                .await
+                .unwrap()
+                .unwrap()
+                .state
+                == "suspended";
+        a && b
+    })
+    .await;
+    let device: Vec<(String, Option<String>)> = t
+        .sim
+        .received()
+        .iter()
+        .filter(|r| r.reason.as_deref() == Some("CUSTOMER_REQUEST"))
+        .map(|r| (r.card_ref.clone(), r.virtual_card_id.clone()))
+        .collect();
+    assert_eq!(device.len(), 2);
+    assert!(device.contains(&(alice.clone(), Some("VC-D1".into()))));
+    assert!(device.contains(&(bob.clone(), Some("VC-D3".into()))));
+    assert_eq!(t.sim.token("VC-D2").unwrap().status, "SUSPENDED");
+    let (s, _) = admin(
+        &t.gw,
+        "POST",
+        "/devices/NO-SUCH-DEVICE/token-actions",
+        Some(json!({"action": "SUSPEND", "reason": "x", "operator": "o"})),
+        true,
+    )
+    .await;
+    assert_eq!(s, 404);
+
+    // The card lost now: its return to active resumes none of these (operators suspended them).
+    t.fx.import(&status_line(ALICE, "lost")).await;
+    let report = t.fx.import(&status_line(ALICE, "active")).await;
+    assert!(report.operations.is_empty(), "{:?}", report.operations);
+    t.gw.stop().await;
+}
+
+async fn a_waiting_operation_can_be_cancelled(backend: Backend) {
+    let fx = Fixture::new(&backend).await;
+    let gw = fx.start(|c| c.admin.token = Secret::new(ADMIN_TOKEN)).await;
+    let card = card_ref(&gw, ALICE).await;
+    fx.import(&status_line(ALICE, "lost")).await;
+    let id = ops(&gw, &card).await[0].id;
+    let (s, _) = admin(
+        &gw,
+        "POST",
+        &format!("/operations/{id}/cancel"),
+        Some(json!({})),
+        true,
+    )
+    .await;
+    assert_eq!(s, 400, "the operator is required");
+    let (s, v) = admin(
+        &gw,
+        "POST",
+        &format!("/operations/{id}/cancel"),
+        Some(json!({"operator": "ops on call"})),
+        true,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "cancelled");
+    assert_eq!(v["lastError"], "cancelled by ops on call");
+    let (s, _) = admin(
+        &gw,
+        "POST",
+        &format!("/operations/{id}/cancel"),
+        Some(json!({"operator": "x"})),
+        true,
+    )
+    .await;
+    assert_eq!(s, 409);
+    let (s, _) = admin(
+        &gw,
+        "POST",
+        "/operations/999999/cancel",
+        Some(json!({"operator": "x"})),
+        true,
+    )
+    .await;
+    assert_eq!(s, 404);
+    gw.stop().await;
+    // Configured afterwards: the cancelled one never goes, the next one does.
+    fx.import(&status_line(ALICE, "closed")).await;
+    let (sim, sim_url) = start_sim(&fx).await;
+    let dir = fx.path().to_owned();
+    let gw = fx.start(|c| tsh_settings(c, &dir, &sim_url)).await;
+    until("the DELETE sent", || async {
+        ops(&gw, &card).await[1].state == "sent"
+    })
+    .await;
+    let got = of_card(&sim.received(), &card);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.as_deref(), Some("DELETE"));
+    gw.stop().await;
+}
+
+crate::on_both_backends!(
+    lost_then_found_suspends_and_resumes_only_what_it_suspended,
+    admin_status_updates_block_then_close,
+    retries_back_off_on_5xx_retryable_codes_and_time_outs,
+    other_400s_are_refused_at_once_and_release_the_queue,
+    one_cards_operations_go_in_order_others_do_not_wait,
+    sent_without_notices_is_unconfirmed_after_the_window,
+    gives_up_after_the_window_and_is_retried_on_demand,
+    not_configured_keeps_operations_waiting_until_it_is,
+    two_instances_share_the_log_without_double_sends,
+    thousand_lost_cards_reach_tsh_within_a_minute,
+    operators_act_on_one_token_and_on_a_device,
+    a_waiting_operation_can_be_cancelled,
+);
