@@ -922,3 +922,192 @@ crate::on_both_backends!(
     operators_act_on_one_token_and_on_a_device,
     a_waiting_operation_can_be_cancelled,
 );
+
+/// The real server killed with SIGKILL again and again during a stream of card changes: every
+/// change answered 200 has its operation in the log, none is half-written, and after a clean
+/// start every operation reaches TSH, each under one correlation id (a retry of an attempt cut
+/// short keeps it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_card_changes_loses_no_operation() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let config = keyed_config(dir.path());
+    std::fs::write(dir.path().join("cards.csv"), CARD_FILE).unwrap();
+    let out = bin()
+        .args(["cards", "import", "--config"])
+        .arg(&config)
+        .arg(dir.path().join("cards.csv"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    issuer_gateway::keys::generate(&dir.path().join("thales"), 2048, "thales test").unwrap();
+    let key = std::fs::read_to_string(dir.path().join("thales/issuer-pkcs7-key.pem")).unwrap();
+    let sim = InboundSim::new(&key, Duration::ZERO).unwrap();
+    let (sim_addr, _task) = sim
+        .listen("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n",
+        &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n"),
+    );
+    text.push_str(&format!(
+        "\n[tsh]\nbase_url = \"http://{sim_addr}\"\ntimeout_ms = 500\nmax_per_second = 200\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    let cert = std::fs::read_to_string(dir.path().join("keys/issuer-pkcs7-cert.pem")).unwrap();
+
+    let cards = [ALICE, BOB, CLAIRE, FRANK];
+    let mut refs = Vec::new();
+    let answered: Arc<Vec<AtomicUsize>> =
+        Arc::new(cards.iter().map(|_| AtomicUsize::new(0)).collect());
+    let rounds = 4usize;
+    for round in 0..rounds {
+        let served = Served::start(&config);
+        let tsh = issuer_gateway::sim::Tsh::new(
+            &format!("http://{}/issuer/igwapi/v2.0", served.api),
+            ISSUER_ID,
+            &cert,
+        )
+        .unwrap();
+        if refs.is_empty() {
+            for c in cards {
+                let a = tsh
+                    .check_eligibility("crash-ref", c.pan, c.exp, WALLET)
+                    .await
+                    .unwrap();
+                refs.push(a.str("issuerCardRefId").unwrap().to_owned());
+            }
+        }
+        sim.connect_gateway(tsh.clone());
+        let done = Arc::new(AtomicUsize::new(0));
+        let reached = Arc::new(tokio::sync::Notify::new());
+        let kill_after = 20 + 7 * round;
+        let mut workers = Vec::new();
+        for (w, card) in refs.iter().cloned().enumerate() {
+            let (answered, done, reached) = (answered.clone(), done.clone(), reached.clone());
+            let admin = served.admin.clone();
+            workers.push(tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let url = format!("http://{admin}/cards/{card}");
+                let Ok(resp) = client.get(&url).bearer_auth(ADMIN_TOKEN).send().await else {
+                    return;
+                };
+                let Ok(now) = resp.json::<Value>().await else {
+                    return;
+                };
+                let mut lost = now["status"] == "lost";
+                loop {
+                    let next = if lost { "active" } else { "lost" };
+                    let result = client
+                        .patch(&url)
+                        .bearer_auth(ADMIN_TOKEN)
+                        .json(&json!({ "status": next }))
+                        .send()
+                        .await;
+                    let Ok(resp) = result else { return }; // the server is gone
+                    if resp.status() != 200 {
+                        return;
+                    }
+                    let Ok(body) = resp.json::<Value>().await else {
+                        return;
+                    };
+                    if next == "lost" {
+                        assert_eq!(
+                            body["operationsCreated"],
+                            json!(["updateCardState SUSPEND"])
+                        );
+                        answered[w].fetch_add(1, Ordering::SeqCst);
+                    }
+                    lost = !lost;
+                    if done.fetch_add(1, Ordering::SeqCst) + 1 == kill_after {
+                        reached.notify_one();
+                    }
+                }
+            }));
+        }
+        reached.notified().await;
+        served.kill();
+        for w in workers {
+            w.await.unwrap();
+        }
+    }
+
+    // A clean start: everything in the log reaches TSH.
+    let served = Served::start(&config);
+    sim.connect_gateway(
+        issuer_gateway::sim::Tsh::new(
+            &format!("http://{}/issuer/igwapi/v2.0", served.api),
+            ISSUER_ID,
+            &cert,
+        )
+        .unwrap(),
+    );
+    let store = issuer_gateway::store::Store::connect(
+        &format!("sqlite://{}", dir.path().join("gw.db").display()),
+        1,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let mut total = 0;
+    for (w, card) in refs.iter().enumerate() {
+        let ops = store.operations_of_card(card).await.unwrap();
+        let answered = answered[w].load(Ordering::SeqCst);
+        assert!(
+            ops.len() >= answered && ops.len() <= answered + rounds,
+            "card {w}: {answered} SUSPENDs answered, {} in the log",
+            ops.len()
+        );
+        assert!(
+            ops.iter().all(|o| o.action.as_deref() == Some("SUSPEND")
+                && o.reason.as_deref() == Some("CARD_LOST"))
+        );
+        total += ops.len();
+    }
+    // The lease of an attempt cut short by the kill runs out (tsh.timeout_ms + 10 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut waiting = 0;
+        for card in &refs {
+            waiting += store
+                .operations_of_card(card)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|o| o.state == "waiting")
+                .count();
+        }
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} operations still waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let received = sim.received();
+    let mut ids: Vec<&str> = received.iter().map(|r| r.correlation_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        total,
+        "every operation reached TSH, each under its own correlation id"
+    );
+    for card in &refs {
+        for o in store.operations_of_card(card).await.unwrap() {
+            assert_eq!(o.state, "sent", "{o:?}");
+            assert!(ids.contains(&o.correlation_id.as_str()));
+        }
+    }
+    eprintln!(
+        "{rounds} SIGKILLs: {total} operations in the log, {} requests received by TSH ({} distinct)",
+        received.len(),
+        ids.len()
+    );
+    served.stop();
+}
