@@ -6,7 +6,8 @@ use crate::data_keys::DataKeys;
 use crate::domain::{
     CardStatus, Email, Expiry, Millis, Pan, Phone, ProductId, card::valid_card_ref,
 };
-use crate::store::{ContactUpdate, NewCard, Store, StoreError, Upserted};
+use crate::fpan_details::FpanSealer;
+use crate::store::{ContactUpdate, NewCard, Store, StoreError, UpdateCardSeal, Upserted};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::io::Read;
@@ -28,10 +29,12 @@ pub struct CardLine {
     pub email_changed_at: Option<Millis>,
     /// Columns the file does not have: a re-import leaves those values as stored.
     pub keep: crate::store::Keep,
+    /// The card number this card replaces (column `replaces_pan`).
+    pub replaces_pan: Option<Pan>,
 }
 
 const REQUIRED: [&str; 4] = ["pan", "exp", "status", "product_id"];
-const KNOWN: [&str; 11] = [
+const KNOWN: [&str; 12] = [
     "pan",
     "exp",
     "status",
@@ -43,6 +46,7 @@ const KNOWN: [&str; 11] = [
     "wallets",
     "phone_changed_at",
     "email_changed_at",
+    "replaces_pan",
 ];
 
 /// A file-level problem (no usable header).
@@ -252,7 +256,18 @@ fn parse_line(l: &Line<'_>) -> Result<CardLine, String> {
             }
         }
     };
+    let replaces_pan = match get("replaces_pan") {
+        None => None,
+        Some(p) => {
+            let old = Pan::parse(p).map_err(|e| format!("replaces_pan: {e}"))?;
+            if old.expose_digits() == pan.expose_digits() {
+                return Err("replaces_pan: is the card's own number".into());
+            }
+            Some(old)
+        }
+    };
     Ok(CardLine {
+        replaces_pan,
         pan,
         exp,
         status,
@@ -298,6 +313,8 @@ impl CardLine {
             language: self.language.clone(),
             wallets: self.wallets.join(";"),
             keep: self.keep,
+            update_card: None,
+            replaces_index: None,
         }
     }
 }
@@ -353,10 +370,59 @@ pub fn operations_line(report: &ImportReport) -> String {
     )
 }
 
+/// The stored form of a line, with the `updateCard` its renewal (same PAN, new expiry) or its
+/// replacement (`replaces_pan`) makes, sealed to Thales's certificate. `Err`: why the line is
+/// rejected.
+async fn prepare(
+    store: &Store,
+    keys: &DataKeys,
+    sealer: Option<&FpanSealer>,
+    card: &CardLine,
+) -> Result<Result<NewCard, String>, StoreError> {
+    let mut new = card.to_new_card(keys);
+    let existing = store.card_by_pan_index(&new.pan_index).await?;
+    let (old_pan, old_card) = match (&existing, &card.replaces_pan) {
+        (Some(e), _) if e.exp != new.exp => (&card.pan, e.clone()),
+        (Some(_), _) => return Ok(Ok(new)),
+        (None, Some(old_pan)) => {
+            let index = keys.pan_index(old_pan);
+            let Some(old) = store.card_by_pan_index(&index).await? else {
+                return Ok(Err("replaces_pan: no card has this number".into()));
+            };
+            new.replaces_index = Some(index);
+            (old_pan, old)
+        }
+        (None, None) => return Ok(Ok(new)),
+    };
+    let Some(sealer) = sealer else {
+        return Ok(Err(
+            "tsh.encryption_cert: required to tell TSH of a renewal or replacement (updateCard)"
+                .into(),
+        ));
+    };
+    let Ok(old_exp) = Expiry::parse_mmyy(&old_card.exp) else {
+        return Ok(Err("the stored expiry of the card cannot be read".into()));
+    };
+    match sealer.seal(old_pan, &old_exp, &card.pan, &card.exp) {
+        Ok(fpan_details) => {
+            new.update_card = Some(UpdateCardSeal {
+                expected_old_exp: old_card.exp.clone(),
+                fpan_details,
+                new_product_id: (old_card.product_id != new.product_id)
+                    .then(|| new.product_id.clone()),
+            });
+            Ok(Ok(new))
+        }
+        Err(e) => Ok(Err(format!("{e}"))),
+    }
+}
+
 /// Imports a parsed card file. `progress` is called every 1,000 lines with the lines done.
+/// `sealer`: Thales's certificate (`tsh.encryption_cert`), for renewals and replacements.
 pub async fn import(
     store: &Store,
     keys: &DataKeys,
+    sealer: Option<&FpanSealer>,
     file: CardFile,
     now_ms: Millis,
     mut progress: impl FnMut(u64, u64),
@@ -369,7 +435,10 @@ pub async fn import(
     for (i, (line, parsed)) in file.lines.into_iter().enumerate() {
         match parsed {
             Err(reason) => report.rejected.push((line, reason)),
-            Ok(card) => match store.upsert_card(&card.to_new_card(keys), now_ms).await {
+            Ok(card) => match match prepare(store, keys, sealer, &card).await? {
+                Ok(new) => store.upsert_card(&new, now_ms).await,
+                Err(reason) => Err(StoreError::Conflict(reason)),
+            } {
                 Ok((upserted, _, operations)) => {
                     match upserted {
                         Upserted::Added => report.added += 1,
@@ -421,9 +490,20 @@ pub async fn import_cards_at(
     )
     .await
     .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
-    let report = import(&store, &keys, parsed, now, |done, total| {
-        eprintln!("  {done} of {total} lines imported");
-    })
+    let sealer = match &config.tsh.encryption_cert {
+        Some(path) => Some(FpanSealer::from_file(path, config.tsh.fpan_encoding())?),
+        None => None,
+    };
+    let report = import(
+        &store,
+        &keys,
+        sealer.as_ref(),
+        parsed,
+        now,
+        |done, total| {
+            eprintln!("  {done} of {total} lines imported");
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!("import stopped: {e}"))?;
     store.close().await;

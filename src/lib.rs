@@ -16,6 +16,7 @@ pub mod decision;
 pub mod delivery;
 pub mod demo;
 pub mod domain;
+pub mod fpan_details;
 /// PKCS#7 envelopes: the `issuer-gateway-envelope` crate of this workspace.
 pub use issuer_gateway_envelope as envelope;
 pub mod keys;

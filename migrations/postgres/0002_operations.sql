@@ -49,3 +49,8 @@ CREATE TABLE status_suspended_tokens (
     PRIMARY KEY (card_ref, virtual_card_id)
 );
 
+
+-- A card retired by a replacement (a card-file row with replaces_pan): the new card took over
+-- its reference; the retired row keeps only its keyed PAN index, BIN and last 4 (so that the old
+-- PAN is answered as a closed card) and names the reference it gave up.
+ALTER TABLE cards ADD COLUMN replaced_by TEXT;

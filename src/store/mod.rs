@@ -258,7 +258,7 @@ pub use admin::{
     CardUpdate, ContactUpdate, EnrolmentSummaryRow, NoticeRow, PoolStat, StuckEnrolmentRow,
 };
 pub use cards::new_card_ref;
-pub use cards::{CardRow, Keep, NewCard, Upserted};
+pub use cards::{CardRow, Keep, NewCard, UpdateCardSeal, Upserted};
 pub use enrolments::{
     CallRecord, CallRow, DecisionRecord, EnrolmentRow, MethodRecord, MethodRow, Write, Written,
 };

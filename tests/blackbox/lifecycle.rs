@@ -47,8 +47,10 @@ fn tsh_settings(c: &mut Config, fx_dir: &std::path::Path, sim_url: &str) {
 
 impl Lifecycle {
     async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Lifecycle {
-        let fx = Fixture::new(&backend).await;
+        let mut fx = Fixture::new(&backend).await;
         let (sim, sim_url) = start_sim(&fx).await;
+        // `cards import` seals renewals and replacements to Thales's certificate.
+        fx.config.tsh.encryption_cert = Some(fx.path().join("thales/issuer-pkcs7-cert.pem"));
         let dir = fx.path().to_owned();
         let gw = fx
             .start(|c| {
@@ -908,7 +910,227 @@ async fn a_waiting_operation_can_be_cancelled(backend: Backend) {
     gw.stop().await;
 }
 
+/// Everything the database holds, as text (SQLite: its files; PostgreSQL: every row).
+async fn database_text(fx: &Fixture) -> String {
+    match &fx.pg {
+        None => {
+            let mut out = Vec::new();
+            for f in ["gateway.db", "gateway.db-wal"] {
+                out.extend(std::fs::read(fx.path().join(f)).unwrap_or_default());
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        Some(db) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            let tables: Vec<(String,)> = sqlx::query_as(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let mut out = String::new();
+            for (t,) in tables {
+                let (text,): (Option<String>,) =
+                    sqlx::query_as(&format!("SELECT string_agg(t::text, ' ') FROM {t} t"))
+                        .fetch_one(&mut conn)
+                        .await
+                        .unwrap();
+                out.push_str(&text.unwrap_or_default());
+            }
+            out
+        }
+    }
+}
+
+async fn renewal_sends_update_card_with_the_two_expiries(backend: Backend) {
+    let t = Lifecycle::start(backend, |_| {}).await;
+    let card = card_ref(&t.gw, ALICE).await;
+    token(&t.gw, &t.sim, &card, "VC-R1", "DEV-1").await;
+    let report =
+        t.fx.import(
+            "pan,exp,status,product_id
+4111111111111111,1231,active,VISA_PLATINUM
+",
+        )
+        .await;
+    assert_eq!(report.operations, counts(&[("updateCard", 1)]));
+    until("the updateCard confirmed by its UPDATE notice", || async {
+        ops(&t.gw, &card).await[0].state == "confirmed"
+    })
+    .await;
+    let got = t.sim.accepted();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].operation, "updateCard");
+    assert_eq!(got[0].card_ref, card);
+    let f = got[0].fpan.clone().expect("fpanDetails opened by TSH");
+    assert_eq!(
+        (
+            f.old_fpan.as_str(),
+            f.old_exp.as_str(),
+            f.new_fpan.as_str(),
+            f.new_exp.as_str()
+        ),
+        (ALICE.pan, "1229", ALICE.pan, "1231")
+    );
+    let op = &ops(&t.gw, &card).await[0];
+    assert!(
+        op.fpan_details.is_none(),
+        "the sealed fpanDetails is gone once finished"
+    );
+    assert_eq!(
+        t.gw.state
+            .store
+            .token("VC-R1")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "active"
+    );
+    // The same file again: nothing changed, nothing sent.
+    let report =
+        t.fx.import(
+            "pan,exp,status,product_id
+4111111111111111,1231,active,VISA_PLATINUM
+",
+        )
+        .await;
+    assert!(report.operations.is_empty());
+    let now = t.now();
+    let Lifecycle { fx, gw, .. } = t;
+    gw.stop().await;
+
+    // Without Thales's certificate a renewal cannot be told to TSH: the line is refused.
+    let mut fx_config = fx.config.clone();
+    fx_config.tsh.encryption_cert = None;
+    let file = write_card_file(
+        fx.path(),
+        "pan,exp,status,product_id
+4111111111111111,0132,active,VISA_PLATINUM
+",
+    );
+    let report = issuer_gateway::card_file::import_cards_at(
+        &fx_config,
+        &file,
+        issuer_gateway::domain::Millis(now),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.rejected.len(), 1);
+    assert!(
+        report.rejected[0].1.contains("tsh.encryption_cert"),
+        "{:?}",
+        report.rejected
+    );
+}
+
+async fn replacement_moves_the_tokens_with_one_update_card(backend: Backend) {
+    let t = Lifecycle::start(backend, |_| {}).await;
+    let card = card_ref(&t.gw, ALICE).await;
+    token(&t.gw, &t.sim, &card, "VC-P1", "DEV-1").await;
+    token(&t.gw, &t.sim, &card, "VC-P2", "DEV-2").await;
+    const NEW_PAN: &str = "4000000000000002";
+    let row = format!(
+        "pan,exp,status,product_id,replaces_pan
+{NEW_PAN},0131,active,VISA_PLATINUM,{}
+",
+        ALICE.pan
+    );
+    let report = t.fx.import(&row).await;
+    assert_eq!(
+        (report.added, report.updated),
+        (1, 0),
+        "{:?}",
+        report.rejected
+    );
+    assert_eq!(
+        report.operations,
+        counts(&[("updateCard", 1)]),
+        "one updateCard, no DELETE"
+    );
+    until("the updateCard confirmed", || async {
+        let o = ops(&t.gw, &card).await;
+        o.len() == 1 && o[0].state == "confirmed" && o[0].notices == 2
+    })
+    .await;
+    let got = t.sim.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].operation.as_str(), got[0].card_ref.as_str()),
+        ("updateCard", card.as_str())
+    );
+    let f = got[0].fpan.clone().unwrap();
+    assert_eq!(
+        (
+            f.old_fpan.as_str(),
+            f.old_exp.as_str(),
+            f.new_fpan.as_str(),
+            f.new_exp.as_str()
+        ),
+        (ALICE.pan, "1229", NEW_PAN, "0131")
+    );
+    // The tokens stay with the reference, now the new card's; none was deleted.
+    for v in ["VC-P1", "VC-P2"] {
+        let tk = t.gw.state.store.token(v).await.unwrap().unwrap();
+        assert_eq!(
+            (tk.card_ref.as_str(), tk.state.as_str()),
+            (card.as_str(), "active")
+        );
+        assert_eq!(t.sim.token(v).unwrap().status, "RESUMED");
+    }
+    // The new PAN is answered with the same reference; the old one as a card no longer usable.
+    let a =
+        t.gw.tsh
+            .check_eligibility("lc-new", NEW_PAN, "0131", WALLET)
+            .await
+            .unwrap();
+    assert_eq!(
+        (a.status, a.str("issuerCardRefId")),
+        (200, Some(card.as_str())),
+        "{:?}",
+        a.body
+    );
+    let a =
+        t.gw.tsh
+            .check_eligibility("lc-old", ALICE.pan, ALICE.exp, WALLET)
+            .await
+            .unwrap();
+    assert_ne!(a.status, 200, "{:?}", a.body);
+    // Neither PAN anywhere in the database.
+    let text = database_text(&t.fx).await;
+    for pan in [ALICE.pan, NEW_PAN] {
+        assert!(!text.contains(pan), "a PAN is in the database");
+    }
+    // The same row again is an update of the new card: nothing more.
+    let report = t.fx.import(&row).await;
+    assert_eq!(
+        (report.added, report.updated),
+        (0, 1),
+        "{:?}",
+        report.rejected
+    );
+    assert!(report.operations.is_empty());
+    // Replacing a card nobody has is refused.
+    let report =
+        t.fx.import(
+            "pan,exp,status,product_id,replaces_pan
+4012888888881881,0131,active,P1,6011111111111117
+",
+        )
+        .await;
+    assert_eq!(report.rejected.len(), 1);
+    assert!(
+        report.rejected[0].1.contains("replaces_pan"),
+        "{:?}",
+        report.rejected
+    );
+    t.gw.stop().await;
+}
+
 crate::on_both_backends!(
+    renewal_sends_update_card_with_the_two_expiries,
+    replacement_moves_the_tokens_with_one_update_card,
     lost_then_found_suspends_and_resumes_only_what_it_suspended,
     admin_status_updates_block_then_close,
     retries_back_off_on_5xx_retryable_codes_and_time_outs,
