@@ -348,6 +348,11 @@ pub struct ImportReport {
     pub updated: u64,
     pub rejected: Vec<(u64, String)>,
     pub ignored_columns: Vec<String>,
+    /// Lines that renewed a card (new expiry) while `tsh.encryption_cert` is unset: TSH is
+    /// not told, the import warns.
+    pub renewals_not_told: Vec<u64>,
+    /// `--full`: cards closed because the file left them out.
+    pub closed: u64,
     /// Life-cycle operations created, by kind (`updateCardState SUSPEND`, ...).
     pub operations: std::collections::BTreeMap<String, u64>,
 }
@@ -395,10 +400,14 @@ async fn prepare(
         (None, None) => return Ok(Ok(new)),
     };
     let Some(sealer) = sealer else {
-        return Ok(Err(
-            "tsh.encryption_cert: required to tell TSH of a renewal or replacement (updateCard)"
-                .into(),
-        ));
+        if new.replaces_index.is_some() {
+            return Ok(Err(
+                "replaces_pan: tsh.encryption_cert is required to move the tokens to the new card (updateCard)"
+                    .into(),
+            ));
+        }
+        // A renewal with no [tsh]: the card is updated; the import warns that TSH is not told.
+        return Ok(Ok(new));
     };
     let Ok(old_exp) = Expiry::parse_mmyy(&old_card.exp) else {
         return Ok(Err("the stored expiry of the card cannot be read".into()));
@@ -436,7 +445,16 @@ pub async fn import(
         match parsed {
             Err(reason) => report.rejected.push((line, reason)),
             Ok(card) => match match prepare(store, keys, sealer, &card).await? {
-                Ok(new) => store.upsert_card(&new, now_ms).await,
+                Ok(new) => {
+                    if sealer.is_none() {
+                        if let Some(old) = store.card_by_pan_index(&new.pan_index).await? {
+                            if old.exp != new.exp {
+                                report.renewals_not_told.push(line);
+                            }
+                        }
+                    }
+                    store.upsert_card(&new, now_ms).await
+                }
                 Err(reason) => Err(StoreError::Conflict(reason)),
             } {
                 Ok((upserted, _, operations)) => {
@@ -472,6 +490,67 @@ pub async fn import_cards_at(
     file: &Path,
     now: Millis,
 ) -> anyhow::Result<ImportReport> {
+    import_cards_with(config, file, now, None).await
+}
+
+/// `cards import --full`: the file is the whole registry; cards absent from it are closed
+/// (their tokens deleted), unless that would close more than `max_closed` cards (default 1% of
+/// the registry, rounded up), in which case nothing at all is changed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Full {
+    pub max_closed: Option<u64>,
+}
+
+/// The cards a full file leaves out: their references. Refuses (changing nothing) beyond the
+/// guard.
+async fn absent_from_full_file(
+    store: &Store,
+    keys: &DataKeys,
+    file: &CardFile,
+    full: Full,
+) -> anyhow::Result<Vec<String>> {
+    let mut present = std::collections::HashSet::new();
+    for (_, line) in &file.lines {
+        if let Ok(card) = line {
+            present.insert(keys.pan_index(&card.pan));
+            if let Some(old) = &card.replaces_pan {
+                present.insert(keys.pan_index(old));
+            }
+        }
+    }
+    let registry = store
+        .card_registry()
+        .await
+        .map_err(|e| anyhow::anyhow!("database: {e}"))?;
+    let total = registry.len() as u64;
+    let absent: Vec<String> = registry
+        .into_iter()
+        .filter(|(_, index, status)| *status != CardStatus::Closed && !present.contains(index))
+        .map(|(card_ref, _, _)| card_ref)
+        .collect();
+    let limit = full.max_closed.unwrap_or(total.div_ceil(100));
+    if absent.len() as u64 > limit {
+        anyhow::bail!(
+            "--full: the file leaves out {} open cards of the {total} in the registry, more than --max-closed {limit}{}; nothing was changed. Check that the file is complete, or give --max-closed {} to close them",
+            absent.len(),
+            if full.max_closed.is_none() {
+                " (1% of the registry)"
+            } else {
+                ""
+            },
+            absent.len()
+        );
+    }
+    Ok(absent)
+}
+
+/// [`import_cards_at`], or with `full` a full-file import (see [`Full`]).
+pub async fn import_cards_with(
+    config: &Config,
+    file: &Path,
+    now: Millis,
+    full: Option<Full>,
+) -> anyhow::Result<ImportReport> {
     let key_file = config
         .keys
         .pan_index_key_file
@@ -494,7 +573,11 @@ pub async fn import_cards_at(
         Some(path) => Some(FpanSealer::from_file(path, config.tsh.fpan_encoding())?),
         None => None,
     };
-    let report = import(
+    let absent = match full {
+        Some(full) => Some(absent_from_full_file(&store, &keys, &parsed, full).await?),
+        None => None,
+    };
+    let mut report = import(
         &store,
         &keys,
         sealer.as_ref(),
@@ -506,6 +589,22 @@ pub async fn import_cards_at(
     )
     .await
     .map_err(|e| anyhow::anyhow!("import stopped: {e}"))?;
+    for card_ref in absent.unwrap_or_default() {
+        let update = crate::store::CardUpdate {
+            status: Some(CardStatus::Closed),
+            ..crate::store::CardUpdate::default()
+        };
+        if let Some((_, _, operations)) = store
+            .admin_update_card(&card_ref, &update, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("closing the cards absent from the file stopped: {e}"))?
+        {
+            report.closed += 1;
+            for op in operations {
+                *report.operations.entry(op).or_insert(0) += 1;
+            }
+        }
+    }
     store.close().await;
     Ok(report)
 }

@@ -151,7 +151,9 @@ pub enum CardsCommand {
     /// Insert or update cards from a CSV card file (see docs/card-file.md).
     ///
     /// Prints how many cards were added, updated and rejected, with each rejected line's number
-    /// and reason (never its PAN). Exits 1 when any line was rejected.
+    /// and reason (never its PAN), and the life-cycle operations for TSH it created by kind (a
+    /// status change suspends, resumes or deletes the card's tokens; a new expiry or a row with
+    /// replaces_pan makes an updateCard). Exits 1 when any line was rejected.
     Import {
         /// Configuration file (default: ./issuer-gateway.toml when present).
         #[arg(long, value_name = "FILE")]
@@ -159,6 +161,13 @@ pub enum CardsCommand {
         /// The card file.
         #[arg(value_name = "FILE.csv")]
         file: PathBuf,
+        /// The file is the whole registry: cards absent from it are closed (their tokens at TSH
+        /// deleted). Refused, changing nothing, when that would close more than --max-closed.
+        #[arg(long)]
+        full: bool,
+        /// With --full: most cards it may close (default: 1% of the registry, rounded up).
+        #[arg(long, value_name = "N", requires = "full")]
+        max_closed: Option<u64>,
     },
 }
 
@@ -272,13 +281,20 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Cards(CardsCommand::Import { config, file }) => {
+        Command::Cards(CardsCommand::Import {
+            config,
+            file,
+            full,
+            max_closed,
+        }) => {
             let config = match load_config(config.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             crate::telemetry::init(config.log.format, "warn");
-            match crate::card_file::import_cards(&config, &file).await {
+            let full = full.then_some(crate::card_file::Full { max_closed });
+            let now = crate::clock::Clock::system().now_ms();
+            match crate::card_file::import_cards_with(&config, &file, now, full).await {
                 Ok(report) => {
                     for c in &report.ignored_columns {
                         eprintln!(
@@ -293,6 +309,14 @@ pub async fn run(cli: Cli) -> ExitCode {
                     );
                     for (line, reason) in &report.rejected {
                         println!("  line {line}: {reason}");
+                    }
+                    for line in &report.renewals_not_told {
+                        eprintln!(
+                            "warning: line {line}: a new expiry, not told to TSH (no updateCard): tsh.encryption_cert is not set"
+                        );
+                    }
+                    if full.is_some() {
+                        println!("closed {} (absent from the full file)", report.closed);
                     }
                     println!("{}", crate::card_file::operations_line(&report));
                     if report.rejected.is_empty() {

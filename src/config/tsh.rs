@@ -90,6 +90,12 @@ impl TshConfig {
                     .into(),
             );
         }
+        if !url.is_empty() && self.encryption_cert.is_none() {
+            p.push(
+                "tsh.encryption_cert: required with tsh.base_url (Thales's certificate: updateCard seals fpanDetails to it)"
+                    .into(),
+            );
+        }
         if !(1..=60_000).contains(&self.timeout_ms) {
             p.push("tsh.timeout_ms: must be 1 to 60000".into());
         }

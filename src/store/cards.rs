@@ -318,6 +318,7 @@ impl Store {
                     .await?;
                     let mut ops = Vec::new();
                     // Renewal: the same PAN with a new expiry.
+                    // (No seal: tsh.encryption_cert is unset, the card file warns.)
                     if old.exp != c.exp {
                         match &c.update_card {
                             Some(seal) if seal.expected_old_exp == old.exp => {
@@ -325,7 +326,8 @@ impl Store {
                                 insert_operation!(tx, &op, now);
                                 ops.push(op.label());
                             }
-                            _ => return Err(StoreError::Conflict(CHANGED_MEANWHILE.into())),
+                            Some(_) => return Err(StoreError::Conflict(CHANGED_MEANWHILE.into())),
+                            None => {}
                         }
                     }
                     // The life-cycle operations of a status change, in the same transaction.
@@ -390,6 +392,17 @@ impl Store {
                 .bind(card_ref)
                 .fetch_optional(pool)
                 .await?)
+        })
+    }
+
+    /// Every card not retired by a replacement: reference, PAN index, status.
+    pub async fn card_registry(&self) -> Result<Vec<(String, String, CardStatus)>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT card_ref, pan_index, status FROM cards WHERE replaced_by IS NULL ORDER BY card_ref",
+            )
+            .fetch_all(pool)
+            .await?)
         })
     }
 

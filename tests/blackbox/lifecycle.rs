@@ -948,12 +948,8 @@ async fn renewal_sends_update_card_with_the_two_expiries(backend: Backend) {
     let card = card_ref(&t.gw, ALICE).await;
     token(&t.gw, &t.sim, &card, "VC-R1", "DEV-1").await;
     let report =
-        t.fx.import(
-            "pan,exp,status,product_id
-4111111111111111,1231,active,VISA_PLATINUM
-",
-        )
-        .await;
+        t.fx.import("pan,exp,status,product_id\n4111111111111111,1231,active,VISA_PLATINUM\n")
+            .await;
     assert_eq!(report.operations, counts(&[("updateCard", 1)]));
     until("the updateCard confirmed by its UPDATE notice", || async {
         ops(&t.gw, &card).await[0].state == "confirmed"
@@ -990,25 +986,20 @@ async fn renewal_sends_update_card_with_the_two_expiries(backend: Backend) {
     );
     // The same file again: nothing changed, nothing sent.
     let report =
-        t.fx.import(
-            "pan,exp,status,product_id
-4111111111111111,1231,active,VISA_PLATINUM
-",
-        )
-        .await;
+        t.fx.import("pan,exp,status,product_id\n4111111111111111,1231,active,VISA_PLATINUM\n")
+            .await;
     assert!(report.operations.is_empty());
     let now = t.now();
     let Lifecycle { fx, gw, .. } = t;
     gw.stop().await;
 
-    // Without Thales's certificate a renewal cannot be told to TSH: the line is refused.
+    // Without Thales's certificate a renewal cannot be told to TSH: the card is renewed, and
+    // the import says TSH was not told.
     let mut fx_config = fx.config.clone();
     fx_config.tsh.encryption_cert = None;
     let file = write_card_file(
         fx.path(),
-        "pan,exp,status,product_id
-4111111111111111,0132,active,VISA_PLATINUM
-",
+        "pan,exp,status,product_id\n4111111111111111,0132,active,VISA_PLATINUM\n",
     );
     let report = issuer_gateway::card_file::import_cards_at(
         &fx_config,
@@ -1017,12 +1008,9 @@ async fn renewal_sends_update_card_with_the_two_expiries(backend: Backend) {
     )
     .await
     .unwrap();
-    assert_eq!(report.rejected.len(), 1);
-    assert!(
-        report.rejected[0].1.contains("tsh.encryption_cert"),
-        "{:?}",
-        report.rejected
-    );
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    assert_eq!(report.renewals_not_told, vec![2]);
+    assert!(report.operations.is_empty());
 }
 
 async fn replacement_moves_the_tokens_with_one_update_card(backend: Backend) {
@@ -1032,9 +1020,7 @@ async fn replacement_moves_the_tokens_with_one_update_card(backend: Backend) {
     token(&t.gw, &t.sim, &card, "VC-P2", "DEV-2").await;
     const NEW_PAN: &str = "4000000000000002";
     let row = format!(
-        "pan,exp,status,product_id,replaces_pan
-{NEW_PAN},0131,active,VISA_PLATINUM,{}
-",
+        "pan,exp,status,product_id,replaces_pan\n{NEW_PAN},0131,active,VISA_PLATINUM,{}\n",
         ALICE.pan
     );
     let report = t.fx.import(&row).await;
@@ -1114,9 +1100,7 @@ async fn replacement_moves_the_tokens_with_one_update_card(backend: Backend) {
     // Replacing a card nobody has is refused.
     let report =
         t.fx.import(
-            "pan,exp,status,product_id,replaces_pan
-4012888888881881,0131,active,P1,6011111111111117
-",
+            "pan,exp,status,product_id,replaces_pan\n4012888888881881,0131,active,P1,6011111111111117\n",
         )
         .await;
     assert_eq!(report.rejected.len(), 1);
@@ -1128,7 +1112,77 @@ async fn replacement_moves_the_tokens_with_one_update_card(backend: Backend) {
     t.gw.stop().await;
 }
 
+async fn full_import_closes_absent_cards_within_its_guard(backend: Backend) {
+    let t = Lifecycle::start(backend, |_| {}).await;
+    let frank = card_ref(&t.gw, FRANK).await;
+    let bob = card_ref(&t.gw, BOB).await;
+    token(&t.gw, &t.sim, &frank, "VC-F1", "DEV-F").await;
+    let full = |csv: &str, max_closed: Option<u64>| {
+        let file = write_card_file(t.fx.path(), csv);
+        let config = t.fx.config.clone();
+        let now = issuer_gateway::domain::Millis(t.now());
+        async move {
+            issuer_gateway::card_file::import_cards_with(
+                &config,
+                &file,
+                now,
+                Some(issuer_gateway::card_file::Full { max_closed }),
+            )
+            .await
+        }
+    };
+    // Every card but FRANK: one card closed, within 1% of the registry (rounded up).
+    let without_frank: String = CARD_FILE
+        .lines()
+        .filter(|l| !l.starts_with(FRANK.pan))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let report = full(&without_frank, None).await.unwrap();
+    assert_eq!(report.closed, 1);
+    assert_eq!(report.operations, counts(&[("updateCardState DELETE", 1)]));
+    until("FRANK's tokens deleted at TSH", || async {
+        t.gw.state
+            .store
+            .token("VC-F1")
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            == "deleted"
+    })
+    .await;
+    assert_eq!(
+        of_card(&t.sim.received(), &frank),
+        vec![(
+            "updateCardState".into(),
+            Some("DELETE".into()),
+            None,
+            Some("CARD_CLOSED".into()),
+            200
+        )]
+    );
+    // A file of one card would close four: refused, nothing changed.
+    let only_alice = format!(
+        "pan,exp,status,product_id\n{},{},active,VISA_PLATINUM\n",
+        ALICE.pan, ALICE.exp
+    );
+    let err = full(&only_alice, None).await.unwrap_err().to_string();
+    assert!(
+        err.contains("--max-closed") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    let card = t.gw.state.store.card_by_ref(&bob).await.unwrap().unwrap();
+    assert_eq!(card.status.as_str(), "active");
+    assert!(ops(&t.gw, &bob).await.is_empty());
+    // Told so: they are closed.
+    let report = full(&only_alice, Some(4)).await.unwrap();
+    assert_eq!(report.closed, 4);
+    assert_eq!(report.operations, counts(&[("updateCardState DELETE", 4)]));
+    t.gw.stop().await;
+}
+
 crate::on_both_backends!(
+    full_import_closes_absent_cards_within_its_guard,
     renewal_sends_update_card_with_the_two_expiries,
     replacement_moves_the_tokens_with_one_update_card,
     lost_then_found_suspends_and_resumes_only_what_it_suspended,
@@ -1176,7 +1230,8 @@ async fn sigkill_during_card_changes_loses_no_operation() {
         &format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n"),
     );
     text.push_str(&format!(
-        "\n[tsh]\nbase_url = \"http://{sim_addr}\"\ntimeout_ms = 500\nmax_per_second = 200\n"
+        "\n[tsh]\nbase_url = \"http://{sim_addr}\"\ntimeout_ms = 500\nmax_per_second = 200\nencryption_cert = \"{}\"\n",
+        dir.path().join("thales/issuer-pkcs7-cert.pem").display()
     ));
     std::fs::write(&config, text).unwrap();
     let cert = std::fs::read_to_string(dir.path().join("keys/issuer-pkcs7-cert.pem")).unwrap();
