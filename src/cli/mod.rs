@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod policy;
+pub mod tokens;
 
 use crate::config::{Config, ConfigErrors};
 use clap::builder::TypedValueParser;
@@ -32,6 +33,12 @@ pub enum Command {
     /// Manage the card registry.
     #[command(subcommand)]
     Cards(CardsCommand),
+    /// Suspend, resume or delete tokens at TSH, or list a card's tokens and operations.
+    ///
+    /// An action is written to the life-cycle operation log (the database of --config) and sent
+    /// by a running serve, in order with the card's other operations.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Check the decision policy, or explain a decision, offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -278,6 +285,40 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => {
                     eprintln!("error: policy explain: {e:#}");
                     ExitCode::from(2)
+                }
+            }
+        }
+        Command::Tokens(cmd) => {
+            use crate::domain::lifecycle::TokenAction;
+            use tokens::TokensCommand as T;
+            let (config_path, run): (Option<PathBuf>, _) = match cmd {
+                T::Suspend(a) => (a.config.clone(), (Some((TokenAction::Suspend, a)), None)),
+                T::Resume(a) => (a.config.clone(), (Some((TokenAction::Resume, a)), None)),
+                T::Delete(a) => (a.config.clone(), (Some((TokenAction::Delete, a)), None)),
+                T::List {
+                    config,
+                    card,
+                    refresh,
+                } => (config, (None, Some((card, refresh)))),
+            };
+            let config = match load_config(config_path.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::telemetry::init(config.log.format, "warn");
+            let result = match run {
+                (Some((action, a)), _) => tokens::action(&config, action, &a).await,
+                (None, Some((card, refresh))) => tokens::list(&config, &card, refresh).await,
+                (None, None) => Ok(String::new()),
+            };
+            match result {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: tokens: {e:#}");
+                    ExitCode::from(1)
                 }
             }
         }

@@ -1181,7 +1181,193 @@ async fn full_import_closes_absent_cards_within_its_guard(backend: Backend) {
     t.gw.stop().await;
 }
 
+/// Mutual TLS to the simulated TSH: the gateway presents `tsh.client_cert` and trusts only
+/// `tsh.server_ca`; a client without a certificate gets no answer.
+async fn operations_go_over_mutual_tls(backend: Backend) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca = |name: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        (cert, key)
+    };
+    let leaf = |ca: &(rcgen::Certificate, KeyPair), name: &str, sans: &[&str]| {
+        let mut p =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca.0, &ca.1).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let mut fx = Fixture::new(&backend).await;
+    fx.config.tsh.encryption_cert = Some(fx.path().join("thales/issuer-pkcs7-cert.pem"));
+    let pki = fx.path().join("tsh-pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let thales_ca = ca("Thales test server CA");
+    let issuer_ca = ca("Issuer client CA (pinned by Thales)");
+    let (server_chain, server_key) = leaf(&thales_ca, "tsh", &["localhost"]);
+    let (client_chain, client_key) = leaf(&issuer_ca, "issuer", &[]);
+    let write = |name: &str, text: &str| {
+        let path = pki.join(name);
+        issuer_gateway::data_keys::write_private_file(&path, text.as_bytes()).unwrap();
+        path
+    };
+    let sim_tls = issuer_gateway::config::TlsConfig {
+        cert_chain: write("server.pem", &server_chain),
+        private_key: write("server-key.pem", &server_key),
+        client_ca: write("issuer-ca.pem", &issuer_ca.0.pem()),
+    };
+    let thales = fx.path().join("thales");
+    issuer_gateway::keys::generate(&thales, 2048, "thales test").unwrap();
+    let key = std::fs::read_to_string(thales.join("issuer-pkcs7-key.pem")).unwrap();
+    let sim = InboundSim::new(&key, Duration::ZERO).unwrap();
+    let (addr, _task) = sim
+        .listen("127.0.0.1:0".parse().unwrap(), Some(&sim_tls))
+        .await
+        .unwrap();
+    let base = format!("https://localhost:{}", addr.port());
+    let client_cert = write("client.pem", &client_chain);
+    let client_key_file = write("client-key.pem", &client_key);
+    let server_ca = write("thales-ca.pem", &thales_ca.0.pem());
+    let dir = fx.path().to_owned();
+    let gw = fx
+        .start(|c| {
+            tsh_settings(c, &dir, &base);
+            c.tsh.timeout_ms = 2_000;
+            c.tsh.client_cert = Some(client_cert.clone());
+            c.tsh.client_key = Some(client_key_file.clone());
+            c.tsh.server_ca = Some(server_ca.clone());
+        })
+        .await;
+    sim.connect_gateway(gw.tsh.clone());
+    let card = card_ref(&gw, ALICE).await;
+    token(&gw, &sim, &card, "VC-T1", "DEV-1").await;
+    fx.import(&status_line(ALICE, "lost")).await;
+    until("the SUSPEND confirmed over mutual TLS", || async {
+        ops(&gw, &card).await[0].state == "confirmed"
+    })
+    .await;
+    assert_eq!(sim.accepted().len(), 1);
+    // Without the client certificate the handshake fails: nothing reaches TSH.
+    let no_cert = TshClientFor::without_identity(&server_ca);
+    assert!(
+        no_cert
+            .post(format!("{base}/updateCardState"))
+            .send()
+            .await
+            .is_err()
+    );
+    assert_eq!(sim.received().len(), 1);
+    gw.stop().await;
+}
+
+struct TshClientFor;
+
+impl TshClientFor {
+    fn without_identity(ca: &std::path::Path) -> reqwest::Client {
+        issuer_gateway::install_crypto_provider();
+        let pem = std::fs::read(ca).unwrap();
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+    }
+}
+
+/// `issuer-gateway tokens ...`: the same operations from the command line.
+async fn tokens_command_makes_and_lists_operations(backend: Backend) {
+    let fx = Fixture::new(&backend).await;
+    let (sim, sim_url) = start_sim(&fx).await;
+    let gw = fx.start(|_| {}).await;
+    let card = card_ref(&gw, BOB).await;
+    token(&gw, &sim, &card, "VC-C1", "DEV-C").await;
+    gw.stop().await;
+    let config = write_config(fx.path(), &fx.config.database.url);
+    let run = |args: &[&str]| {
+        let out = bin()
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = run(&[
+        "tokens",
+        "suspend",
+        "--card",
+        &card,
+        "--token",
+        "VC-C1",
+        "--reason",
+        "FRAUD_SUSPECTED",
+        "--operator",
+        "fraud desk",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("updateCardState SUSPEND of token VC-C1, by fraud desk: waiting"),
+        "{out}"
+    );
+    assert!(out.contains("tsh.base_url is not set"), "{out}");
+    let (code, _, err) = run(&["tokens", "resume", "--card", &card, "--reason", "x"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--token: required with resume"), "{err}");
+    let (code, _, err) = run(&[
+        "tokens",
+        "delete",
+        "--card",
+        "no-such-card",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--card: no card"), "{err}");
+    let (code, out, _) = run(&["tokens", "list", "--card", &card]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("VC-C1") && out.contains("updateCardState SUSPEND") && out.contains("waiting"),
+        "{out}"
+    );
+    // Once [tsh] is set, serve sends it; list --refresh shows TSH's own state beside ours.
+    // (The command ran on the system's clock: the gateway's catches up.)
+    fx.advance_ms(120_000);
+    let dir = fx.path().to_owned();
+    let gw = fx.start(|c| tsh_settings(c, &dir, &sim_url)).await;
+    until("sent", || async {
+        ops(&gw, &card).await[0].state == "sent"
+    })
+    .await;
+    gw.stop().await;
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[tsh]\nbase_url = \"{sim_url}\"\nencryption_cert = \"{}\"\n",
+        fx.path().join("thales/issuer-pkcs7-cert.pem").display()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let (code, out, err) = run(&["tokens", "list", "--card", &card, "--refresh"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("TSH: SUSPENDED"), "{out}");
+    assert_eq!(
+        sim.received()
+            .iter()
+            .filter(|r| r.operation == "updateCardState")
+            .count(),
+        1
+    );
+}
+
 crate::on_both_backends!(
+    tokens_command_makes_and_lists_operations,
+    operations_go_over_mutual_tls,
     full_import_closes_absent_cards_within_its_guard,
     renewal_sends_update_card_with_the_two_expiries,
     replacement_moves_the_tokens_with_one_update_card,
