@@ -51,7 +51,8 @@ pub enum Command {
     /// step. With --count N: N enrolments on --concurrency C keep-alive connections, a progress
     /// line every second on standard error, then throughput, latency percentiles (p50, p90, p99,
     /// max) per operation and error counts. Exits 1 when any call was not answered as expected,
-    /// 2 when the simulation cannot start.
+    /// 2 when the simulation cannot start. With --tsh-listen it plays TSH's inbound side instead
+    /// (the API the gateway's life-cycle operations go to), until SIGINT/SIGTERM.
     Simulate(SimulateArgs),
 }
 
@@ -68,8 +69,28 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "CERT.pem")]
     pub cert: PathBuf,
     /// The card file the gateway imported (card-file CSV format).
-    #[arg(long, value_name = "FILE.csv")]
-    pub cards: PathBuf,
+    #[arg(long, value_name = "FILE.csv", required_unless_present = "tsh_listen")]
+    pub cards: Option<PathBuf>,
+    /// Play TSH's inbound side instead: serve updateCardState, updateCard, getCardInfo and
+    /// getTokenInfo on this address (the gateway's tsh.base_url) until SIGINT/SIGTERM, keep the
+    /// tokens, open fpanDetails with --tsh-key and check it, and send the matching
+    /// notifyVirtualCardChange back to --target. Tokens are registered with
+    /// POST /_simulator/tokens {issuerCardRefId, virtualCardId, walletProviderId, tokenStorageId}.
+    #[arg(long, value_name = "ADDR", requires = "tsh_key")]
+    pub tsh_listen: Option<std::net::SocketAddr>,
+    /// With --tsh-listen: the private key (PEM) of the certificate the gateway has as
+    /// tsh.encryption_cert.
+    #[arg(long, value_name = "KEY.pem")]
+    pub tsh_key: Option<PathBuf>,
+    /// With --tsh-listen: speak mutual TLS with this certificate chain (PEM)...
+    #[arg(long, value_name = "CERT.pem", requires_all = ["tsh_tls_key", "tsh_client_ca"])]
+    pub tsh_tls_cert: Option<PathBuf>,
+    /// ...its private key...
+    #[arg(long, value_name = "KEY.pem", requires = "tsh_tls_cert")]
+    pub tsh_tls_key: Option<PathBuf>,
+    /// ...and accept only clients with a certificate from this CA (the gateway's tsh.client_cert).
+    #[arg(long, value_name = "CA.pem", requires = "tsh_tls_cert")]
+    pub tsh_client_ca: Option<PathBuf>,
     /// Load run: this many enrolments.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
@@ -227,12 +248,40 @@ pub async fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Simulate(args) if args.tsh_listen.is_some() => {
+            match crate::sim::tsh::serve_cli(crate::sim::tsh::CliOptions {
+                listen: args.tsh_listen,
+                key: args.tsh_key,
+                target: args.target,
+                issuer_id: args.issuer_id,
+                cert: args.cert,
+                tls: match (args.tsh_tls_cert, args.tsh_tls_key, args.tsh_client_ca) {
+                    (Some(cert_chain), Some(private_key), Some(client_ca)) => {
+                        Some(crate::config::TlsConfig {
+                            cert_chain,
+                            private_key,
+                            client_ca,
+                        })
+                    }
+                    _ => None,
+                },
+                shutdown: Box::pin(crate::app::shutdown_signal()),
+            })
+            .await
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: simulate --tsh-listen: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Simulate(args) => {
             let options = crate::sim::SimulateOptions {
                 target: args.target,
                 issuer_id: args.issuer_id,
                 cert: args.cert,
-                cards: args.cards,
+                cards: args.cards.unwrap_or_default(),
                 count: args.count,
                 concurrency: usize::try_from(args.concurrency).unwrap_or(1),
                 eligibility_only: args.eligibility_only,

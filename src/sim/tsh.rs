@@ -227,6 +227,7 @@ impl InboundSim {
             };
         }
         Router::new()
+            .route("/_simulator/tokens", post(register_token))
             .route("/updateCardState", detached!(update_card_state))
             .route("/updateCard", detached!(update_card))
             .route("/getCardInfo", detached!(get_card_info))
@@ -579,4 +580,70 @@ async fn get_token_info(
         .into_response(),
         None => refusal(113, "virtualCardId is unknown"),
     }
+}
+
+/// `POST /_simulator/tokens`: a token the simulated TSH should know (the simulator's own route,
+/// for a bank's test environment; not a Thales operation).
+async fn register_token(State(sim): State<InboundSim>, body: axum::body::Bytes) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return refusal(110, "body is not JSON");
+    };
+    match (
+        text(&v, "issuerCardRefId"),
+        text(&v, "virtualCardId"),
+        text(&v, "walletProviderId"),
+    ) {
+        (Some(card), Some(vcid), Some(wallet)) => {
+            let storage = text(&v, "tokenStorageId").unwrap_or_else(|| "SIM-DEVICE".into());
+            sim.add_token(&card, &vcid, &wallet, &storage);
+            axum::Json(json!({})).into_response()
+        }
+        _ => refusal(
+            111,
+            "issuerCardRefId, virtualCardId and walletProviderId are required",
+        ),
+    }
+}
+
+/// What `simulate --tsh-listen` needs.
+pub struct CliOptions {
+    pub listen: Option<SocketAddr>,
+    pub key: Option<std::path::PathBuf>,
+    pub target: String,
+    pub issuer_id: String,
+    pub cert: std::path::PathBuf,
+    pub tls: Option<SimTls>,
+    pub shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+/// `simulate --tsh-listen`: serves until `shutdown`.
+pub async fn serve_cli(o: CliOptions) -> anyhow::Result<()> {
+    let listen = o
+        .listen
+        .ok_or_else(|| anyhow::anyhow!("--tsh-listen: an address is required"))?;
+    let key_path = o
+        .key
+        .ok_or_else(|| anyhow::anyhow!("--tsh-key: required with --tsh-listen"))?;
+    let key = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&key_path)
+            .map_err(|e| anyhow::anyhow!("--tsh-key {}: {e}", key_path.display()))?,
+    );
+    let cert = std::fs::read_to_string(&o.cert)
+        .map_err(|e| anyhow::anyhow!("--cert {}: {e}", o.cert.display()))?;
+    let base = super::scenario::base_url(&o.target)?;
+    let gateway = Tsh::new(&base, &o.issuer_id, &cert)?;
+    let sim = InboundSim::new(&key, Duration::from_millis(200))?;
+    sim.connect_gateway(gateway);
+    let (addr, task) = sim.listen(listen, o.tls.as_ref()).await?;
+    let scheme = if o.tls.is_some() { "https" } else { "http" };
+    println!("simulated TSH inbound API on {scheme}://{addr} (notices to {base}); Ctrl-C to stop");
+    o.shutdown.await;
+    task.abort();
+    let received = sim.received();
+    println!(
+        "received {} operations ({} answered 200)",
+        received.len(),
+        received.iter().filter(|r| r.answered == 200).count()
+    );
+    Ok(())
 }

@@ -1574,3 +1574,59 @@ async fn sigkill_during_card_changes_loses_no_operation() {
     );
     served.stop();
 }
+
+/// `simulate --tsh-listen`: the simulated inbound TSH as a command, for a bank's own tests.
+#[test]
+fn simulate_tsh_listen_serves_the_inbound_api() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    keyed_config(dir.path());
+    issuer_gateway::keys::generate(&dir.path().join("thales"), 2048, "thales test").unwrap();
+    let help = bin().args(["simulate", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    assert!(
+        help.contains("--tsh-listen") && help.contains("--tsh-key"),
+        "{help}"
+    );
+    let mut child = bin()
+        .args(["simulate", "--tsh-listen", "127.0.0.1:0", "--tsh-key"])
+        .arg(dir.path().join("thales/issuer-pkcs7-key.pem"))
+        .args([
+            "--target",
+            "http://127.0.0.1:9",
+            "--issuer-id",
+            ISSUER_ID,
+            "--cert",
+        ])
+        .arg(dir.path().join("keys/issuer-pkcs7-cert.pem"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.starts_with("simulated TSH inbound API on http://127.0.0.1:"),
+        "{line}"
+    );
+    // Without --tsh-key it does not start.
+    let out = bin()
+        .args([
+            "simulate",
+            "--tsh-listen",
+            "127.0.0.1:0",
+            "--target",
+            "http://x",
+            "--issuer-id",
+            ISSUER_ID,
+            "--cert",
+            "c.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tsh-key"));
+}
