@@ -29,6 +29,8 @@ pub struct Application {
     tls: Option<crate::tls::Reloadable>,
     api_listener: TcpListener,
     admin_listener: TcpListener,
+    /// Sends the life-cycle operations to TSH; `None` while `tsh.base_url` is unset.
+    sender: Option<crate::lifecycle::Sender>,
 }
 
 impl Application {
@@ -55,6 +57,12 @@ impl Application {
         )
         .await
         .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
+        let sender = crate::lifecycle::Sender::new(
+            store.clone(),
+            &config.tsh,
+            &config.issuer.id,
+            clock.clone(),
+        )?;
         let delivery = Delivery::from_config(&config)?;
         let sim_swap = crate::controls::sim_swap::SimSwap::from_config(&config.sim_swap)
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -87,6 +95,7 @@ impl Application {
             tls,
             api_listener,
             admin_listener,
+            sender,
         })
     }
 
@@ -164,6 +173,7 @@ impl Application {
             state.clock.clone(),
             rx.clone(),
         ));
+        let sender_task = crate::lifecycle::sender::start(&state, self.sender, rx.clone()).await;
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
         let _ = tx.send(true);
@@ -171,6 +181,9 @@ impl Application {
             let _ = api_task.await;
             let _ = admin_task.await;
             let _ = purge_task.await;
+            if let Some(t) = sender_task {
+                let _ = t.await;
+            }
         })
         .await;
         if drained.is_err() {

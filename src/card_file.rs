@@ -6,7 +6,8 @@ use crate::data_keys::DataKeys;
 use crate::domain::{
     CardStatus, Email, Expiry, Millis, Pan, Phone, ProductId, card::valid_card_ref,
 };
-use crate::store::{ContactUpdate, NewCard, Store, StoreError, Upserted};
+use crate::fpan_details::FpanSealer;
+use crate::store::{ContactUpdate, NewCard, Store, StoreError, UpdateCardSeal, Upserted};
 use anyhow::Context;
 use std::collections::HashMap;
 use std::io::Read;
@@ -28,10 +29,12 @@ pub struct CardLine {
     pub email_changed_at: Option<Millis>,
     /// Columns the file does not have: a re-import leaves those values as stored.
     pub keep: crate::store::Keep,
+    /// The card number this card replaces (column `replaces_pan`).
+    pub replaces_pan: Option<Pan>,
 }
 
 const REQUIRED: [&str; 4] = ["pan", "exp", "status", "product_id"];
-const KNOWN: [&str; 11] = [
+const KNOWN: [&str; 12] = [
     "pan",
     "exp",
     "status",
@@ -43,6 +46,7 @@ const KNOWN: [&str; 11] = [
     "wallets",
     "phone_changed_at",
     "email_changed_at",
+    "replaces_pan",
 ];
 
 /// A file-level problem (no usable header).
@@ -252,7 +256,18 @@ fn parse_line(l: &Line<'_>) -> Result<CardLine, String> {
             }
         }
     };
+    let replaces_pan = match get("replaces_pan") {
+        None => None,
+        Some(p) => {
+            let old = Pan::parse(p).map_err(|e| format!("replaces_pan: {e}"))?;
+            if old.expose_digits() == pan.expose_digits() {
+                return Err("replaces_pan: is the card's own number".into());
+            }
+            Some(old)
+        }
+    };
     Ok(CardLine {
+        replaces_pan,
         pan,
         exp,
         status,
@@ -298,6 +313,8 @@ impl CardLine {
             language: self.language.clone(),
             wallets: self.wallets.join(";"),
             keep: self.keep,
+            update_card: None,
+            replaces_index: None,
         }
     }
 }
@@ -331,12 +348,90 @@ pub struct ImportReport {
     pub updated: u64,
     pub rejected: Vec<(u64, String)>,
     pub ignored_columns: Vec<String>,
+    /// Lines that renewed a card (new expiry) while `tsh.encryption_cert` is unset: TSH is
+    /// not told, the import warns.
+    pub renewals_not_told: Vec<u64>,
+    /// `--full`: cards closed because the file left them out.
+    pub closed: u64,
+    /// Life-cycle operations created, by kind (`updateCardState SUSPEND`, ...).
+    pub operations: std::collections::BTreeMap<String, u64>,
+}
+
+/// The import's line about life-cycle operations: `life-cycle operations created: 0`, or
+/// `life-cycle operations created: 3 (updateCardState SUSPEND 2, updateCardState DELETE 1)`.
+pub fn operations_line(report: &ImportReport) -> String {
+    let total: u64 = report.operations.values().sum();
+    if total == 0 {
+        return "life-cycle operations created: 0".into();
+    }
+    let parts: Vec<String> = report
+        .operations
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
+    format!(
+        "life-cycle operations created: {total} ({})",
+        parts.join(", ")
+    )
+}
+
+/// The stored form of a line, with the `updateCard` its renewal (same PAN, new expiry) or its
+/// replacement (`replaces_pan`) makes, sealed to Thales's certificate. `Err`: why the line is
+/// rejected.
+async fn prepare(
+    store: &Store,
+    keys: &DataKeys,
+    sealer: Option<&FpanSealer>,
+    card: &CardLine,
+) -> Result<Result<NewCard, String>, StoreError> {
+    let mut new = card.to_new_card(keys);
+    let existing = store.card_by_pan_index(&new.pan_index).await?;
+    let (old_pan, old_card) = match (&existing, &card.replaces_pan) {
+        (Some(e), _) if e.exp != new.exp => (&card.pan, e.clone()),
+        (Some(_), _) => return Ok(Ok(new)),
+        (None, Some(old_pan)) => {
+            let index = keys.pan_index(old_pan);
+            let Some(old) = store.card_by_pan_index(&index).await? else {
+                return Ok(Err("replaces_pan: no card has this number".into()));
+            };
+            new.replaces_index = Some(index);
+            (old_pan, old)
+        }
+        (None, None) => return Ok(Ok(new)),
+    };
+    let Some(sealer) = sealer else {
+        if new.replaces_index.is_some() {
+            return Ok(Err(
+                "replaces_pan: tsh.encryption_cert is required to move the tokens to the new card (updateCard)"
+                    .into(),
+            ));
+        }
+        // A renewal with no [tsh]: the card is updated; the import warns that TSH is not told.
+        return Ok(Ok(new));
+    };
+    let Ok(old_exp) = Expiry::parse_mmyy(&old_card.exp) else {
+        return Ok(Err("the stored expiry of the card cannot be read".into()));
+    };
+    match sealer.seal(old_pan, &old_exp, &card.pan, &card.exp) {
+        Ok(fpan_details) => {
+            new.update_card = Some(UpdateCardSeal {
+                expected_old_exp: old_card.exp.clone(),
+                fpan_details,
+                new_product_id: (old_card.product_id != new.product_id)
+                    .then(|| new.product_id.clone()),
+            });
+            Ok(Ok(new))
+        }
+        Err(e) => Ok(Err(format!("{e}"))),
+    }
 }
 
 /// Imports a parsed card file. `progress` is called every 1,000 lines with the lines done.
+/// `sealer`: Thales's certificate (`tsh.encryption_cert`), for renewals and replacements.
 pub async fn import(
     store: &Store,
     keys: &DataKeys,
+    sealer: Option<&FpanSealer>,
     file: CardFile,
     now_ms: Millis,
     mut progress: impl FnMut(u64, u64),
@@ -349,9 +444,28 @@ pub async fn import(
     for (i, (line, parsed)) in file.lines.into_iter().enumerate() {
         match parsed {
             Err(reason) => report.rejected.push((line, reason)),
-            Ok(card) => match store.upsert_card(&card.to_new_card(keys), now_ms).await {
-                Ok((Upserted::Added, _)) => report.added += 1,
-                Ok((Upserted::Updated, _)) => report.updated += 1,
+            Ok(card) => match match prepare(store, keys, sealer, &card).await? {
+                Ok(new) => {
+                    if sealer.is_none() {
+                        if let Some(old) = store.card_by_pan_index(&new.pan_index).await? {
+                            if old.exp != new.exp {
+                                report.renewals_not_told.push(line);
+                            }
+                        }
+                    }
+                    store.upsert_card(&new, now_ms).await
+                }
+                Err(reason) => Err(StoreError::Conflict(reason)),
+            } {
+                Ok((upserted, _, operations)) => {
+                    match upserted {
+                        Upserted::Added => report.added += 1,
+                        Upserted::Updated => report.updated += 1,
+                    }
+                    for op in operations {
+                        *report.operations.entry(op).or_insert(0) += 1;
+                    }
+                }
                 Err(StoreError::Conflict(reason)) => report.rejected.push((line, reason)),
                 Err(e) => return Err(e),
             },
@@ -376,6 +490,67 @@ pub async fn import_cards_at(
     file: &Path,
     now: Millis,
 ) -> anyhow::Result<ImportReport> {
+    import_cards_with(config, file, now, None).await
+}
+
+/// `cards import --full`: the file is the whole registry; cards absent from it are closed
+/// (their tokens deleted), unless that would close more than `max_closed` cards (default 1% of
+/// the registry, rounded up), in which case nothing at all is changed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Full {
+    pub max_closed: Option<u64>,
+}
+
+/// The cards a full file leaves out: their references. Refuses (changing nothing) beyond the
+/// guard.
+async fn absent_from_full_file(
+    store: &Store,
+    keys: &DataKeys,
+    file: &CardFile,
+    full: Full,
+) -> anyhow::Result<Vec<String>> {
+    let mut present = std::collections::HashSet::new();
+    for (_, line) in &file.lines {
+        if let Ok(card) = line {
+            present.insert(keys.pan_index(&card.pan));
+            if let Some(old) = &card.replaces_pan {
+                present.insert(keys.pan_index(old));
+            }
+        }
+    }
+    let registry = store
+        .card_registry()
+        .await
+        .map_err(|e| anyhow::anyhow!("database: {e}"))?;
+    let total = registry.len() as u64;
+    let absent: Vec<String> = registry
+        .into_iter()
+        .filter(|(_, index, status)| *status != CardStatus::Closed && !present.contains(index))
+        .map(|(card_ref, _, _)| card_ref)
+        .collect();
+    let limit = full.max_closed.unwrap_or(total.div_ceil(100));
+    if absent.len() as u64 > limit {
+        anyhow::bail!(
+            "--full: the file leaves out {} open cards of the {total} in the registry, more than --max-closed {limit}{}; nothing was changed. Check that the file is complete, or give --max-closed {} to close them",
+            absent.len(),
+            if full.max_closed.is_none() {
+                " (1% of the registry)"
+            } else {
+                ""
+            },
+            absent.len()
+        );
+    }
+    Ok(absent)
+}
+
+/// [`import_cards_at`], or with `full` a full-file import (see [`Full`]).
+pub async fn import_cards_with(
+    config: &Config,
+    file: &Path,
+    now: Millis,
+    full: Option<Full>,
+) -> anyhow::Result<ImportReport> {
     let key_file = config
         .keys
         .pan_index_key_file
@@ -394,11 +569,42 @@ pub async fn import_cards_at(
     )
     .await
     .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
-    let report = import(&store, &keys, parsed, now, |done, total| {
-        eprintln!("  {done} of {total} lines imported");
-    })
+    let sealer = match &config.tsh.encryption_cert {
+        Some(path) => Some(FpanSealer::from_file(path, config.tsh.fpan_encoding())?),
+        None => None,
+    };
+    let absent = match full {
+        Some(full) => Some(absent_from_full_file(&store, &keys, &parsed, full).await?),
+        None => None,
+    };
+    let mut report = import(
+        &store,
+        &keys,
+        sealer.as_ref(),
+        parsed,
+        now,
+        |done, total| {
+            eprintln!("  {done} of {total} lines imported");
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!("import stopped: {e}"))?;
+    for card_ref in absent.unwrap_or_default() {
+        let update = crate::store::CardUpdate {
+            status: Some(CardStatus::Closed),
+            ..crate::store::CardUpdate::default()
+        };
+        if let Some((_, _, operations)) = store
+            .admin_update_card(&card_ref, &update, now)
+            .await
+            .map_err(|e| anyhow::anyhow!("closing the cards absent from the file stopped: {e}"))?
+        {
+            report.closed += 1;
+            for op in operations {
+                *report.operations.entry(op).or_insert(0) += 1;
+            }
+        }
+    }
     store.close().await;
     Ok(report)
 }

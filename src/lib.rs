@@ -16,9 +16,11 @@ pub mod decision;
 pub mod delivery;
 pub mod demo;
 pub mod domain;
+pub mod fpan_details;
 /// PKCS#7 envelopes: the `issuer-gateway-envelope` crate of this workspace.
 pub use issuer_gateway_envelope as envelope;
 pub mod keys;
+pub mod lifecycle;
 pub mod metrics;
 pub mod retention;
 pub mod serve;
@@ -27,6 +29,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod tsh;
 
 /// Installs the process-wide TLS crypto provider (aws-lc-rs) once. Every TLS client or server
 /// (the SMS gateway client, SMTP, the simulator) calls this before building its configuration.

@@ -67,6 +67,22 @@ fn describe() {
         "issuer_gateway_limit_refusals_total",
         "sendOTP calls refused by a rate limit, by limit"
     );
+    metrics::describe_counter!(
+        "issuer_gateway_tsh_attempts_total",
+        "attempts of life-cycle operations sent to TSH, by operation and outcome"
+    );
+    metrics::describe_gauge!(
+        "issuer_gateway_lifecycle_operations",
+        "life-cycle operations in the log, by kind and state"
+    );
+    metrics::describe_gauge!(
+        "issuer_gateway_lifecycle_operations_unconfirmed",
+        "life-cycle operations sent with no notice within tsh.confirm_within_minutes"
+    );
+    metrics::describe_gauge!(
+        "issuer_gateway_lifecycle_oldest_waiting_seconds",
+        "age of the oldest waiting life-cycle operation"
+    );
     metrics::describe_gauge!(
         "issuer_gateway_db_pool_connections",
         "database connections open, by pool and state (idle, in_use)"
@@ -179,4 +195,17 @@ pub fn record_pool_stats(stats: &[crate::store::PoolStat]) {
 /// A digitization that reused the eligibility's card instead of opening its envelope again.
 pub fn record_envelope_reuse() {
     metrics::counter!("issuer_gateway_envelope_reuses_total").increment(1);
+}
+
+/// The life-cycle operation log, read when the metrics are: operations by kind and state, the
+/// unconfirmed ones, and the age of the oldest waiting one.
+pub fn record_operation_stats(stats: &crate::store::OperationStats) {
+    for (kind, state, n) in &stats.by_kind_state {
+        metrics::gauge!("issuer_gateway_lifecycle_operations", "kind" => kind.clone(), "state" => state.clone())
+            .set(*n as f64);
+    }
+    metrics::gauge!("issuer_gateway_lifecycle_operations_unconfirmed")
+        .set(stats.unconfirmed as f64);
+    metrics::gauge!("issuer_gateway_lifecycle_oldest_waiting_seconds")
+        .set(stats.oldest_waiting_ms as f64 / 1000.0);
 }

@@ -12,9 +12,12 @@
 //! | `GET /cards/{issuerCardRefId}/tokens` | the card's tokens with their state history |
 //! | `GET /enrolments/{correlationId}` | calls, decision and rule, methods, sends, notices |
 //! | `GET /enrolments?stuck[_after_minutes=N]` | enrolments answered yellow, not activated |
+//! | `POST /cards/{ref}/token-actions`, `POST /devices/{tokenStorageId}/token-actions` | operators' token actions (see `operations.rs`) |
+//! | `GET /operations[?state=...]`, `GET /operations/{id}`, `POST /operations/{id}/cancel`, `/retry` | the life-cycle operation log |
 //!
 //! Every answer is JSON and never holds a PAN, an OTP or an unmasked destination.
 
+mod operations;
 mod views;
 
 use crate::state::SharedState;
@@ -23,7 +26,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
 pub fn router(state: SharedState) -> Router {
@@ -37,6 +40,18 @@ pub fn router(state: SharedState) -> Router {
         .route("/cards/{card_ref}/tokens", get(views::tokens))
         .route("/enrolments", get(views::stuck_enrolments))
         .route("/enrolments/{correlation_id}", get(views::enrolment))
+        .route(
+            "/cards/{card_ref}/token-actions",
+            post(operations::card_action),
+        )
+        .route(
+            "/devices/{storage}/token-actions",
+            post(operations::device_action),
+        )
+        .route("/operations", get(operations::list))
+        .route("/operations/{id}", get(operations::one))
+        .route("/operations/{id}/cancel", post(operations::cancel))
+        .route("/operations/{id}/retry", post(operations::retry))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -163,6 +178,7 @@ async fn health(State(state): State<SharedState>) -> Response {
         "database": if db_ok { "ok" } else { "unreachable" },
         "backend": state.store.backend_name(),
         "pkcs7_keys": keys,
+        "operations": operations::health_detail(&state).await,
     });
     let status = if ok {
         StatusCode::OK
@@ -183,6 +199,8 @@ async fn openapi_yaml(State(state): State<SharedState>) -> Response {
 
 async fn prometheus(State(state): State<SharedState>) -> Response {
     crate::metrics::record_pool_stats(&state.store.pool_stats());
+    // The operation log's gauges, read now.
+    let _ = operations::health_detail(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),

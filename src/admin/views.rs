@@ -108,7 +108,7 @@ pub async fn update_card(
     };
     let update = parse_update(&state, &map)?;
     let now = state.clock.now_ms();
-    let (card, changed) = state
+    let (card, changed, operations) = state
         .store
         .admin_update_card(&card_ref, &update, now)
         .await?
@@ -124,6 +124,7 @@ pub async fn update_card(
     let mut view = card_view(&card);
     if let Some(obj) = view.as_object_mut() {
         obj.insert("destinationsChanged".into(), json!(changed));
+        obj.insert("operationsCreated".into(), json!(operations));
     }
     Ok(Json(view))
 }

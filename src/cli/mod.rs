@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod policy;
+pub mod tokens;
 
 use crate::config::{Config, ConfigErrors};
 use clap::builder::TypedValueParser;
@@ -32,6 +33,12 @@ pub enum Command {
     /// Manage the card registry.
     #[command(subcommand)]
     Cards(CardsCommand),
+    /// Suspend, resume or delete tokens at TSH, or list a card's tokens and operations.
+    ///
+    /// An action is written to the life-cycle operation log (the database of --config) and sent
+    /// by a running serve, in order with the card's other operations.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Check the decision policy, or explain a decision, offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -44,7 +51,8 @@ pub enum Command {
     /// step. With --count N: N enrolments on --concurrency C keep-alive connections, a progress
     /// line every second on standard error, then throughput, latency percentiles (p50, p90, p99,
     /// max) per operation and error counts. Exits 1 when any call was not answered as expected,
-    /// 2 when the simulation cannot start.
+    /// 2 when the simulation cannot start. With --tsh-listen it plays TSH's inbound side instead
+    /// (the API the gateway's life-cycle operations go to), until SIGINT/SIGTERM.
     Simulate(SimulateArgs),
     /// Remove the records past their retention now (`serve` also does it every hour).
     ///
@@ -75,8 +83,28 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "CERT.pem")]
     pub cert: PathBuf,
     /// The card file the gateway imported (card-file CSV format).
-    #[arg(long, value_name = "FILE.csv")]
-    pub cards: PathBuf,
+    #[arg(long, value_name = "FILE.csv", required_unless_present = "tsh_listen")]
+    pub cards: Option<PathBuf>,
+    /// Play TSH's inbound side instead: serve updateCardState, updateCard, getCardInfo and
+    /// getTokenInfo on this address (the gateway's tsh.base_url) until SIGINT/SIGTERM, keep the
+    /// tokens, open fpanDetails with --tsh-key and check it, and send the matching
+    /// notifyVirtualCardChange back to --target. Tokens are registered with
+    /// POST /_simulator/tokens {issuerCardRefId, virtualCardId, walletProviderId, tokenStorageId}.
+    #[arg(long, value_name = "ADDR", requires = "tsh_key")]
+    pub tsh_listen: Option<std::net::SocketAddr>,
+    /// With --tsh-listen: the private key (PEM) of the certificate the gateway has as
+    /// tsh.encryption_cert.
+    #[arg(long, value_name = "KEY.pem")]
+    pub tsh_key: Option<PathBuf>,
+    /// With --tsh-listen: speak mutual TLS with this certificate chain (PEM)...
+    #[arg(long, value_name = "CERT.pem", requires_all = ["tsh_tls_key", "tsh_client_ca"])]
+    pub tsh_tls_cert: Option<PathBuf>,
+    /// ...its private key...
+    #[arg(long, value_name = "KEY.pem", requires = "tsh_tls_cert")]
+    pub tsh_tls_key: Option<PathBuf>,
+    /// ...and accept only clients with a certificate from this CA (the gateway's tsh.client_cert).
+    #[arg(long, value_name = "CA.pem", requires = "tsh_tls_cert")]
+    pub tsh_client_ca: Option<PathBuf>,
     /// Load run: this many enrolments.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
@@ -166,7 +194,9 @@ pub enum CardsCommand {
     /// Insert or update cards from a CSV card file (see docs/card-file.md).
     ///
     /// Prints how many cards were added, updated and rejected, with each rejected line's number
-    /// and reason (never its PAN). Exits 1 when any line was rejected.
+    /// and reason (never its PAN), and the life-cycle operations for TSH it created by kind (a
+    /// status change suspends, resumes or deletes the card's tokens; a new expiry or a row with
+    /// replaces_pan makes an updateCard). Exits 1 when any line was rejected.
     Import {
         /// Configuration file (default: ./issuer-gateway.toml when present).
         #[arg(long, value_name = "FILE")]
@@ -174,6 +204,13 @@ pub enum CardsCommand {
         /// The card file.
         #[arg(value_name = "FILE.csv")]
         file: PathBuf,
+        /// The file is the whole registry: cards absent from it are closed (their tokens at TSH
+        /// deleted). Refused, changing nothing, when that would close more than --max-closed.
+        #[arg(long)]
+        full: bool,
+        /// With --full: most cards it may close (default: 1% of the registry, rounded up).
+        #[arg(long, value_name = "N", requires = "full")]
+        max_closed: Option<u64>,
     },
 }
 
@@ -226,12 +263,40 @@ pub async fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Simulate(args) if args.tsh_listen.is_some() => {
+            match crate::sim::tsh::serve_cli(crate::sim::tsh::CliOptions {
+                listen: args.tsh_listen,
+                key: args.tsh_key,
+                target: args.target,
+                issuer_id: args.issuer_id,
+                cert: args.cert,
+                tls: match (args.tsh_tls_cert, args.tsh_tls_key, args.tsh_client_ca) {
+                    (Some(cert_chain), Some(private_key), Some(client_ca)) => {
+                        Some(crate::config::TlsConfig {
+                            cert_chain,
+                            private_key,
+                            client_ca,
+                        })
+                    }
+                    _ => None,
+                },
+                shutdown: Box::pin(crate::app::shutdown_signal()),
+            })
+            .await
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: simulate --tsh-listen: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Simulate(args) => {
             let options = crate::sim::SimulateOptions {
                 target: args.target,
                 issuer_id: args.issuer_id,
                 cert: args.cert,
-                cards: args.cards,
+                cards: args.cards.unwrap_or_default(),
                 count: args.count,
                 concurrency: usize::try_from(args.concurrency).unwrap_or(1),
                 eligibility_only: args.eligibility_only,
@@ -297,13 +362,54 @@ pub async fn run(cli: Cli) -> ExitCode {
             };
             purge(&config, dry_run).await
         }
-        Command::Cards(CardsCommand::Import { config, file }) => {
+        Command::Tokens(cmd) => {
+            use crate::domain::lifecycle::TokenAction;
+            use tokens::TokensCommand as T;
+            let (config_path, run): (Option<PathBuf>, _) = match cmd {
+                T::Suspend(a) => (a.config.clone(), (Some((TokenAction::Suspend, a)), None)),
+                T::Resume(a) => (a.config.clone(), (Some((TokenAction::Resume, a)), None)),
+                T::Delete(a) => (a.config.clone(), (Some((TokenAction::Delete, a)), None)),
+                T::List {
+                    config,
+                    card,
+                    refresh,
+                } => (config, (None, Some((card, refresh)))),
+            };
+            let config = match load_config(config_path.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::telemetry::init(config.log.format, "warn");
+            let result = match run {
+                (Some((action, a)), _) => tokens::action(&config, action, &a).await,
+                (None, Some((card, refresh))) => tokens::list(&config, &card, refresh).await,
+                (None, None) => Ok(String::new()),
+            };
+            match result {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: tokens: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Cards(CardsCommand::Import {
+            config,
+            file,
+            full,
+            max_closed,
+        }) => {
             let config = match load_config(config.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             crate::telemetry::init(config.log.format, "warn");
-            match crate::card_file::import_cards(&config, &file).await {
+            let full = full.then_some(crate::card_file::Full { max_closed });
+            let now = crate::clock::Clock::system().now_ms();
+            match crate::card_file::import_cards_with(&config, &file, now, full).await {
                 Ok(report) => {
                     for c in &report.ignored_columns {
                         eprintln!(
@@ -319,6 +425,15 @@ pub async fn run(cli: Cli) -> ExitCode {
                     for (line, reason) in &report.rejected {
                         println!("  line {line}: {reason}");
                     }
+                    for line in &report.renewals_not_told {
+                        eprintln!(
+                            "warning: line {line}: a new expiry, not told to TSH (no updateCard): tsh.encryption_cert is not set"
+                        );
+                    }
+                    if full.is_some() {
+                        println!("closed {} (absent from the full file)", report.closed);
+                    }
+                    println!("{}", crate::card_file::operations_line(&report));
                     if report.rejected.is_empty() {
                         ExitCode::SUCCESS
                     } else {

@@ -25,6 +25,7 @@ mod server;
 mod sim_swap;
 mod sms;
 mod templates;
+mod tsh;
 
 pub use admin::AdminConfig;
 pub use controls::ControlsConfig;
@@ -43,6 +44,7 @@ pub use server::{LevelOfTrustCase, ServerConfig, TlsConfig};
 pub use sim_swap::{SimSwapConfig, SimSwapOnError};
 pub use sms::{SmsConfig, SmsProvider};
 pub use templates::TemplatesConfig;
+pub use tsh::{FpanEncoding, TshConfig};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -103,6 +105,7 @@ pub struct Config {
     pub response_codes: ResponseCodes,
     pub retention: RetentionConfig,
     pub sim_swap: SimSwapConfig,
+    pub tsh: TshConfig,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -126,6 +129,7 @@ struct ConfigFile {
     response_codes: ResponseCodes,
     retention: RetentionConfig,
     sim_swap: sim_swap::SimSwapFile,
+    tsh: TshConfig,
 }
 
 impl ConfigFile {
@@ -151,6 +155,7 @@ impl ConfigFile {
             response_codes: self.response_codes,
             retention: self.retention,
             sim_swap: self.sim_swap.parse(&mut p),
+            tsh: self.tsh,
         };
         (config, p)
     }
@@ -276,6 +281,7 @@ impl Config {
         self.response_codes.validate(&mut p);
         self.retention.validate(&mut p);
         self.sim_swap.validate(request_timeout_ms, &mut p);
+        self.tsh.validate(&mut p);
         if p.is_empty() {
             Ok(())
         } else {

@@ -6,6 +6,7 @@ pub mod contact;
 pub mod enrolment;
 pub mod expiry;
 pub mod language;
+pub mod lifecycle;
 pub mod millis;
 pub mod otp;
 pub mod pan;

@@ -3,6 +3,7 @@
 
 pub mod load;
 pub mod scenario;
+pub mod tsh;
 
 pub use scenario::{SimulateOptions, simulate};
 

@@ -3,7 +3,8 @@
 //! of the connection pools. Like the rest of the store, nothing here holds a PAN, an OTP or a
 //! destination in clear.
 
-use super::{Backend, CardRow, Store, StoreError};
+use super::operations::BeginWrite;
+use super::{Backend, CardRow, LockKey, Store, StoreError};
 use crate::domain::{CardStatus, LevelOfTrust, Millis};
 use serde::Serialize;
 
@@ -87,9 +88,10 @@ impl Store {
         card_ref: &str,
         update: &CardUpdate,
         now: Millis,
-    ) -> Result<Option<(CardRow, Vec<&'static str>)>, StoreError> {
+    ) -> Result<Option<(CardRow, Vec<&'static str>, Vec<String>)>, StoreError> {
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
+            tx.lock_key(&format!("card-ref:{card_ref}")).await?;
             let old: Option<CardRow> = sqlx::query_as("SELECT * FROM cards WHERE card_ref = $1")
                 .bind(card_ref)
                 .fetch_optional(&mut *tx)
@@ -144,12 +146,14 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            // The life-cycle operations of a status change, in the same transaction.
+            let ops = status_change_operations!(tx, card_ref, old.status, status, now);
             let row: CardRow = sqlx::query_as("SELECT * FROM cards WHERE card_ref = $1")
                 .bind(card_ref)
                 .fetch_one(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(Some((row, changed)))
+            Ok(Some((row, changed, ops)))
         })
     }
 

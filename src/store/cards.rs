@@ -1,5 +1,6 @@
 //! The card registry.
 
+use super::operations::BeginWrite;
 use super::{Backend, LockKey, Store, StoreError};
 use crate::domain::{Card, CardStatus, Expiry, Millis};
 use sqlx::Row;
@@ -85,13 +86,133 @@ pub struct NewCard {
     pub language: Option<String>,
     pub wallets: String,
     pub keep: Keep,
+    /// Renewal or replacement: the `updateCard` to create with the change.
+    pub update_card: Option<UpdateCardSeal>,
+    /// Replacement: the keyed index of the PAN this card replaces (`replaces_pan`).
+    pub replaces_index: Option<String>,
 }
+
+/// The `updateCard` of a renewal or a replacement, sealed before the transaction: it is made
+/// only if the stored expiry it was sealed with (the old card's, for a replacement) is still
+/// the stored one.
+#[derive(Debug, Clone)]
+pub struct UpdateCardSeal {
+    pub expected_old_exp: String,
+    pub fpan_details: String,
+    pub new_product_id: Option<String>,
+}
+
+/// The updateCard operation of a renewal or replacement.
+fn update_card_op(
+    card_ref: &str,
+    seal: &UpdateCardSeal,
+    cause: &'static str,
+) -> super::NewOperation {
+    super::NewOperation {
+        card_ref: card_ref.to_owned(),
+        kind: crate::domain::lifecycle::OpKind::UpdateCard,
+        action: None,
+        virtual_card_id: None,
+        reason: None,
+        operator: None,
+        verification: None,
+        cause,
+        fpan_details: Some(seal.fpan_details.clone()),
+        new_product_id: seal.new_product_id.clone(),
+    }
+}
+
+const CHANGED_MEANWHILE: &str =
+    "the card changed while this line was read (another import?): import the file again";
 
 /// Outcome of a card upsert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upserted {
     Added,
     Updated,
+}
+
+/// A replacement in transaction `$tx`: the card of `$c.replaces_index` is retired (closed,
+/// `replaced_by` its reference, a reference of its own that nothing uses) and the new card takes
+/// over its reference, its tokens, and its contact details where the file has none; then the
+/// updateCard, and the operations of the status change from the old card's to the new one's.
+/// No DELETE: the tokens move to the new card.
+macro_rules! replace_card {
+    ($tx:ident, $c:expr, $now:expr) => {{
+        let c: &NewCard = $c;
+        let now: Millis = $now;
+        let old_index = c.replaces_index.clone().unwrap_or_default();
+        let old: Option<CardRow> = sqlx::query_as(CARD_SELECT_BY_INDEX)
+            .bind(&old_index)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        let Some(old) = old else {
+            return Err(StoreError::Conflict("replaces_pan: no card has this number".into()));
+        };
+        let replaced_by: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT replaced_by FROM cards WHERE card_ref = $1")
+                .bind(&old.card_ref)
+                .fetch_optional(&mut *$tx)
+                .await?;
+        if replaced_by.and_then(|(r,)| r).is_some() {
+            return Err(StoreError::Conflict(
+                "replaces_pan: that card was already replaced".into(),
+            ));
+        }
+        if c.card_ref.as_ref().is_some_and(|r| *r != old.card_ref) {
+            return Err(StoreError::Conflict(
+                "issuer_card_ref_id: a replacement keeps the reference of the card it replaces".into(),
+            ));
+        }
+        let seal = match &c.update_card {
+            Some(seal) if seal.expected_old_exp == old.exp => seal,
+            _ => return Err(StoreError::Conflict(CHANGED_MEANWHILE.into())),
+        };
+        let card_ref = old.card_ref.clone();
+        $tx.lock_key(&format!("card-ref:{card_ref}")).await?;
+        sqlx::query(
+            "UPDATE cards SET card_ref = $2, status = 'closed', replaced_by = $1, updated_at = $3 WHERE card_ref = $1",
+        )
+        .bind(&card_ref)
+        .bind(new_card_ref())
+        .bind(now)
+        .execute(&mut *$tx)
+        .await?;
+        let mut merged = keep_stored(c, &old);
+        merged.card_ref = Some(card_ref.clone());
+        let c = &merged;
+        sqlx::query(
+            "INSERT INTO cards (card_ref, pan_index, bin, last4, exp, status, product_id, phone_sealed, \
+             phone_masked, phone_fp, phone_changed_at, email_sealed, email_masked, email_fp, email_changed_at, \
+             language, wallets, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)",
+        )
+        .bind(&card_ref)
+        .bind(&c.pan_index)
+        .bind(&c.bin)
+        .bind(&c.last4)
+        .bind(&c.exp)
+        .bind(c.status.as_str())
+        .bind(&c.product_id)
+        .bind(&c.phone_sealed)
+        .bind(&c.phone_masked)
+        .bind(&c.phone_fp)
+        .bind(c.phone_changed_at.or(old.phone_changed_at))
+        .bind(&c.email_sealed)
+        .bind(&c.email_masked)
+        .bind(&c.email_fp)
+        .bind(c.email_changed_at.or(old.email_changed_at))
+        .bind(&c.language)
+        .bind(&c.wallets)
+        .bind(now)
+        .execute(&mut *$tx)
+        .await?;
+        let op = update_card_op(&card_ref, seal, "replacement");
+        insert_operation!($tx, &op, now);
+        let mut ops = vec![op.label()];
+        ops.extend(status_change_operations!($tx, &card_ref, old.status, c.status, now));
+        (Upserted::Added, card_ref, ops)
+    }};
 }
 
 impl Store {
@@ -107,19 +228,33 @@ impl Store {
         &self,
         c: &NewCard,
         now: Millis,
-    ) -> Result<(Upserted, String), StoreError> {
-        let card_lock = format!("card-pan:{}", c.pan_index);
+    ) -> Result<(Upserted, String, Vec<String>), StoreError> {
+        let mut card_locks = vec![format!("card-pan:{}", c.pan_index)];
+        if let Some(old) = &c.replaces_index {
+            card_locks.push(format!("card-pan:{old}"));
+            card_locks.sort();
+        }
         let ref_lock = c.card_ref.as_ref().map(|r| format!("card-ref:{r}"));
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
-            tx.lock_key(&card_lock).await?;
+            let mut tx = pool.begin_write().await?;
+            for key in &card_locks {
+                tx.lock_key(key).await?;
+            }
             if let Some(key) = &ref_lock {
                 tx.lock_key(key).await?;
             }
-            let existing: Option<CardRow> = sqlx::query_as(CARD_SELECT_BY_INDEX)
+            let mut existing: Option<CardRow> = sqlx::query_as(CARD_SELECT_BY_INDEX)
                 .bind(&c.pan_index)
                 .fetch_optional(&mut *tx)
                 .await?;
+            if let Some(found) = existing.as_ref().filter(|_| ref_lock.is_none()) {
+                // The reference's lock too (admin updates take it), then the card as it is now.
+                tx.lock_key(&format!("card-ref:{}", found.card_ref)).await?;
+                existing = sqlx::query_as(CARD_SELECT_BY_INDEX)
+                    .bind(&c.pan_index)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            }
             if let Some(requested) = &c.card_ref {
                 let owner: Option<(String,)> =
                     sqlx::query_as("SELECT pan_index FROM cards WHERE card_ref = $1")
@@ -181,8 +316,31 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    (Upserted::Updated, old.card_ref)
+                    let mut ops = Vec::new();
+                    // Renewal: the same PAN with a new expiry.
+                    // (No seal: tsh.encryption_cert is unset, the card file warns.)
+                    if old.exp != c.exp {
+                        match &c.update_card {
+                            Some(seal) if seal.expected_old_exp == old.exp => {
+                                let op = update_card_op(&old.card_ref, seal, "renewal");
+                                insert_operation!(tx, &op, now);
+                                ops.push(op.label());
+                            }
+                            Some(_) => return Err(StoreError::Conflict(CHANGED_MEANWHILE.into())),
+                            None => {}
+                        }
+                    }
+                    // The life-cycle operations of a status change, in the same transaction.
+                    ops.extend(status_change_operations!(
+                        tx,
+                        &old.card_ref,
+                        old.status,
+                        c.status,
+                        now
+                    ));
+                    (Upserted::Updated, old.card_ref, ops)
                 }
+                None if c.replaces_index.is_some() => replace_card!(tx, c, now),
                 None => {
                     let card_ref = c.card_ref.clone().unwrap_or_else(new_card_ref);
                     sqlx::query(
@@ -211,7 +369,7 @@ impl Store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    (Upserted::Added, card_ref)
+                    (Upserted::Added, card_ref, Vec::new())
                 }
             };
             tx.commit().await?;
@@ -234,6 +392,17 @@ impl Store {
                 .bind(card_ref)
                 .fetch_optional(pool)
                 .await?)
+        })
+    }
+
+    /// Every card not retired by a replacement: reference, PAN index, status.
+    pub async fn card_registry(&self) -> Result<Vec<(String, String, CardStatus)>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT card_ref, pan_index, status FROM cards WHERE replaced_by IS NULL ORDER BY card_ref",
+            )
+            .fetch_all(pool)
+            .await?)
         })
     }
 

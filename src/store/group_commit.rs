@@ -107,7 +107,9 @@ async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>) {
     while let Some(first) = queue.recv().await {
         // The transaction first: while it waits for the writer connection (another write of
         // the store holds it), more calls' writes queue up and join this batch.
-        let tx = match writer.begin().await {
+        // BEGIN IMMEDIATE: the write lock at once (another process, such as `cards import`, may
+        // be writing), not a failure at the first write.
+        let tx = match writer.begin_with("BEGIN IMMEDIATE").await {
             Ok(tx) => tx,
             Err(e) => {
                 let _ = first.reply.send(Err(StoreError::Db(e)));

@@ -279,6 +279,8 @@ impl Store {
 // The write statements of each operation are macros of their table's file (used on a
 // transaction or a savepoint, by `Store::record` and by the group commit): declared first.
 #[macro_use]
+mod operations;
+#[macro_use]
 mod sends;
 #[macro_use]
 mod tokens;
@@ -294,9 +296,13 @@ pub use admin::{
     CardUpdate, ContactUpdate, EnrolmentSummaryRow, NoticeRow, PoolStat, StuckEnrolmentRow,
 };
 pub use cards::new_card_ref;
-pub use cards::{CardRow, Keep, NewCard, Upserted};
+pub use cards::{CardRow, Keep, NewCard, UpdateCardSeal, Upserted};
 pub use enrolments::{
     CallRecord, CallRow, DecisionRecord, EnrolmentRow, MethodRecord, MethodRow, Write, Written,
+};
+pub use operations::{
+    Attempt, AttemptRow, AttemptVerdict, NewOperation, OperationRow, OperationStats,
+    new_correlation_id,
 };
 pub use retention::PurgeTable;
 pub use sends::{Claim, LimitScope, SendClaim, SendFinish, SendLimit, SendRow};

@@ -139,6 +139,15 @@ macro_rules! apply_notice_in {
             .execute(&mut *$tx)
             .await?;
             upsert_enrolment!($tx, call);
+            // The life-cycle operation this notice answers, if any, is confirmed.
+            confirm_operation!(
+                $tx,
+                call.correlation_id,
+                &n.card_ref,
+                &n.virtual_card_id,
+                n.action.as_str(),
+                call.at
+            );
             match n.action {
                 crate::domain::Action::Activate if after == "active" => {
                     sqlx::query("UPDATE enrolments SET state = 'complete', updated_at = $2 WHERE correlation_id = $1 AND state <> 'failed'")
@@ -198,6 +207,21 @@ impl Store {
                  WHERE virtual_card_id = $1 ORDER BY id",
             )
             .bind(virtual_card_id)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// The tokens on one device (`tokenStorageId`), across cards.
+    pub async fn tokens_on_device(
+        &self,
+        token_storage_id: &str,
+    ) -> Result<Vec<TokenRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT * FROM tokens WHERE token_storage_id = $1 ORDER BY card_ref, virtual_card_id",
+            )
+            .bind(token_storage_id)
             .fetch_all(pool)
             .await?)
         })
