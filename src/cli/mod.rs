@@ -56,9 +56,10 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Remove the records past their retention now (`serve` also does it every hour).
     ///
-    /// Removes, in small batches, the call records, OTP send records and enrolments older than
-    /// retention.calls_days, retention.sends_days and retention.enrolments_days; tokens, cards
-    /// and token events are kept. Prints the count per table. On PostgreSQL, while another
+    /// Removes, in small batches, the call records, OTP send records, enrolments and finished
+    /// life-cycle operations older than retention.calls_days, retention.sends_days,
+    /// retention.enrolments_days and retention.operations_days; tokens, cards and token events
+    /// are kept. Prints the count per table. On PostgreSQL, while another
     /// instance is purging, stops and says so.
     Purge {
         /// Configuration file (default: ./issuer-gateway.toml when present).

@@ -11,6 +11,8 @@ pub struct RetentionConfig {
     pub sends_days: u32,
     /// Enrolments (by their last change) and the ID&V methods they were offered.
     pub enrolments_days: u32,
+    /// Finished life-cycle operations (confirmed, failed, refused, cancelled) and their attempts.
+    pub operations_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -19,6 +21,7 @@ impl Default for RetentionConfig {
             calls_days: 400,
             sends_days: 400,
             enrolments_days: 400,
+            operations_days: 400,
         }
     }
 }
@@ -29,6 +32,7 @@ impl RetentionConfig {
             ("retention.calls_days", self.calls_days),
             ("retention.sends_days", self.sends_days),
             ("retention.enrolments_days", self.enrolments_days),
+            ("retention.operations_days", self.operations_days),
         ] {
             // At least a day: the rate limits count sends over windows of up to a day, and an
             // enrolment lives for minutes to hours.

@@ -14,16 +14,24 @@ pub enum PurgeTable {
     Sends,
     /// Enrolments by their last change, with the ID&V methods they were offered.
     Enrolments,
+    /// Finished life-cycle operations (by when they finished), with their attempts.
+    Operations,
 }
 
 impl PurgeTable {
-    pub const ALL: [PurgeTable; 3] = [PurgeTable::Calls, PurgeTable::Sends, PurgeTable::Enrolments];
+    pub const ALL: [PurgeTable; 4] = [
+        PurgeTable::Calls,
+        PurgeTable::Sends,
+        PurgeTable::Enrolments,
+        PurgeTable::Operations,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             PurgeTable::Calls => "calls",
             PurgeTable::Sends => "sends",
             PurgeTable::Enrolments => "enrolments",
+            PurgeTable::Operations => "operations",
         }
     }
 
@@ -32,6 +40,10 @@ impl PurgeTable {
             PurgeTable::Calls => "SELECT COUNT(*) FROM calls WHERE at < $1",
             PurgeTable::Sends => "SELECT COUNT(*) FROM sends WHERE at < $1",
             PurgeTable::Enrolments => "SELECT COUNT(*) FROM enrolments WHERE updated_at < $1",
+            PurgeTable::Operations => {
+                "SELECT COUNT(*) FROM lifecycle_operations WHERE finished_at < $1 \
+                 AND state IN ('confirmed', 'failed', 'refused', 'cancelled')"
+            }
         }
     }
 
@@ -51,6 +63,17 @@ impl PurgeTable {
                  WHERE updated_at < $1 ORDER BY correlation_id LIMIT $2)",
                 "DELETE FROM enrolments WHERE correlation_id IN (SELECT correlation_id FROM enrolments \
                  WHERE updated_at < $1 ORDER BY correlation_id LIMIT $2)",
+            ],
+            // The attempts of the batch's operations first, then the operations. Waiting and
+            // sent operations are never purged (they hold their card's queue, or wait for
+            // their notices).
+            PurgeTable::Operations => &[
+                "DELETE FROM lifecycle_attempts WHERE operation_id IN (SELECT id FROM lifecycle_operations \
+                 WHERE finished_at < $1 AND state IN ('confirmed', 'failed', 'refused', 'cancelled') \
+                 ORDER BY id LIMIT $2)",
+                "DELETE FROM lifecycle_operations WHERE id IN (SELECT id FROM lifecycle_operations \
+                 WHERE finished_at < $1 AND state IN ('confirmed', 'failed', 'refused', 'cancelled') \
+                 ORDER BY id LIMIT $2)",
             ],
         }
     }

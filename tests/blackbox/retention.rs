@@ -4,8 +4,9 @@
 
 use crate::common::*;
 use crate::on_both_backends;
+use issuer_gateway::domain::lifecycle::TokenAction;
 use issuer_gateway::retention::{self, BATCH};
-use issuer_gateway::store::PurgeTable;
+use issuer_gateway::store::{NewOperation, PurgeTable};
 use std::sync::atomic::Ordering;
 
 on_both_backends!(
@@ -41,11 +42,33 @@ async fn the_purge_removes_exactly_what_is_past_its_time(backend: Backend) {
         c.retention.calls_days = 30;
         c.retention.sends_days = 60;
         c.retention.enrolments_days = 30;
+        c.retention.operations_days = 30;
     })
     .await;
     let store = &app.gw.state.store;
     let config = app.gw.config.retention.clone();
     let card_ref = enrol(&app, "old-1", "vc-old-1").await;
+    // Two life-cycle operations (no [tsh]: they wait); one is cancelled, so finished.
+    let now = app.gw.state.clock.now_ms();
+    let op = |vcid: &str| {
+        NewOperation::card_state(
+            &card_ref,
+            TokenAction::Suspend,
+            Some(vcid.to_owned()),
+            "CUSTOMER_REQUEST",
+            "operator",
+        )
+    };
+    let ids = store
+        .create_operations(&[op("vc-old-1"), op("vc-other")], now)
+        .await
+        .unwrap();
+    let (cancelled, done) = store
+        .cancel_operation(ids[0], "test", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(done, "{cancelled:?}");
     // 45 days later: the old enrolment's calls and the enrolment are past 30 days, its send
     // (60 days) is not.
     app.fx.clock_ms.fetch_add(45 * DAY_MS, Ordering::SeqCst);
@@ -55,7 +78,12 @@ async fn the_purge_removes_exactly_what_is_past_its_time(backend: Backend) {
     let dry = retention::purge(store, &config, now, true).await.unwrap();
     assert_eq!(
         counts(&dry),
-        vec![("calls", 4), ("sends", 0), ("enrolments", 1)],
+        vec![
+            ("calls", 4),
+            ("sends", 0),
+            ("enrolments", 1),
+            ("operations", 1)
+        ],
         "{dry:?}"
     );
     assert_eq!(
@@ -88,7 +116,12 @@ async fn the_purge_removes_exactly_what_is_past_its_time(backend: Backend) {
     let later = retention::purge(store, &config, now, false).await.unwrap();
     assert_eq!(
         counts(&later),
-        vec![("calls", 4), ("sends", 1), ("enrolments", 1)],
+        vec![
+            ("calls", 4),
+            ("sends", 1),
+            ("enrolments", 1),
+            ("operations", 0)
+        ],
         "{later:?}"
     );
     let again = retention::purge(store, &config, now, false).await.unwrap();
@@ -175,7 +208,7 @@ fn purge_dry_run_prints_the_count_per_table() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for table in ["calls", "sends", "enrolments"] {
+    for table in ["calls", "sends", "enrolments", "operations"] {
         assert!(
             stdout
                 .lines()
