@@ -19,7 +19,7 @@ pub enum TokensCommand {
     Delete(ActionArgs),
     /// List the card's tokens with their state and the card's life-cycle operations.
     ///
-    /// With --refresh, asks TSH (getCardInfo, [tsh] of the configuration) and shows Thales's
+    /// With --refresh, asks TSH (getCardInfo, with the tsh section of the configuration) and shows Thales's
     /// own state of each token beside ours, and any token TSH knows that the gateway does not.
     List {
         #[arg(long, value_name = "FILE")]
