@@ -522,7 +522,7 @@ mod tests {
         .unwrap_err();
         let text = err.to_string();
         for line in [
-            "sms.provider: must be one of twilio, outbox, disabled",
+            "sms.provider: must be one of twilio, vonage, outbox, disabled",
             "server.listen: must be an address such as 127.0.0.1:8443",
             "log.format: must be one of auto, json, text",
             "idv.channel_preference: item 2 is not a channel (sms, email)",

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub enum SmsProvider {
     /// A Twilio-compatible HTTP gateway (`sms.base_url`, `sms.account_sid`, `sms.auth_token`).
     Twilio,
+    /// The Vonage (Nexmo) SMS API (`sms.base_url`, `sms.api_key`, `sms.api_secret`).
+    Vonage,
     /// Messages written to `outbox.dir` (demo, tests).
     Outbox,
     /// No SMS: SMS methods are never offered.
@@ -21,6 +23,9 @@ pub struct SmsConfig {
     pub base_url: String,
     pub account_sid: String,
     pub auth_token: Secret,
+    /// `vonage`: the API key and secret.
+    pub api_key: String,
+    pub api_secret: Secret,
     pub from: String,
     pub timeout_ms: u64,
 }
@@ -29,11 +34,13 @@ pub struct SmsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct SmsFile {
-    /// `twilio`, `outbox` or `disabled`.
+    /// `twilio`, `vonage`, `outbox` or `disabled`.
     provider: String,
     base_url: String,
     account_sid: String,
     auth_token: Secret,
+    api_key: String,
+    api_secret: Secret,
     from: String,
     timeout_ms: u64,
 }
@@ -45,6 +52,8 @@ impl Default for SmsFile {
             base_url: String::new(),
             account_sid: String::new(),
             auth_token: Secret::default(),
+            api_key: String::new(),
+            api_secret: Secret::default(),
             from: String::new(),
             timeout_ms: 3_000,
         }
@@ -55,10 +64,11 @@ impl SmsFile {
     pub(super) fn parse(self, p: &mut Vec<String>) -> SmsConfig {
         let provider = match self.provider.as_str() {
             "twilio" => SmsProvider::Twilio,
+            "vonage" => SmsProvider::Vonage,
             "outbox" => SmsProvider::Outbox,
             "disabled" => SmsProvider::Disabled,
             _ => {
-                p.push("sms.provider: must be one of twilio, outbox, disabled".to_string());
+                p.push("sms.provider: must be one of twilio, vonage, outbox, disabled".to_string());
                 SmsProvider::Disabled
             }
         };
@@ -67,6 +77,8 @@ impl SmsFile {
             base_url: self.base_url,
             account_sid: self.account_sid,
             auth_token: self.auth_token,
+            api_key: self.api_key,
+            api_secret: self.api_secret,
             from: self.from,
             timeout_ms: self.timeout_ms,
         }
@@ -88,6 +100,20 @@ impl SmsConfig {
             }
             if self.auth_token.is_empty() {
                 p.push("sms.auth_token: required when sms.provider = \"twilio\"".into());
+            }
+        }
+        if self.provider == SmsProvider::Vonage {
+            for (key, value) in [
+                ("sms.base_url", &self.base_url),
+                ("sms.api_key", &self.api_key),
+                ("sms.from", &self.from),
+            ] {
+                if value.is_empty() {
+                    p.push(format!("{key}: required when sms.provider = \"vonage\""));
+                }
+            }
+            if self.api_secret.is_empty() {
+                p.push("sms.api_secret: required when sms.provider = \"vonage\"".into());
             }
         }
         super::validate_timeout("sms.timeout_ms", self.timeout_ms, request_timeout_ms, p);

@@ -2,10 +2,12 @@
 //! SMTP relay, or the local outbox). Every send has a deadline and an honest outcome: accepted
 //! only when the provider accepted the message.
 
+mod http;
 pub mod outbox;
 pub mod smtp;
 pub mod template;
 pub mod twilio;
+pub mod vonage;
 
 use crate::config::{Config, EmailProvider, SmsProvider};
 use crate::domain::Channel;
@@ -55,6 +57,7 @@ pub enum DeliveryError {
 enum Provider {
     Outbox(outbox::Outbox),
     Twilio(Box<twilio::Twilio>),
+    Vonage(Box<vonage::Vonage>),
     Smtp(Box<smtp::Smtp>),
     Disabled,
 }
@@ -64,6 +67,7 @@ impl Provider {
         match self {
             Provider::Outbox(_) => "outbox",
             Provider::Twilio(_) => "twilio",
+            Provider::Vonage(_) => "vonage",
             Provider::Smtp(_) => "smtp",
             Provider::Disabled => "disabled",
         }
@@ -94,6 +98,9 @@ impl Delivery {
             SmsProvider::Disabled => Provider::Disabled,
             SmsProvider::Twilio => Provider::Twilio(Box::new(
                 twilio::Twilio::new(&c.sms).map_err(|e| anyhow::anyhow!(e))?,
+            )),
+            SmsProvider::Vonage => Provider::Vonage(Box::new(
+                vonage::Vonage::new(&c.sms).map_err(|e| anyhow::anyhow!(e))?,
             )),
         };
         let email = match c.email.provider {
@@ -142,6 +149,10 @@ impl Delivery {
                     t.check()?;
                     tracing::info!(endpoint = t.endpoint(), "sms: twilio gateway configured");
                 }
+                Provider::Vonage(v) => {
+                    v.check()?;
+                    tracing::info!(endpoint = v.endpoint(), "sms: vonage API configured");
+                }
                 Provider::Smtp(s) => {
                     s.check().await?;
                     tracing::info!("email: smtp relay reached");
@@ -171,6 +182,7 @@ impl Delivery {
             match provider {
                 Provider::Outbox(o) => o.write(msg).await,
                 Provider::Twilio(t) => t.send(msg).await,
+                Provider::Vonage(v) => v.send(msg).await,
                 Provider::Smtp(s) => s.send(msg).await,
                 Provider::Disabled => Err(DeliveryError::Disabled),
             }

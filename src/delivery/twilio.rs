@@ -6,15 +6,11 @@
 //! reported with the provider's JSON `code` (or the HTTP status). The gateway's text is never
 //! copied into an error: it may echo the phone number.
 
+use super::http::{self, is_token};
 use super::{DeliveryError, Message, Receipt};
 use crate::config::SmsConfig;
 use std::time::Duration;
 use zeroize::Zeroizing;
-
-/// At most this much of the gateway's answer is read.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
-/// Idle keep-alive connections are closed after this long.
-const POOL_IDLE: Duration = Duration::from_secs(60);
 
 pub struct Twilio {
     client: reqwest::Client,
@@ -43,19 +39,7 @@ impl Twilio {
         let url = messages_url(&c.base_url, &c.account_sid)?;
         crate::install_crypto_provider();
         let timeout = Duration::from_millis(c.timeout_ms);
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("issuer-gateway/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(64)
-            .tcp_keepalive(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .http1_only()
-            // A redirect would resend the credentials and the message elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("sms.base_url: cannot set up the HTTP client: {e}"))?;
+        let client = http::client(timeout)?;
         Ok(Twilio {
             client,
             url,
@@ -72,7 +56,7 @@ impl Twilio {
         if self.account_sid.is_empty() || self.auth_token.is_empty() {
             return Err("sms.account_sid / sms.auth_token: required".into());
         }
-        if self.url.scheme() == "http" && !is_loopback_host(&self.url) {
+        if self.url.scheme() == "http" && !http::is_loopback_host(&self.url) {
             tracing::warn!(
                 host = self.url.host_str().unwrap_or(""),
                 "sms.base_url uses plain http: credentials and OTPs travel unencrypted"
@@ -87,47 +71,19 @@ impl Twilio {
     }
 
     pub async fn send(&self, msg: &Message) -> Result<Receipt, DeliveryError> {
-        let ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
         let form = form_encode(&[
             ("To", msg.to.as_str()),
             ("From", self.from.as_str()),
             ("Body", msg.body.as_str()),
         ]);
-        let request = self
-            .client
-            .post(self.url.clone())
-            .basic_auth(&self.account_sid, Some(self.auth_token.as_str()))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(self.timeout)
-            .body(form.as_bytes().to_vec());
-        let mut response = request.send().await.map_err(|e| request_error(&e, ms))?;
-        let status = response.status().as_u16();
-        let mut answer = Zeroizing::new(Vec::new());
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = MAX_ANSWER_BYTES.saturating_sub(answer.len());
-                    answer.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or(&[]));
-                    if answer.len() >= MAX_ANSWER_BYTES {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                // The gateway answered a status, then the answer broke off: accepted (and
-                // perhaps delivered) or not, nobody knows for a 2xx.
-                Err(e) if (200..300).contains(&status) => return Err(request_error(&e, ms)),
-                Err(_) => {
-                    return Err(DeliveryError::Refused {
-                        code: Some(status.to_string()),
-                        reason: format!("gateway answered HTTP {status}"),
-                    });
-                }
-            }
-        }
+        let (status, answer) = http::post_form(
+            self.client
+                .post(self.url.clone())
+                .basic_auth(&self.account_sid, Some(self.auth_token.as_str())),
+            &form,
+            self.timeout,
+        )
+        .await?;
         interpret(status, &answer)
     }
 }
@@ -162,16 +118,6 @@ fn messages_url(base_url: &str, account_sid: &str) -> Result<reqwest::Url, Strin
             "Messages.json",
         ]);
     Ok(url)
-}
-
-fn is_loopback_host(url: &reqwest::Url) -> bool {
-    url.host_str().is_some_and(|h| {
-        h.eq_ignore_ascii_case("localhost")
-            || h.trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    })
 }
 
 /// `application/x-www-form-urlencoded`: ASCII letters, digits and `*-._` stay, space becomes
@@ -228,46 +174,6 @@ fn interpret(status: u16, answer: &[u8]) -> Result<Receipt, DeliveryError> {
         code: Some(code),
         reason: format!("gateway answered HTTP {status}"),
     })
-}
-
-/// A provider identifier safe to store and show: 1..=max characters of `[A-Za-z0-9_.:-]`.
-fn is_token(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
-}
-
-/// A failed exchange: its kind and local cause only (no URL, nothing the gateway said).
-fn request_error(e: &reqwest::Error, ms: u64) -> DeliveryError {
-    if e.is_timeout() {
-        return DeliveryError::Timeout(ms);
-    }
-    let what = if e.is_connect() {
-        "cannot connect to the gateway"
-    } else if e.is_body() || e.is_decode() {
-        "the gateway's answer could not be read"
-    } else {
-        "the request to the gateway failed"
-    };
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    let reason = if cause.is_empty() {
-        what.to_owned()
-    } else {
-        format!("{what}: {cause}")
-    };
-    // Only a failure to connect is certain: nothing was sent. Any later failure (a reset after
-    // the request was written, an answer cut off) may hide a delivered message.
-    if e.is_connect() {
-        DeliveryError::Refused { code: None, reason }
-    } else {
-        DeliveryError::Unclear(reason)
-    }
 }
 
 #[cfg(test)]

@@ -32,3 +32,4 @@ mod retention;
 mod sim_swap;
 mod templates;
 mod tls;
+mod vonage;
