@@ -120,6 +120,21 @@ impl Application {
                 "server.tls is not set: the TSH-facing API speaks plain HTTP (use TLS termination in front, or set server.tls.*)"
             );
         }
+        // The outbox is for development: say so at every start, and in /health and /metrics.
+        for channel in state.delivery.outbox_channels() {
+            tracing::warn!(
+                channel = channel.as_str(),
+                dir = %state.config.outbox.dir.display(),
+                "the {channel} channel is the outbox: messages are written to files, not delivered (serve --require-real-channels refuses this)"
+            );
+        }
+        let outbox: Vec<&'static str> = state
+            .delivery
+            .outbox_channels()
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        crate::metrics::record_outbox_channels(&outbox);
         if state.config.admin.token.is_empty() {
             tracing::warn!(
                 "admin.token is not set: the admin API answers reads on loopback without a token and refuses every write (401)"

@@ -31,6 +31,10 @@ fn describe() {
         "issuer_gateway_requests_total",
         "TSH calls by operation and response code"
     );
+    metrics::describe_gauge!(
+        "issuer_gateway_outbox_channel",
+        "1 when the channel is on the outbox provider: messages are written to files, not delivered"
+    );
     metrics::describe_counter!(
         "issuer_gateway_connections_refused_total",
         "connections closed before carrying a call, by listener and reason"
@@ -83,6 +87,15 @@ pub fn record_request(operation: &'static str, code: u16, elapsed: Duration) {
         .increment(1);
     metrics::histogram!("issuer_gateway_request_duration_seconds", "operation" => operation)
         .record(elapsed.as_secs_f64());
+}
+
+/// 1 for each channel (`sms`, `email`) on the `outbox` provider (nothing delivered), 0 for the
+/// others.
+pub fn record_outbox_channels(outbox: &[&'static str]) {
+    for channel in ["sms", "email"] {
+        let on = if outbox.contains(&channel) { 1.0 } else { 0.0 };
+        metrics::gauge!("issuer_gateway_outbox_channel", "channel" => channel).set(on);
+    }
 }
 
 /// A connection closed by the server before it could carry a call: `reason` is

@@ -163,6 +163,8 @@ async fn health(State(state): State<SharedState>) -> Response {
         "database": if db_ok { "ok" } else { "unreachable" },
         "backend": state.store.backend_name(),
         "pkcs7_keys": keys,
+        // Channels whose messages are written to files, not delivered (development only).
+        "outbox_channels": state.delivery.outbox_channels().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
     });
     let status = if ok {
         StatusCode::OK

@@ -258,6 +258,20 @@ impl Config {
         self.idv.validate(&mut p);
         self.limits.validate(&mut p);
         self.controls.validate(&mut p);
+        if self.server.require_real_channels {
+            let outbox = [
+                ("sms.provider", self.sms.provider == SmsProvider::Outbox),
+                (
+                    "email.provider",
+                    self.email.provider == EmailProvider::Outbox,
+                ),
+            ];
+            for (key, on_outbox) in outbox {
+                if on_outbox {
+                    p.push(format!("{key}: is outbox (messages are written to files, not delivered), and server.require_real_channels is set"));
+                }
+            }
+        }
         if p.is_empty() {
             Ok(())
         } else {
