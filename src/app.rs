@@ -55,6 +55,16 @@ impl Application {
         )
         .await
         .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
+        // Contact details sealed by earlier releases are bound to their card before serving.
+        let resealed = crate::card_file::reseal_unbound_contacts(&store, &data_keys)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if resealed > 0 {
+            tracing::info!(
+                cards = resealed,
+                "contact details re-sealed, bound to their card"
+            );
+        }
         let delivery = Delivery::from_config(&config)?;
         delivery.check().await.map_err(|e| anyhow::anyhow!(e))?;
         let tls = match &config.server.tls {

@@ -239,7 +239,7 @@ fn open_destination(
                 .ok_or_else(|| ApiError::new(Code::NoDestination, "no phone number on file"))?;
             let phone = state
                 .data_keys
-                .unseal("phone", sealed)
+                .unseal_for_card("phone", &card.pan_index, sealed)
                 .map_err(ApiError::internal)?;
             let phone = Phone::parse(&phone)
                 .map_err(|_| ApiError::internal("stored phone number is invalid"))?;
@@ -259,7 +259,7 @@ fn open_destination(
                 .ok_or_else(|| ApiError::new(Code::NoDestination, "no e-mail address on file"))?;
             let email = state
                 .data_keys
-                .unseal("email", sealed)
+                .unseal_for_card("email", &card.pan_index, sealed)
                 .map_err(ApiError::internal)?;
             let email = Email::parse(&email)
                 .map_err(|_| ApiError::internal("stored e-mail address is invalid"))?;
