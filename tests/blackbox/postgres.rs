@@ -966,3 +966,90 @@ async fn rate_limits_hold_across_two_instances() {
     a.stop().await;
     b.stop().await;
 }
+
+/// An admin card update racing a card import on PostgreSQL: the update waits for the import
+/// (the card's lock) and reads the row afresh, so it never writes back the contact details the
+/// import had just replaced. The import is played by hand here, holding its lock, so that the
+/// race happens every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_update_never_undoes_a_concurrent_import() {
+    use sqlx::Connection;
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let fx = Fixture::new(&backend).await;
+    let gw = fx
+        .start(|c| c.admin.token = issuer_gateway::config::Secret::new("adm-race-token"))
+        .await;
+    let card = gw
+        .state
+        .store
+        .card_by_pan_index(
+            &gw.state
+                .data_keys
+                .pan_index(&issuer_gateway::domain::Pan::parse(ALICE.pan).unwrap()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // The import: its lock on the card, the new phone written, not yet committed.
+    let url = fx.pg.as_ref().unwrap().url.clone();
+    let mut import = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut import).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("card-pan:{}", card.pan_index))
+        .execute(&mut import)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE cards SET phone_masked = '+********0999', phone_fp = 'new-phone' WHERE pan_index = $1")
+        .bind(&card.pan_index)
+        .execute(&mut import)
+        .await
+        .unwrap();
+    // The admin update of the status starts meanwhile.
+    let admin = gw.admin;
+    let card_ref = card.card_ref.clone();
+    let update = tokio::spawn(async move {
+        reqwest::Client::new()
+            .patch(format!("http://{admin}/cards/{card_ref}"))
+            .bearer_auth("adm-race-token")
+            .json(&json!({"status": "blocked"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    // Until it waits for a lock the import holds (bounded).
+    let mut watcher = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut waiting = false;
+    for _ in 0..500 {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pg_locks WHERE NOT granted")
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+        if n > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waiting, "the admin update never waited for the import");
+    sqlx::query("COMMIT").execute(&mut import).await.unwrap();
+    assert_eq!(update.await.unwrap(), 200);
+    let after = gw
+        .state
+        .store
+        .card_by_ref(&card.card_ref)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.status.as_str(), "blocked");
+    assert_eq!(
+        after.phone_masked.as_deref(),
+        Some("+********0999"),
+        "the import was undone"
+    );
+    assert_eq!(after.phone_fp.as_deref(), Some("new-phone"));
+    gw.stop().await;
+}
