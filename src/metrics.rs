@@ -31,6 +31,10 @@ fn describe() {
         "issuer_gateway_requests_total",
         "TSH calls by operation and response code"
     );
+    metrics::describe_counter!(
+        "issuer_gateway_refusals_not_recorded_total",
+        "refused calls counted but not stored (no enrolment on file and no card of ours named, or over the per-enrolment cap)"
+    );
     metrics::describe_gauge!(
         "issuer_gateway_outbox_channel",
         "1 when the channel is on the outbox provider: messages are written to files, not delivered"
@@ -96,6 +100,13 @@ pub fn record_outbox_channels(outbox: &[&'static str]) {
         let on = if outbox.contains(&channel) { 1.0 } else { 0.0 };
         metrics::gauge!("issuer_gateway_outbox_channel", "channel" => channel).set(on);
     }
+}
+
+/// A refused call not stored: it belonged to no enrolment on file and named no card of ours, or
+/// its enrolment already holds the most refusals recorded.
+pub fn record_unrecorded_refusal(operation: &'static str) {
+    metrics::counter!("issuer_gateway_refusals_not_recorded_total", "operation" => operation)
+        .increment(1);
 }
 
 /// A connection closed by the server before it could carry a call: `reason` is

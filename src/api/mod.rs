@@ -27,6 +27,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Refused calls recorded per enrolment at most; beyond, they are only counted.
+pub const MAX_REFUSALS_RECORDED: i64 = 100;
+
 /// Bodies above this size are refused (400, code 100) without being read whole.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -243,6 +246,19 @@ async fn answer(
         Err(e) if e.code == Code::Internal => return Err(e),
         other => other,
     };
+    // A refusal that belongs to no enrolment on file and names no card of ours, or one beyond
+    // the cap of an enrolment, is counted, not stored: refusals cost a caller nothing.
+    if answer.is_err() && matches!(write, Write::Nothing) {
+        let recordable = state
+            .store
+            .may_record_refusal(cid, audit.card_ref.as_deref(), MAX_REFUSALS_RECORDED)
+            .await
+            .unwrap_or(false);
+        if !recordable {
+            crate::metrics::record_unrecorded_refusal(op.name());
+            return answer.map(|body| (body, String::new()));
+        }
+    }
     let refusal = answer.as_ref().err();
     let card_ref = match refusal {
         // The reference a refused call named is caller input: stored in safe form.

@@ -17,6 +17,7 @@ on_both_backends!(
     pans_glued_or_spaced_in_identifiers_never_reach_the_database,
     writes_need_the_token_even_on_loopback,
     contacts_are_bound_to_their_card,
+    refusals_from_nowhere_are_counted_not_stored,
 );
 
 const TOKEN: &str = "adm-Tok3n-for-tests";
@@ -839,5 +840,70 @@ async fn contacts_are_bound_to_their_card(backend: Backend) {
     let outbox = app.fx.outbox();
     assert_eq!(outbox.len(), 1, "nothing sent to the moved number");
     assert!(!outbox.iter().any(|m| m.contains("135792")));
+    app.gw.stop().await;
+}
+
+/// Refused calls that belong to no enrolment on file and name no card of ours cost a caller
+/// nothing: they are counted (metric), not stored; refusals of a real enrolment are stored up
+/// to a cap.
+async fn refusals_from_nowhere_are_counted_not_stored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tsh = app.tsh();
+    let store = &app.gw.state.store;
+    for i in 0..30 {
+        let cid = format!("nowhere-{i}");
+        let a = tsh
+            .call(
+                "sendOTP",
+                &cid,
+                &json!({"issuerCardRefId": format!("made-up-{i}"), "otpValue": "123456"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, 400, "{:?}", a.body);
+        let b = tsh
+            .call(
+                "notifyVirtualCardChange",
+                &cid,
+                &json!({"issuerCardRefId": "x"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(b.status, 400, "{:?}", b.body);
+        assert!(store.calls(&cid).await.unwrap().is_empty(), "{cid} stored");
+        assert!(
+            store.enrolment(&cid).await.unwrap().is_none(),
+            "{cid} stored"
+        );
+    }
+    let (_, _, metrics) = get(&app.gw, "/metrics").await;
+    assert!(
+        metrics.contains("issuer_gateway_refusals_not_recorded_total{operation=\"sendOTP\"}"),
+        "{metrics}"
+    );
+    // A refusal about a card of ours is a real enrolment's: recorded.
+    let a = tsh
+        .check_eligibility("known-refused", DAN.pan, DAN.exp, "APPLE_PAY")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 400);
+    assert_eq!(store.calls("known-refused").await.unwrap().len(), 1);
+    // An enrolment's refusals are recorded up to the cap.
+    let cap = issuer_gateway::api::MAX_REFUSALS_RECORDED as usize;
+    for _ in 0..cap + 5 {
+        let a = tsh
+            .call("sendOTP", "known-refused", &json!({"otpValue": "1"}))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 400);
+    }
+    let refused = store
+        .calls("known-refused")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.response_code != 200)
+        .count();
+    assert_eq!(refused, cap);
     app.gw.stop().await;
 }
