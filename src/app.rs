@@ -55,6 +55,13 @@ impl Application {
         )
         .await
         .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
+        // A 200 is answered only after a commit: say so if the database does not make that
+        // commit durable (a power cut would lose it).
+        match store.commits_are_durable().await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => tracing::warn!("database commits are not durable: {why}"),
+            Err(e) => tracing::warn!(error = %e, "cannot read the database's durability settings"),
+        }
         // Contact details sealed by earlier releases are bound to their card before serving.
         let resealed = crate::card_file::reseal_unbound_contacts(&store, &data_keys)
             .await
