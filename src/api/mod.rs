@@ -358,9 +358,14 @@ async fn handle(
                 "body is larger than 64 KiB or could not be read",
             )
         })?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::new(Code::BadBody, "body is not valid JSON"))?;
-    let Value::Object(map) = value else {
+    // The body may hold an OTP: its bytes and its parsed strings are wiped once the call is
+    // done (hyper's own read buffer is beyond reach; see docs/security.md).
+    let bytes = zeroize::Zeroizing::new(Vec::from(bytes));
+    let value = crate::domain::wipe::WipedJson(
+        serde_json::from_slice(&bytes)
+            .map_err(|_| ApiError::new(Code::BadBody, "body is not valid JSON"))?,
+    );
+    let Some(map) = value.0.as_object() else {
         return Err(ApiError::new(Code::BadBody, "body must be a JSON object"));
     };
     let call = Call {
@@ -370,7 +375,7 @@ async fn handle(
         started,
         at,
     };
-    let body = Fields(&map);
+    let body = Fields(map);
     match op {
         Operation::CheckCardEligibility => eligibility::handle(&call, &body).await,
         Operation::RequestCardDigitization => digitization::handle(&call, &body).await,

@@ -151,9 +151,12 @@ fn open_token_info(state: &AppState, text: &str) -> Result<TokenInfo, ApiError> 
 /// Checks the decrypted content of a `tokenInfo` envelope (JSON: the token number and its
 /// expiry). Public so that the fuzz targets drive the same code as the handler.
 pub fn parse_token_info(plain: &[u8]) -> Result<TokenInfo, ApiError> {
-    let value: Value = serde_json::from_slice(plain)
-        .map_err(|_| super::resolve_card::not_an_envelope_of_ours("tokenInfo"))?;
-    let Value::Object(map) = value else {
+    // The decrypted token data (the DPAN) is wiped when this returns.
+    let value = crate::domain::wipe::WipedJson(
+        serde_json::from_slice(plain)
+            .map_err(|_| super::resolve_card::not_an_envelope_of_ours("tokenInfo"))?,
+    );
+    let Some(map) = value.0.as_object() else {
         return Err(super::resolve_card::not_an_envelope_of_ours("tokenInfo"));
     };
     let dpan = ["dpan", "tokenValue", "token", "pan"]

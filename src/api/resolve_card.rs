@@ -50,12 +50,14 @@ pub fn not_an_envelope_of_ours(field: &str) -> ApiError {
 /// Checks the decrypted content of a `cipheredCardInfo` envelope (JSON: `fpan`, `exp`, `cvv`).
 /// Public so that the fuzz targets drive the same code as the handlers.
 pub fn parse_card_info(plain: &[u8]) -> Result<CardInfo, ApiError> {
-    let value: Value =
-        serde_json::from_slice(plain).map_err(|_| not_an_envelope_of_ours("cipheredCardInfo"))?;
-    let Value::Object(map) = value else {
+    // The decrypted card data is wiped when this returns (the PAN lives on in `Pan` only).
+    let value = crate::domain::wipe::WipedJson(
+        serde_json::from_slice(plain).map_err(|_| not_an_envelope_of_ours("cipheredCardInfo"))?,
+    );
+    let Some(map) = value.0.as_object() else {
         return Err(not_an_envelope_of_ours("cipheredCardInfo"));
     };
-    let fields = Fields(&map);
+    let fields = Fields(map);
     let fpan = match map.get("fpan") {
         Some(Value::String(s)) => s.as_str(),
         None | Some(Value::Null) => {

@@ -10,6 +10,7 @@ pub mod millis;
 pub mod otp;
 pub mod pan;
 pub mod template;
+pub mod wipe;
 
 pub use card::{Card, CardStatus, ProductId};
 pub use contact::{Email, Phone};
