@@ -57,6 +57,23 @@ impl Application {
         )
         .await
         .map_err(|e| anyhow::anyhow!("database.url: cannot open the database: {e}"))?;
+        // A 200 is answered only after a commit: say so if the database does not make that
+        // commit durable (a power cut would lose it).
+        match store.commits_are_durable().await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => tracing::warn!("database commits are not durable: {why}"),
+            Err(e) => tracing::warn!(error = %e, "cannot read the database's durability settings"),
+        }
+        // Contact details sealed by earlier releases are bound to their card before serving.
+        let resealed = crate::card_file::reseal_unbound_contacts(&store, &data_keys)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if resealed > 0 {
+            tracing::info!(
+                cards = resealed,
+                "contact details re-sealed, bound to their card"
+            );
+        }
         let sender = crate::lifecycle::Sender::new(
             store.clone(),
             &config.tsh,
@@ -135,6 +152,21 @@ impl Application {
                 "server.tls is not set: the TSH-facing API speaks plain HTTP (use TLS termination in front, or set server.tls.*)"
             );
         }
+        // The outbox is for development: say so at every start, and in /health and /metrics.
+        for channel in state.delivery.outbox_channels() {
+            tracing::warn!(
+                channel = channel.as_str(),
+                dir = %state.config.outbox.dir.display(),
+                "the {channel} channel is the outbox: messages are written to files, not delivered (serve --require-real-channels refuses this)"
+            );
+        }
+        let outbox: Vec<&'static str> = state
+            .delivery
+            .outbox_channels()
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        crate::metrics::record_outbox_channels(&outbox);
         if state.config.admin.token.is_empty() {
             tracing::warn!(
                 "admin.token is not set: the admin API answers reads on loopback without a token and refuses every write (401)"

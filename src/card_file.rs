@@ -292,11 +292,18 @@ fn safe(s: &str) -> String {
 impl CardLine {
     /// The stored form: keyed PAN index, BIN, last 4, sealed and masked contact details.
     pub fn to_new_card(&self, keys: &DataKeys) -> NewCard {
-        let phone = self.phone.as_ref().map(|p| sealed_phone(keys, p));
-        let email = self.email.as_ref().map(|e| sealed_email(keys, e));
+        let pan_index = keys.pan_index(&self.pan);
+        let phone = self
+            .phone
+            .as_ref()
+            .map(|p| sealed_phone(keys, &pan_index, p));
+        let email = self
+            .email
+            .as_ref()
+            .map(|e| sealed_email(keys, &pan_index, e));
         NewCard {
             card_ref: self.card_ref.clone(),
-            pan_index: keys.pan_index(&self.pan),
+            pan_index,
             bin: self.pan.bin(),
             last4: self.pan.last4(),
             exp: self.exp.mmyy(),
@@ -319,26 +326,70 @@ impl CardLine {
     }
 }
 
-/// A phone number as stored: sealed, masked, and its keyed fingerprint (rate limits, change
-/// detection). The card file and the admin API both store destinations through this.
-pub fn sealed_phone(keys: &DataKeys, p: &Phone) -> ContactUpdate {
+/// A phone number as stored for the card of PAN index `card_key`: sealed (bound to that card),
+/// masked, and its keyed fingerprint (rate limits, change detection). The card file and the
+/// admin API both store destinations through this.
+pub fn sealed_phone(keys: &DataKeys, card_key: &str, p: &Phone) -> ContactUpdate {
     ContactUpdate {
-        sealed: keys.seal("phone", p.expose()),
+        sealed: keys.seal_for_card("phone", card_key, p.expose()),
         masked: p.masked(),
         fp: keys.fingerprint("destination", &[b"sms", p.expose().as_bytes()]),
     }
 }
 
 /// An e-mail address as stored (see [`sealed_phone`]); the fingerprint ignores case.
-pub fn sealed_email(keys: &DataKeys, e: &Email) -> ContactUpdate {
+pub fn sealed_email(keys: &DataKeys, card_key: &str, e: &Email) -> ContactUpdate {
     ContactUpdate {
-        sealed: keys.seal("email", e.expose()),
+        sealed: keys.seal_for_card("email", card_key, e.expose()),
         masked: e.masked(),
         fp: keys.fingerprint(
             "destination",
             &[b"email", e.expose().to_ascii_lowercase().as_bytes()],
         ),
     }
+}
+
+/// Re-seals, bound to their card, the contact details that earlier releases sealed unbound
+/// (associated data: the kind of detail only). A database migration cannot do it (it needs the
+/// key), so the gateway does it at start, before serving; it is idempotent and safe to run on
+/// several instances at once. Returns how many cards were re-sealed. A detail that does not
+/// open with the configured key stops the start.
+pub async fn reseal_unbound_contacts(store: &Store, keys: &DataKeys) -> Result<u64, String> {
+    let cards = store
+        .cards_with_unbound_contacts()
+        .await
+        .map_err(|e| format!("database.url: cannot read the cards: {e}"))?;
+    let mut done = 0;
+    for card in cards {
+        let reseal = |context: &str, sealed: &Option<String>| -> Result<Option<String>, String> {
+            match sealed {
+                Some(s) if !DataKeys::is_card_bound(s) => {
+                    let plain = keys.unseal_unbound(context, s).map_err(|_| {
+                        format!(
+                            "keys.pan_index_key_file: a stored {context} cannot be opened with this key (card {})",
+                            card.card_ref
+                        )
+                    })?;
+                    Ok(Some(keys.seal_for_card(context, &card.pan_index, &plain)))
+                }
+                other => Ok(other.clone()),
+            }
+        };
+        let phone = reseal("phone", &card.phone_sealed)?;
+        let email = reseal("email", &card.email_sealed)?;
+        let changed = store
+            .reseal_contacts(
+                &card.pan_index,
+                (card.phone_sealed.as_deref(), card.email_sealed.as_deref()),
+                (phone.as_deref(), email.as_deref()),
+            )
+            .await
+            .map_err(|e| format!("database.url: cannot re-seal contact details: {e}"))?;
+        if changed {
+            done += 1;
+        }
+    }
+    Ok(done)
 }
 
 /// What an import did.

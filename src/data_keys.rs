@@ -135,8 +135,54 @@ impl DataKeys {
         })
     }
 
-    /// Seals a contact detail; `context` (e.g. "phone") is bound as associated data.
-    pub fn seal(&self, context: &str, plaintext: &str) -> Sealed {
+    /// Seals a contact detail of one card: `context` (e.g. "phone") and `card_key` (the card's
+    /// PAN index, its row's unique key, which never changes) are bound as associated data, so
+    /// the sealed value opens only as that detail of that card: a database writer who moves it
+    /// to another card's row gets nothing. The form is `v2:` and base64 of nonce, ciphertext
+    /// and tag.
+    pub fn seal_for_card(&self, context: &str, card_key: &str, plaintext: &str) -> Sealed {
+        format!(
+            "{CARD_BOUND}{}",
+            self.seal_with(&card_aad(context, card_key), plaintext)
+        )
+    }
+
+    /// Opens what [`DataKeys::seal_for_card`] sealed for this card; anything else (another
+    /// card's, another context's, the unbound form of earlier releases) is refused.
+    pub fn unseal_for_card(
+        &self,
+        context: &str,
+        card_key: &str,
+        sealed: &str,
+    ) -> Result<Zeroizing<String>, UnsealError> {
+        let body = sealed.strip_prefix(CARD_BOUND).ok_or(UnsealError)?;
+        self.unseal_with(&card_aad(context, card_key), body)
+    }
+
+    /// True for the card-bound form (what [`DataKeys::seal_for_card`] writes).
+    pub fn is_card_bound(sealed: &str) -> bool {
+        sealed.starts_with(CARD_BOUND)
+    }
+
+    /// The form of releases before contact details were bound to their card (associated data:
+    /// the context alone). Only the start-up re-seal reads it, and its tests write it.
+    pub fn seal_unbound(&self, context: &str, plaintext: &str) -> Sealed {
+        self.seal_with(context.as_bytes(), plaintext)
+    }
+
+    /// Opens the unbound form of earlier releases (see [`DataKeys::seal_unbound`]).
+    pub fn unseal_unbound(
+        &self,
+        context: &str,
+        sealed: &str,
+    ) -> Result<Zeroizing<String>, UnsealError> {
+        if Self::is_card_bound(sealed) {
+            return Err(UnsealError);
+        }
+        self.unseal_with(context.as_bytes(), sealed)
+    }
+
+    fn seal_with(&self, aad: &[u8], plaintext: &str) -> Sealed {
         let mut nonce = [0u8; NONCE_LEN];
         if rand::fill(&mut nonce).is_err() {
             // The system RNG failing is not recoverable; a fixed nonce must never be used.
@@ -145,7 +191,7 @@ impl DataKeys {
         let mut buf = Zeroizing::new(plaintext.as_bytes().to_vec());
         let sealed = self.contact.seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(context.as_bytes()),
+            Aad::from(aad),
             &mut *buf,
         );
         if sealed.is_err() {
@@ -156,8 +202,7 @@ impl DataKeys {
         B64.encode(out)
     }
 
-    /// Opens a sealed contact detail.
-    pub fn unseal(&self, context: &str, sealed: &str) -> Result<Zeroizing<String>, UnsealError> {
+    fn unseal_with(&self, aad: &[u8], sealed: &str) -> Result<Zeroizing<String>, UnsealError> {
         let raw = B64.decode(sealed).map_err(|_| UnsealError)?;
         if raw.len() < NONCE_LEN {
             return Err(UnsealError);
@@ -167,11 +212,20 @@ impl DataKeys {
         let mut body = Zeroizing::new(body.to_vec());
         let plain = self
             .contact
-            .open_in_place(nonce, Aad::from(context.as_bytes()), &mut body)
+            .open_in_place(nonce, Aad::from(aad), &mut body)
             .map_err(|_| UnsealError)?;
         let s = std::str::from_utf8(plain).map_err(|_| UnsealError)?;
         Ok(Zeroizing::new(s.to_owned()))
     }
+}
+
+/// The prefix of the card-bound sealed form.
+const CARD_BOUND: &str = "v2:";
+
+/// The associated data of a card's contact detail: its kind and the card, unambiguously
+/// separated (a PAN index is hex).
+fn card_aad(context: &str, card_key: &str) -> Vec<u8> {
+    format!("issuer-gateway contact v2\0{context}\0{card_key}").into_bytes()
 }
 
 /// Fresh random bytes from the system RNG.
@@ -238,17 +292,30 @@ mod tests {
     #[test]
     fn seal_round_trip_and_context_binding() {
         let k = DataKeys::from_bytes(&[7u8; 32]).unwrap();
-        let s = k.seal("phone", "+447700900123");
+        let s = k.seal_for_card("phone", "card-a", "+447700900123");
         assert!(!s.contains("447700900123"));
-        assert_eq!(k.unseal("phone", &s).unwrap().as_str(), "+447700900123");
-        assert!(k.unseal("email", &s).is_err());
+        assert_eq!(
+            k.unseal_for_card("phone", "card-a", &s).unwrap().as_str(),
+            "+447700900123"
+        );
+        assert!(k.unseal_for_card("email", "card-a", &s).is_err());
+        // Bound to its card: moved to another card's row, it does not open.
+        assert!(k.unseal_for_card("phone", "card-b", &s).is_err());
         let other = DataKeys::from_bytes(&[8u8; 32]).unwrap();
-        assert!(other.unseal("phone", &s).is_err());
+        assert!(other.unseal_for_card("phone", "card-a", &s).is_err());
         assert_ne!(
-            k.seal("phone", "x"),
-            k.seal("phone", "x"),
+            k.seal_for_card("phone", "card-a", "x"),
+            k.seal_for_card("phone", "card-a", "x"),
             "nonce must be fresh"
         );
+        // The unbound form of earlier releases opens only through the re-seal's door.
+        let old = k.seal_unbound("phone", "+447700900123");
+        assert!(k.unseal_for_card("phone", "card-a", &old).is_err());
+        assert_eq!(
+            k.unseal_unbound("phone", &old).unwrap().as_str(),
+            "+447700900123"
+        );
+        assert!(k.unseal_unbound("phone", &s).is_err());
     }
 
     #[test]

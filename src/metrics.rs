@@ -44,6 +44,14 @@ fn describe() {
         "TSH calls by operation and response code"
     );
     metrics::describe_counter!(
+        "issuer_gateway_refusals_not_recorded_total",
+        "refused calls counted but not stored (no enrolment on file and no card of ours named, or over the per-enrolment cap)"
+    );
+    metrics::describe_gauge!(
+        "issuer_gateway_outbox_channel",
+        "1 when the channel is on the outbox provider: messages are written to files, not delivered"
+    );
+    metrics::describe_counter!(
         "issuer_gateway_connections_refused_total",
         "connections closed before carrying a call, by listener and reason"
     );
@@ -111,6 +119,22 @@ pub fn record_request(operation: &'static str, code: u16, elapsed: Duration) {
         .increment(1);
     metrics::histogram!("issuer_gateway_request_duration_seconds", "operation" => operation)
         .record(elapsed.as_secs_f64());
+}
+
+/// 1 for each channel (`sms`, `email`) on the `outbox` provider (nothing delivered), 0 for the
+/// others.
+pub fn record_outbox_channels(outbox: &[&'static str]) {
+    for channel in ["sms", "email"] {
+        let on = if outbox.contains(&channel) { 1.0 } else { 0.0 };
+        metrics::gauge!("issuer_gateway_outbox_channel", "channel" => channel).set(on);
+    }
+}
+
+/// A refused call not stored: it belonged to no enrolment on file and named no card of ours, or
+/// its enrolment already holds the most refusals recorded.
+pub fn record_unrecorded_refusal(operation: &'static str) {
+    metrics::counter!("issuer_gateway_refusals_not_recorded_total", "operation" => operation)
+        .increment(1);
 }
 
 /// A connection closed by the server before it could carry a call: `reason` is

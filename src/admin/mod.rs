@@ -179,6 +179,8 @@ async fn health(State(state): State<SharedState>) -> Response {
         "backend": state.store.backend_name(),
         "pkcs7_keys": keys,
         "operations": operations::health_detail(&state).await,
+        // Channels whose messages are written to files, not delivered (development only).
+        "outbox_channels": state.delivery.outbox_channels().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
     });
     let status = if ok {
         StatusCode::OK

@@ -106,7 +106,14 @@ pub async fn update_card(
     let Value::Object(map) = value else {
         return Err(AdminError::bad_request("body must be a JSON object"));
     };
-    let update = parse_update(&state, &map)?;
+    // The destinations are sealed for this very card (bound to its PAN index).
+    let pan_index = state
+        .store
+        .card_by_ref(&card_ref)
+        .await?
+        .ok_or_else(|| AdminError::not_found("no card with this issuerCardRefId"))?
+        .pan_index;
+    let update = parse_update(&state, &map, &pan_index)?;
     let now = state.clock.now_ms();
     let (card, changed, operations) = state
         .store
@@ -129,7 +136,11 @@ pub async fn update_card(
     Ok(Json(view))
 }
 
-fn parse_update(state: &SharedState, map: &Map<String, Value>) -> Result<CardUpdate, AdminError> {
+fn parse_update(
+    state: &SharedState,
+    map: &Map<String, Value>,
+    card_key: &str,
+) -> Result<CardUpdate, AdminError> {
     if let Some(unknown) = map
         .keys()
         .find(|k| !matches!(k.as_str(), "status" | "phone" | "email" | "language"))
@@ -169,7 +180,7 @@ fn parse_update(state: &SharedState, map: &Map<String, Value>) -> Result<CardUpd
         Some(Some(p)) => {
             let phone =
                 Phone::parse(p).map_err(|e| AdminError::bad_request(format!("phone: {e}")))?;
-            Some(Some(crate::card_file::sealed_phone(keys, &phone)))
+            Some(Some(crate::card_file::sealed_phone(keys, card_key, &phone)))
         }
     };
     let email: Option<Option<ContactUpdate>> = match text("email")? {
@@ -178,7 +189,7 @@ fn parse_update(state: &SharedState, map: &Map<String, Value>) -> Result<CardUpd
         Some(Some(e)) => {
             let email =
                 Email::parse(e).map_err(|e| AdminError::bad_request(format!("email: {e}")))?;
-            Some(Some(crate::card_file::sealed_email(keys, &email)))
+            Some(Some(crate::card_file::sealed_email(keys, card_key, &email)))
         }
     };
     let language = match text("language")? {

@@ -173,7 +173,7 @@ pub async fn offer_methods(
         {
             let phone = state
                 .data_keys
-                .unseal("phone", sealed)
+                .unseal_for_card("phone", &card.pan_index, sealed)
                 .map_err(ApiError::internal)?;
             let phone = crate::domain::Phone::parse(&phone)
                 .map_err(|_| ApiError::internal("stored phone number is invalid"))?;

@@ -27,6 +27,9 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Refused calls recorded per enrolment at most; beyond, they are only counted.
+pub const MAX_REFUSALS_RECORDED: i64 = 100;
+
 /// Bodies above this size are refused (400, code 100) without being read whole.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -282,6 +285,19 @@ async fn answer(
         Err(e) if e.reason == Reason::Internal => return Err(e),
         other => other,
     };
+    // A refusal that belongs to no enrolment on file and names no card of ours, or one beyond
+    // the cap of an enrolment, is counted, not stored: refusals cost a caller nothing.
+    if answer.is_err() && matches!(write, Write::Nothing) {
+        let recordable = state
+            .store
+            .may_record_refusal(cid, audit.card_ref.as_deref(), MAX_REFUSALS_RECORDED)
+            .await
+            .unwrap_or(false);
+        if !recordable {
+            crate::metrics::record_unrecorded_refusal(op.name());
+            return answer.map(|body| (body, String::new()));
+        }
+    }
     let refusal = answer.as_ref().err();
     let card_ref = match refusal {
         // The reference a refused call named is caller input: stored in safe form.
@@ -383,9 +399,14 @@ async fn handle(
                 "body is larger than 64 KiB or could not be read",
             )
         })?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| ApiError::new(Reason::BadBody, "body is not valid JSON"))?;
-    let Value::Object(map) = value else {
+    // The body may hold an OTP: its bytes and its parsed strings are wiped once the call is
+    // done (hyper's own read buffer is beyond reach; see docs/security.md).
+    let bytes = zeroize::Zeroizing::new(Vec::from(bytes));
+    let value = crate::domain::wipe::WipedJson(
+        serde_json::from_slice(&bytes)
+            .map_err(|_| ApiError::new(Reason::BadBody, "body is not valid JSON"))?,
+    );
+    let Some(map) = value.0.as_object() else {
         return Err(ApiError::new(Reason::BadBody, "body must be a JSON object"));
     };
     let call = Call {
@@ -395,7 +416,7 @@ async fn handle(
         started,
         at,
     };
-    let body = Fields(&map);
+    let body = Fields(map);
     match op {
         Operation::CheckCardEligibility => eligibility::handle(&call, &body).await,
         Operation::RequestCardDigitization => digitization::handle(&call, &body).await,

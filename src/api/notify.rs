@@ -153,8 +153,9 @@ fn open_token_info(state: &AppState, text: &str) -> Result<TokenInfo, ApiError> 
 /// expiry). Public so that the fuzz targets drive the same code as the handler.
 pub fn parse_token_info(plain: &[u8]) -> Result<TokenInfo, ApiError> {
     let bad = || unreadable("tokenInfo");
-    let value: Value = serde_json::from_slice(plain).map_err(|_| bad())?;
-    let Value::Object(map) = value else {
+    // The decrypted token data (the DPAN) is wiped when this returns.
+    let value = crate::domain::wipe::WipedJson(serde_json::from_slice(plain).map_err(|_| bad())?);
+    let Some(map) = value.0.as_object() else {
         return Err(bad());
     };
     let dpan = ["dpan", "tokenValue", "token", "pan"]

@@ -52,11 +52,12 @@ pub fn unreadable(field: &str) -> ApiError {
 /// Public so that the fuzz targets drive the same code as the handlers.
 pub fn parse_card_info(plain: &[u8]) -> Result<CardInfo, ApiError> {
     let bad = || unreadable("cipheredCardInfo");
-    let value: Value = serde_json::from_slice(plain).map_err(|_| bad())?;
-    let Value::Object(map) = value else {
+    // The decrypted card data is wiped when this returns (the PAN lives on in `Pan` only).
+    let value = crate::domain::wipe::WipedJson(serde_json::from_slice(plain).map_err(|_| bad())?);
+    let Some(map) = value.0.as_object() else {
         return Err(bad());
     };
-    let fields = Fields(&map);
+    let fields = Fields(map);
     let fpan = match map.get("fpan") {
         Some(Value::String(s)) => s.as_str(),
         _ => return Err(bad()),

@@ -253,7 +253,7 @@ fn open_destination(
                 .ok_or_else(|| ApiError::new(Reason::Declined, "no phone number on file"))?;
             let phone = state
                 .data_keys
-                .unseal("phone", sealed)
+                .unseal_for_card("phone", &card.pan_index, sealed)
                 .map_err(ApiError::internal)?;
             let phone = Phone::parse(&phone)
                 .map_err(|_| ApiError::internal("stored phone number is invalid"))?;
@@ -273,7 +273,7 @@ fn open_destination(
                 .ok_or_else(|| ApiError::new(Reason::Declined, "no e-mail address on file"))?;
             let email = state
                 .data_keys
-                .unseal("email", sealed)
+                .unseal_for_card("email", &card.pan_index, sealed)
                 .map_err(ApiError::internal)?;
             let email = Email::parse(&email)
                 .map_err(|_| ApiError::internal("stored e-mail address is invalid"))?;
@@ -296,7 +296,7 @@ async fn check_sim_swap(state: &AppState, card: &CardRow) -> Result<(), ApiError
     };
     let phone = state
         .data_keys
-        .unseal("phone", sealed)
+        .unseal_for_card("phone", &card.pan_index, sealed)
         .map_err(ApiError::internal)?;
     let phone =
         Phone::parse(&phone).map_err(|_| ApiError::internal("stored phone number is invalid"))?;

@@ -135,6 +135,10 @@ pub struct ServeArgs {
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Refuse to start while a channel is on the outbox (development) provider; the same as
+    /// server.require_real_channels = true.
+    #[arg(long)]
+    pub require_real_channels: bool,
 }
 
 #[derive(Debug, Args)]
@@ -494,13 +498,14 @@ async fn purge(config: &Config, dry_run: bool) -> ExitCode {
 async fn serve(args: ServeArgs) -> ExitCode {
     // Every problem of the configuration at once: values that do not parse, then what serving
     // needs besides (settings and policy).
-    let (config, mut problems) = match Config::read(args.config.as_deref(), std::env::vars()) {
+    let (mut config, mut problems) = match Config::read(args.config.as_deref(), std::env::vars()) {
         Ok(read) => read,
         Err(e) => {
             eprint!("{e}");
             return ExitCode::from(2);
         }
     };
+    config.server.require_real_channels |= args.require_real_channels;
     if args.print_config && problems.is_empty() {
         print!("{}", config.to_redacted_toml());
         return ExitCode::SUCCESS;

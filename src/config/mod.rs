@@ -282,6 +282,20 @@ impl Config {
         self.retention.validate(&mut p);
         self.sim_swap.validate(request_timeout_ms, &mut p);
         self.tsh.validate(&mut p);
+        if self.server.require_real_channels {
+            let outbox = [
+                ("sms.provider", self.sms.provider == SmsProvider::Outbox),
+                (
+                    "email.provider",
+                    self.email.provider == EmailProvider::Outbox,
+                ),
+            ];
+            for (key, on_outbox) in outbox {
+                if on_outbox {
+                    p.push(format!("{key}: is outbox (messages are written to files, not delivered), and server.require_real_channels is set"));
+                }
+            }
+        }
         if p.is_empty() {
             Ok(())
         } else {

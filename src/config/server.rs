@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// A request head must arrive whole within this time, counted from the end of the previous
     /// answer on a kept-alive connection (so it bounds the idle keep-alive wait too).
     pub header_timeout_ms: u64,
+    /// Refuse to start while a channel is on the `outbox` (development) provider
+    /// (`serve --require-real-channels` sets it too).
+    pub require_real_channels: bool,
 }
 
 /// Mutual TLS on the TSH-facing listener: all three files, or none.
@@ -61,6 +64,7 @@ pub(super) struct ServerFile {
     max_handshakes: usize,
     handshake_timeout_ms: u64,
     header_timeout_ms: u64,
+    require_real_channels: bool,
     /// `lower` (green/yellow/red) or `upper` (GREEN/YELLOW/RED) for `levelOfTrust`.
     level_of_trust_case: String,
 }
@@ -77,6 +81,7 @@ impl Default for ServerFile {
             max_handshakes: 128,
             handshake_timeout_ms: 5_000,
             header_timeout_ms: 5_000,
+            require_real_channels: false,
             level_of_trust_case: "lower".into(),
         }
     }
@@ -103,6 +108,7 @@ impl ServerFile {
             max_handshakes: self.max_handshakes,
             handshake_timeout_ms: self.handshake_timeout_ms,
             header_timeout_ms: self.header_timeout_ms,
+            require_real_channels: self.require_real_channels,
         }
     }
 }

@@ -135,6 +135,14 @@ impl Delivery {
         self.provider(channel).1
     }
 
+    /// The channels on the `outbox` provider (development: nothing is delivered).
+    pub fn outbox_channels(&self) -> Vec<Channel> {
+        [Channel::Sms, Channel::Email]
+            .into_iter()
+            .filter(|c| matches!(self.provider(*c).0, Provider::Outbox(_)))
+            .collect()
+    }
+
     pub fn provider_name(&self, channel: Channel) -> &'static str {
         self.provider(channel).0.name()
     }

@@ -12,6 +12,7 @@ pub mod otp;
 pub mod pan;
 pub mod reason;
 pub mod template;
+pub mod wipe;
 
 pub use card::{Card, CardStatus, ProductId};
 pub use contact::{Email, Phone};

@@ -91,7 +91,19 @@ impl Store {
     ) -> Result<Option<(CardRow, Vec<&'static str>, Vec<String>)>, StoreError> {
         with_pool!(self, write, |pool| {
             let mut tx = pool.begin_write().await?;
-            tx.lock_key(&format!("card-ref:{card_ref}")).await?;
+            // The card's lock first, the one `cards import` takes (its PAN index never
+            // changes), then the row read afresh under it: a concurrent import is never undone
+            // by rewriting the contact columns it had just changed (on PostgreSQL; SQLite's
+            // single writer serialises the two anyway).
+            let index: Option<(String,)> =
+                sqlx::query_as("SELECT pan_index FROM cards WHERE card_ref = $1")
+                    .bind(card_ref)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((pan_index,)) = index else {
+                return Ok(None);
+            };
+            tx.lock_key(&format!("card-pan:{pan_index}")).await?;
             let old: Option<CardRow> = sqlx::query_as("SELECT * FROM cards WHERE card_ref = $1")
                 .bind(card_ref)
                 .fetch_optional(&mut *tx)

@@ -406,6 +406,44 @@ impl Store {
         })
     }
 
+    /// Cards holding a contact detail in the unbound sealed form of earlier releases (not
+    /// `v2:`): what the start-up re-seal converts.
+    pub async fn cards_with_unbound_contacts(&self) -> Result<Vec<CardRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT * FROM cards WHERE (phone_sealed IS NOT NULL AND phone_sealed NOT LIKE 'v2:%') \
+                 OR (email_sealed IS NOT NULL AND email_sealed NOT LIKE 'v2:%')",
+            )
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Replaces a card's sealed contact details with their re-sealed form, only if they are
+    /// still the ones read (`old`): a concurrent update wins. True when the row was changed.
+    pub async fn reseal_contacts(
+        &self,
+        pan_index: &str,
+        old: (Option<&str>, Option<&str>),
+        new: (Option<&str>, Option<&str>),
+    ) -> Result<bool, StoreError> {
+        with_pool!(self, write, |pool| {
+            let done = sqlx::query(
+                "UPDATE cards SET phone_sealed = $2, email_sealed = $3 WHERE pan_index = $1 \
+                 AND phone_sealed IS NOT DISTINCT FROM $4 AND email_sealed IS NOT DISTINCT FROM $5",
+            )
+            .bind(pan_index)
+            .bind(new.0)
+            .bind(new.1)
+            .bind(old.0)
+            .bind(old.1)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(done == 1)
+        })
+    }
+
     pub async fn count_cards(&self) -> Result<i64, StoreError> {
         with_pool!(self, read, |pool| {
             let row = sqlx::query("SELECT COUNT(*) AS n FROM cards")

@@ -210,6 +210,30 @@ impl Store {
         })
     }
 
+    /// Whether a refused call may be recorded: it belongs to an enrolment already on file, or
+    /// names a card the issuer has (`card_ref`), and its enrolment holds fewer than `cap`
+    /// refused calls. Anyone who can reach the API could otherwise grow the database with
+    /// refusals under made-up correlation ids and card references.
+    pub async fn may_record_refusal(
+        &self,
+        correlation_id: &str,
+        card_ref: Option<&str>,
+        cap: i64,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self, read, |pool| {
+            let (enrolments, cards, refused): (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM enrolments WHERE correlation_id = $1), \
+                 (SELECT COUNT(*) FROM cards WHERE card_ref = $2), \
+                 (SELECT COUNT(*) FROM calls WHERE correlation_id = $1 AND response_code <> 200)",
+            )
+            .bind(correlation_id)
+            .bind(card_ref.unwrap_or(""))
+            .fetch_one(pool)
+            .await?;
+            Ok((enrolments > 0 || cards > 0) && refused < cap)
+        })
+    }
+
     pub async fn calls(&self, correlation_id: &str) -> Result<Vec<CallRow>, StoreError> {
         with_pool!(self, read, |pool| {
             Ok(sqlx::query_as("SELECT operation, card_ref, response_code, outcome, detail, duration_ms, at FROM calls WHERE correlation_id = $1 ORDER BY id")

@@ -258,6 +258,45 @@ impl Store {
     }
 
     /// A round trip to the database (health check).
+    /// Whether a commit reaches the disk before it returns, as the writing connection sees it:
+    /// SQLite `synchronous` FULL in WAL mode; PostgreSQL `fsync` and `synchronous_commit` on
+    /// (server settings the gateway cannot set for the server). `Err` names what is not so.
+    /// A SIGKILL test cannot tell (the page cache survives a killed process), a power cut can.
+    pub async fn commits_are_durable(&self) -> Result<Result<(), String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                    .fetch_one(writer)
+                    .await?;
+                let (journal,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+                    .fetch_one(writer)
+                    .await?;
+                Ok(if sync >= 2 && journal.eq_ignore_ascii_case("wal") {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "SQLite synchronous = {sync}, journal_mode = {journal} (FULL and WAL expected)"
+                    ))
+                })
+            }
+            Backend::Postgres(pg) => {
+                let (fsync,): (String,) = sqlx::query_as("SHOW fsync").fetch_one(pg).await?;
+                let (commit,): (String,) = sqlx::query_as("SHOW synchronous_commit")
+                    .fetch_one(pg)
+                    .await?;
+                Ok(
+                    if fsync == "on" && !matches!(commit.as_str(), "off" | "local") {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "PostgreSQL fsync = {fsync}, synchronous_commit = {commit}: a commit may be lost in a power cut"
+                        ))
+                    },
+                )
+            }
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         with_pool!(self, read, |pool| {
             sqlx::query("SELECT 1").execute(pool).await?;

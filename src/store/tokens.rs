@@ -78,9 +78,17 @@ macro_rules! apply_notice_in {
                     .await?;
             let before = current.map(|(s,)| s);
             let before_state = before.as_deref().and_then(crate::domain::TokenState::parse);
-            let after = crate::domain::TokenState::after(before_state, &n.action)
-                .as_str()
-                .to_owned();
+            // A notice carrying an errorCode reports a life-cycle operation that failed: it is
+            // recorded, and changes neither the token (a token it names for the first time is
+            // pending) nor the enrolment.
+            let failed = n.error_code.is_some();
+            let after = if failed {
+                before_state.unwrap_or(crate::domain::TokenState::Pending)
+            } else {
+                crate::domain::TokenState::after(before_state, &n.action)
+            }
+            .as_str()
+            .to_owned();
             // The event first: its fingerprint is unique, so a notice already recorded inserts
             // nothing here (never a constraint error) and changes nothing else.
             let inserted = sqlx::query(
@@ -109,7 +117,7 @@ macro_rules! apply_notice_in {
                 insert_call!($tx, &dup);
                 return Ok(NoticeOutcome::Duplicate);
             }
-            let wipe = matches!(n.action, crate::domain::Action::Erase);
+            let wipe = !failed && matches!(n.action, crate::domain::Action::Erase);
             sqlx::query(
                 "INSERT INTO tokens (virtual_card_id, card_ref, wallet_provider_id, token_storage_id, is_primary, state, \
                  dpan_last4, dpan_exp, correlation_id, created_at, updated_at) \
@@ -128,14 +136,14 @@ macro_rules! apply_notice_in {
             .bind(&n.token_storage_id)
             .bind(n.is_primary)
             .bind(&after)
-            .bind(if wipe { None } else { n.dpan_last4.as_deref() })
-            .bind(if wipe { None } else { n.dpan_exp.as_deref() })
+            .bind(if wipe || failed { None } else { n.dpan_last4.as_deref() })
+            .bind(if wipe || failed { None } else { n.dpan_exp.as_deref() })
             .bind(call.correlation_id)
             .bind(call.at)
             .bind(wipe)
             // UPDATE: the funding card changed (renewal, replacement): the token now belongs to
             // the card the notice names.
-            .bind(matches!(n.action, crate::domain::Action::Update))
+            .bind(!failed && matches!(n.action, crate::domain::Action::Update))
             .execute(&mut *$tx)
             .await?;
             upsert_enrolment!($tx, call);
@@ -149,6 +157,7 @@ macro_rules! apply_notice_in {
                 call.at
             );
             match n.action {
+                _ if failed => {}
                 crate::domain::Action::Activate if after == "active" => {
                     sqlx::query("UPDATE enrolments SET state = 'complete', updated_at = $2 WHERE correlation_id = $1 AND state <> 'failed'")
                         .bind(call.correlation_id)

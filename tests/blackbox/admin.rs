@@ -16,6 +16,8 @@ on_both_backends!(
     digitization_reuses_only_the_same_envelope_of_the_same_enrolment,
     pans_glued_or_spaced_in_identifiers_never_reach_the_database,
     writes_need_the_token_even_on_loopback,
+    contacts_are_bound_to_their_card,
+    refusals_from_nowhere_are_counted_not_stored,
 );
 
 const TOKEN: &str = "adm-Tok3n-for-tests";
@@ -404,7 +406,7 @@ async fn card_update_records_a_destination_change(backend: Backend) {
     assert_eq!(
         gw.state
             .data_keys
-            .unseal("phone", &sealed)
+            .unseal_for_card("phone", &row.pan_index, &sealed)
             .unwrap()
             .as_str(),
         "+447700900555"
@@ -412,7 +414,9 @@ async fn card_update_records_a_destination_change(backend: Backend) {
     let phone = issuer_gateway::domain::Phone::parse("+447700900555").unwrap();
     assert_eq!(
         row.phone_fp,
-        Some(issuer_gateway::card_file::sealed_phone(&gw.state.data_keys, &phone).fp)
+        Some(
+            issuer_gateway::card_file::sealed_phone(&gw.state.data_keys, &row.pan_index, &phone).fp
+        )
     );
     assert!(row.email_sealed.is_none() && row.email_fp.is_none());
 
@@ -773,5 +777,133 @@ async fn writes_need_the_token_even_on_loopback(backend: Backend) {
     }
     let (_, card, _) = get(gw, &path).await;
     assert_eq!(card["status"], "active", "nothing changed");
+    app.gw.stop().await;
+}
+
+/// A sealed phone number opens only as that card's: a database writer who copies one card's
+/// sealed phone into another card's row gets no message to it. Details sealed by earlier
+/// releases (unbound) are re-sealed, bound, when the gateway starts.
+async fn contacts_are_bound_to_their_card(backend: Backend) {
+    use issuer_gateway::data_keys::DataKeys;
+    use issuer_gateway::domain::Pan;
+    let fx = Fixture::new(&backend).await;
+    let keys = DataKeys::from_file(fx.config.keys.pan_index_key_file.as_ref().unwrap()).unwrap();
+    let index = |card: TestCard| keys.pan_index(&Pan::parse(card.pan).unwrap());
+    // ALICE's phone as an earlier release stored it.
+    let unbound = keys.seal_unbound("phone", ALICE.phone.unwrap());
+    fx.sql(
+        "UPDATE cards SET phone_sealed = $1 WHERE pan_index = $2",
+        &[&unbound, &index(ALICE)],
+    )
+    .await;
+    let gw = fx.start(|_| {}).await;
+    let app = TestApp { fx, gw };
+    let alice = app
+        .gw
+        .state
+        .store
+        .card_by_pan_index(&index(ALICE))
+        .await
+        .unwrap()
+        .unwrap();
+    let sealed = alice.phone_sealed.clone().unwrap();
+    assert!(DataKeys::is_card_bound(&sealed), "re-sealed at start");
+    let (card_ref, methods) = app.enrol_to_yellow("bound-1", ALICE, "APPLE_PAY").await;
+    let a = app
+        .tsh()
+        .send_otp(
+            "bound-1",
+            &card_ref,
+            "246801",
+            Some(&methods[0].0),
+            "APPLE_PAY",
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(app.fx.outbox().len(), 1);
+    // A database writer moves ALICE's sealed phone to BOB's card.
+    app.fx
+        .sql(
+            "UPDATE cards SET phone_sealed = $1 WHERE pan_index = $2",
+            &[&sealed, &index(BOB)],
+        )
+        .await;
+    let (card_ref, methods) = app.enrol_to_yellow("bound-2", BOB, "APPLE_PAY").await;
+    let sms = methods.iter().find(|m| m.1 == "sms").unwrap().0.clone();
+    let a = app
+        .tsh()
+        .send_otp("bound-2", &card_ref, "135792", Some(&sms), "APPLE_PAY")
+        .await
+        .unwrap();
+    assert_ne!(a.status, 200, "{:?}", a.body);
+    let outbox = app.fx.outbox();
+    assert_eq!(outbox.len(), 1, "nothing sent to the moved number");
+    assert!(!outbox.iter().any(|m| m.contains("135792")));
+    app.gw.stop().await;
+}
+
+/// Refused calls that belong to no enrolment on file and name no card of ours cost a caller
+/// nothing: they are counted (metric), not stored; refusals of a real enrolment are stored up
+/// to a cap.
+async fn refusals_from_nowhere_are_counted_not_stored(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tsh = app.tsh();
+    let store = &app.gw.state.store;
+    for i in 0..30 {
+        let cid = format!("nowhere-{i}");
+        let a = tsh
+            .call(
+                "sendOTP",
+                &cid,
+                &json!({"issuerCardRefId": format!("made-up-{i}"), "otpValue": "123456"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, 400, "{:?}", a.body);
+        let b = tsh
+            .call(
+                "notifyVirtualCardChange",
+                &cid,
+                &json!({"issuerCardRefId": "x"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(b.status, 400, "{:?}", b.body);
+        assert!(store.calls(&cid).await.unwrap().is_empty(), "{cid} stored");
+        assert!(
+            store.enrolment(&cid).await.unwrap().is_none(),
+            "{cid} stored"
+        );
+    }
+    let (_, _, metrics) = get(&app.gw, "/metrics").await;
+    assert!(
+        metrics.contains("issuer_gateway_refusals_not_recorded_total{operation=\"sendOTP\"}"),
+        "{metrics}"
+    );
+    // A refusal about a card of ours is a real enrolment's: recorded.
+    let a = tsh
+        .check_eligibility("known-refused", DAN.pan, DAN.exp, "APPLE_PAY")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 400);
+    assert_eq!(store.calls("known-refused").await.unwrap().len(), 1);
+    // An enrolment's refusals are recorded up to the cap.
+    let cap = issuer_gateway::api::MAX_REFUSALS_RECORDED as usize;
+    for _ in 0..cap + 5 {
+        let a = tsh
+            .call("sendOTP", "known-refused", &json!({"otpValue": "1"}))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 400);
+    }
+    let refused = store
+        .calls("known-refused")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.response_code != 200)
+        .count();
+    assert_eq!(refused, cap);
     app.gw.stop().await;
 }

@@ -166,6 +166,35 @@ fn serve_never_echoes_a_secret_from_a_bad_configuration() {
     }
 }
 
+/// `serve --require-real-channels` (or server.require_real_channels) refuses a channel on the
+/// outbox, naming each.
+#[test]
+fn serve_can_refuse_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = keyed_config(dir.path());
+    let out = bin()
+        .args(["serve", "--require-real-channels", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["- sms.provider: is outbox", "- email.provider: is outbox"] {
+        assert!(err.contains(key), "{key} missing from:\n{err}");
+    }
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("ISSUER_GATEWAY__SERVER__REQUIRE_REAL_CHANNELS", "true")
+        .env("ISSUER_GATEWAY__EMAIL__PROVIDER", "disabled")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("- sms.provider: is outbox"), "{err}");
+    assert!(!err.contains("email.provider"), "{err}");
+}
+
 #[test]
 fn serve_refuses_a_bad_configuration_naming_each_setting() {
     let dir = tempfile::tempdir().unwrap();

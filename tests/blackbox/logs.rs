@@ -27,6 +27,26 @@ async fn a_full_run_logs_no_card_data() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    // Both channels are on the outbox here: /health and /metrics say so.
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(
+        health["outbox_channels"],
+        json!(["sms", "email"]),
+        "{health}"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", served.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for channel in ["sms", "email"] {
+        let series = format!("issuer_gateway_outbox_channel{{channel=\"{channel}\"}} 1");
+        assert!(
+            metrics.contains(&series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
     let cert = std::fs::read_to_string(dir.path().join("keys/issuer-pkcs7-cert.pem")).unwrap();
     let tsh = Tsh::new(
         &format!("http://{}/issuer/igwapi/v2.0", served.api),
@@ -154,6 +174,14 @@ async fn a_full_run_logs_no_card_data() {
     let lines = served.stop();
 
     let log = lines.join("\n");
+    // The start-up warns of each channel on the outbox.
+    for channel in ["sms", "email"] {
+        assert!(
+            lines.iter().any(|l| l.contains("WARN")
+                && l.contains(&format!("the {channel} channel is the outbox"))),
+            "no outbox warning for {channel}:\n{log}"
+        );
+    }
     let outbox = outbox_messages(&dir.path().join("outbox")).join("\n");
     let mut secrets: Vec<String> = sensitive_values().into_iter().map(str::to_owned).collect();
     secrets.push("4895370012345678".into());

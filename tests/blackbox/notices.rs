@@ -6,7 +6,8 @@ use serde_json::json;
 
 on_both_backends!(
     duplicate_and_out_of_order_notices,
-    delete_fails_enrolment_and_erase_wipes
+    delete_fails_enrolment_and_erase_wipes,
+    a_notice_with_an_error_code_changes_no_state,
 );
 
 async fn duplicate_and_out_of_order_notices(backend: Backend) {
@@ -134,7 +135,7 @@ async fn delete_fails_enrolment_and_erase_wipes(backend: Backend) {
     let tsh = app.tsh();
     let store = &app.gw.state.store;
     let (card_ref, _) = app.enrol_to_yellow("nt-2", BOB, "GOOGLE_PAY").await;
-    let body = json!({"issuerCardRefId": card_ref, "virtualCardId": "VC-9", "walletProviderId": "GOOGLE_PAY", "action": "DELETE", "source": "TSP", "errorCode": 221});
+    let body = json!({"issuerCardRefId": card_ref, "virtualCardId": "VC-9", "walletProviderId": "GOOGLE_PAY", "action": "DELETE", "source": "TSP"});
     assert_eq!(
         tsh.call("notifyVirtualCardChange", "nt-2", &body)
             .await
@@ -149,7 +150,7 @@ async fn delete_fails_enrolment_and_erase_wipes(backend: Backend) {
     let ev = store.token_events("VC-9").await.unwrap();
     assert_eq!(
         (ev[0].source.as_deref(), ev[0].error_code),
-        (Some("TSP"), Some(221))
+        (Some("TSP"), None)
     );
     // ERASE wipes what we kept of the token.
     let (card_ref, _) = app.enrol_to_yellow("nt-3", BOB, "GOOGLE_PAY").await;
@@ -237,6 +238,88 @@ async fn a_file_without_contact_columns_keeps_them(backend: Backend) {
     assert_eq!(
         kinds,
         vec![("sms", "+********0123"), ("email", "al***@example.com")]
+    );
+    app.gw.stop().await;
+}
+
+/// A notice carrying `errorCode` reports a life-cycle operation that failed (221: the device was
+/// unreachable): it is recorded with its code, and the token and the enrolment keep their state.
+async fn a_notice_with_an_error_code_changes_no_state(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tsh = app.tsh();
+    let store = &app.gw.state.store;
+    let (card_ref, _) = app.enrol_to_yellow("ne-1", ALICE, "APPLE_PAY").await;
+    let failed = |vcid: &str, action: &str| {
+        json!({
+            "issuerCardRefId": card_ref, "virtualCardId": vcid, "walletProviderId": "APPLE_PAY",
+            "action": action, "errorCode": 221, "tokenInfo": tsh.seal(&json!({"dpan": "4895370012345678", "exp": "1229"})).unwrap(),
+        })
+        .to_string()
+    };
+    // A failed ACTIVATE of a token not seen before: recorded, not active, enrolment not complete.
+    let body: serde_json::Value = serde_json::from_str(&failed("VC-E1", "ACTIVATE")).unwrap();
+    let a = tsh
+        .call("notifyVirtualCardChange", "ne-1", &body)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let token = store.token("VC-E1").await.unwrap().unwrap();
+    assert_eq!(token.state, "pending");
+    assert!(
+        token.dpan_last4.is_none(),
+        "a failed operation keeps no token details"
+    );
+    assert_ne!(
+        store.enrolment("ne-1").await.unwrap().unwrap().state,
+        "complete"
+    );
+    // The real activation, then a failed DELETE and a failed ERASE: still active, details kept.
+    let a = tsh
+        .notify(
+            "ne-1",
+            &card_ref,
+            "VC-E1",
+            "ACTIVATE",
+            "APPLE_PAY",
+            Some(("4895370012345678", "1229")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    for (cid, action) in [
+        ("ne-lcm-1", "DELETE"),
+        ("ne-lcm-2", "ERASE"),
+        ("ne-lcm-3", "SUSPEND"),
+    ] {
+        let body: serde_json::Value = serde_json::from_str(&failed("VC-E1", action)).unwrap();
+        let a = tsh
+            .call("notifyVirtualCardChange", cid, &body)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "{action}: {:?}", a.body);
+        let token = store.token("VC-E1").await.unwrap().unwrap();
+        assert_eq!(token.state, "active", "{action}");
+        assert_eq!(token.dpan_last4.as_deref(), Some("5678"), "{action}");
+    }
+    assert_eq!(
+        store.enrolment("ne-1").await.unwrap().unwrap().state,
+        "complete"
+    );
+    // Every failure is in the token's history, with its code.
+    let events = store.token_events("VC-E1").await.unwrap();
+    let failures: Vec<(String, Option<i64>, String)> = events
+        .into_iter()
+        .filter(|e| e.error_code.is_some())
+        .map(|e| (e.action, e.error_code, e.state_after))
+        .collect();
+    assert_eq!(
+        failures,
+        vec![
+            ("ACTIVATE".into(), Some(221), "pending".into()),
+            ("DELETE".into(), Some(221), "active".into()),
+            ("ERASE".into(), Some(221), "active".into()),
+            ("SUSPEND".into(), Some(221), "active".into()),
+        ]
     );
     app.gw.stop().await;
 }

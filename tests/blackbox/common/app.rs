@@ -270,3 +270,34 @@ impl Fixture {
         }
     }
 }
+
+impl Fixture {
+    /// Runs one SQL statement on the fixture's database with text parameters ($1, $2...), as a
+    /// database writer would, behind the gateway's back.
+    pub async fn sql(&self, statement: &str, args: &[&str]) {
+        use sqlx::Connection;
+        match &self.pg {
+            None => {
+                let url = format!("sqlite://{}", self.dir.path().join("gateway.db").display());
+                let mut conn = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("connect");
+                let mut q = sqlx::query(statement);
+                for a in args {
+                    q = q.bind(*a);
+                }
+                q.execute(&mut conn).await.expect("statement");
+                conn.close().await.ok();
+            }
+            Some(pg) => {
+                let mut conn = sqlx::PgConnection::connect(&pg.url).await.expect("connect");
+                let mut q = sqlx::query(statement);
+                for a in args {
+                    q = q.bind(*a);
+                }
+                q.execute(&mut conn).await.expect("statement");
+                conn.close().await.ok();
+            }
+        }
+    }
+}
