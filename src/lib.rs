@@ -15,6 +15,7 @@ pub mod data_keys;
 pub mod decision;
 pub mod delivery;
 pub mod demo;
+pub mod demo_lifecycle;
 pub mod domain;
 pub mod fpan_details;
 /// PKCS#7 envelopes: the `issuer-gateway-envelope` crate of this workspace.
