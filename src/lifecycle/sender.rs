@@ -271,6 +271,23 @@ pub async fn start(
                     oldest_minutes,
                     "life-cycle operations waiting from before this start are sent now (cancel any with POST /operations/{{id}}/cancel)"
                 );
+                // Named one by one (the first 100), so that nobody is surprised when they go.
+                let listed = state
+                    .store
+                    .operations_in_state("waiting", now, 100)
+                    .await
+                    .unwrap_or_default();
+                for o in listed {
+                    tracing::info!(
+                        operation_id = o.id,
+                        operation = %o.label(),
+                        card_ref = %o.card_ref,
+                        virtual_card_id = o.virtual_card_id.as_deref().unwrap_or(""),
+                        reason = o.reason.as_deref().unwrap_or(""),
+                        created_at = %crate::clock::format_ms(o.created_at),
+                        "waiting life-cycle operation"
+                    );
+                }
             }
             Some(tokio::spawn(sender.run(stop)))
         }

@@ -843,6 +843,33 @@ async fn operators_act_on_one_token_and_on_a_device(backend: Backend) {
     .await;
     assert_eq!(s, 404);
 
+    // The tokens view, refreshed from TSH: Thales's own state beside ours.
+    let (s, v) = admin(
+        &t.gw,
+        "GET",
+        &format!("/cards/{alice}/tokens?refresh=true"),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let states: Vec<(String, String, String)> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["virtualCardId"].as_str().unwrap().to_owned(),
+                t["state"].as_str().unwrap().to_owned(),
+                t["thalesState"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("VC-D2".into(), "suspended".into(), "SUSPENDED".into())),
+        "{states:?}"
+    );
+    assert_eq!(v["pendingOperations"], json!([]));
     // The card lost now: its return to active resumes none of these (operators suspended them).
     t.fx.import(&status_line(ALICE, "lost")).await;
     let report = t.fx.import(&status_line(ALICE, "active")).await;
@@ -856,6 +883,10 @@ async fn a_waiting_operation_can_be_cancelled(backend: Backend) {
     let card = card_ref(&gw, ALICE).await;
     fx.import(&status_line(ALICE, "lost")).await;
     let id = ops(&gw, &card).await[0].id;
+    let (s, v) = admin(&gw, "GET", &format!("/cards/{card}/tokens"), None, true).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["pendingOperations"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["pendingOperations"][0]["state"], "waiting");
     let (s, _) = admin(
         &gw,
         "POST",
