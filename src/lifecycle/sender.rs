@@ -21,7 +21,9 @@ const LEASE_MARGIN_MS: i64 = 10_000;
 pub struct Sender {
     store: Store,
     config: TshConfig,
-    client: TshClient,
+    issuer_id: String,
+    /// Rebuilt on SIGHUP (a renewed client certificate), like the server's TLS files.
+    client: std::sync::Arc<std::sync::RwLock<TshClient>>,
     clock: Clock,
 }
 
@@ -40,9 +42,29 @@ impl Sender {
         Ok(Some(Sender {
             store,
             config: config.clone(),
-            client,
+            issuer_id: issuer_id.to_owned(),
+            client: std::sync::Arc::new(std::sync::RwLock::new(client)),
             clock,
         }))
+    }
+
+    /// Reads `tsh.client_cert`, `tsh.client_key` and `tsh.server_ca` again; on failure the
+    /// running client stays.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let fresh = TshClient::new(&self.config, &self.issuer_id)?;
+        let mut guard = self
+            .client
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = fresh;
+        Ok(())
+    }
+
+    fn client(&self) -> TshClient {
+        self.client
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Sends until `stop` turns true; an attempt in flight then finishes (its deadline is
@@ -85,7 +107,7 @@ impl Sender {
         let operation = op.kind.clone();
         let body = body_of(&op, &self.config);
         let sent = self
-            .client
+            .client()
             .post(&operation, &op.correlation_id, &body)
             .await;
         let at = self.clock.now_ms();
@@ -289,7 +311,29 @@ pub async fn start(
                     );
                 }
             }
+            reload_on_sighup(sender.clone());
             Some(tokio::spawn(sender.run(stop)))
         }
     }
+}
+
+/// Rebuilds the TSH client (its certificate, key and CA files) on every SIGHUP (Unix).
+fn reload_on_sighup(sender: Sender) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match sender.reload() {
+                Ok(()) => tracing::info!("tsh client certificate, key and server CA reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "tsh reload failed; the previous files stay in use")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = sender;
 }
