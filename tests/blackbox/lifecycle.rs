@@ -504,6 +504,23 @@ async fn sent_without_notices_is_unconfirmed_after_the_window(backend: Backend) 
         metrics.contains("issuer_gateway_lifecycle_operations_unconfirmed"),
         "{metrics}"
     );
+    // (One recorder for the whole test process: the labels are checked, not the counts.)
+    assert!(
+        metrics.contains(
+            "issuer_gateway_lifecycle_operations{kind=\"updateCardState SUSPEND\",state=\"sent\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "issuer_gateway_tsh_attempts_total{operation=\"updateCardState\",outcome=\"accepted\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("issuer_gateway_lifecycle_oldest_waiting_seconds"),
+        "{metrics}"
+    );
     t.gw.stop().await;
 }
 
