@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod card_file;
+pub mod cert_expiry;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -169,6 +169,7 @@ async fn health(State(state): State<SharedState>) -> Response {
         "backend": state.store.backend_name(),
         "pkcs7_keys": keys,
         "operations": operations::health_detail(&state).await,
+        "certificatesExpiringSoon": operations::expiring_certificates(&state),
     });
     let status = if ok {
         StatusCode::OK

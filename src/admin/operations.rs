@@ -483,3 +483,21 @@ pub async fn thales_states(
         }
     }
 }
+
+/// The configured certificates expiring within `cert_expiry::WARN_DAYS` (for `/health`).
+pub fn expiring_certificates(state: &SharedState) -> Value {
+    let now = state.clock.now_ms();
+    let list = crate::cert_expiry::configured(&state.config);
+    Value::Array(
+        crate::cert_expiry::soon(&list, now)
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "setting": e.setting,
+                    "expiresAt": e.not_after.map(format_ms),
+                    "daysLeft": e.not_after.map(|t| (t.0 - now.0) / 86_400_000),
+                })
+            })
+            .collect(),
+    )
+}

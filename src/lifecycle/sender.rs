@@ -255,14 +255,16 @@ fn with_jitter(ms: i64) -> i64 {
     ms + ms / 5 * unit / 65_535
 }
 
-/// Logs what the log holds at start (how many operations wait, and why), then starts `sender`
-/// when there is one. Returns its task, which ends once `stop` turns true.
+/// Logs what the log holds at start (how many operations wait, and why) and the configured
+/// certificates that expire within 30 days, then starts `sender` when there is one. Returns its
+/// task, which ends once `stop` turns true.
 pub async fn start(
     state: &crate::state::SharedState,
     sender: Option<Sender>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let now = state.clock.now_ms();
+    crate::cert_expiry::warn_at_start(&state.config, now);
     let confirm_ms = i64::from(state.config.tsh.confirm_within_minutes) * 60_000;
     let stats = state
         .store

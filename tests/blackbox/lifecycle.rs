@@ -521,6 +521,17 @@ async fn sent_without_notices_is_unconfirmed_after_the_window(backend: Backend) 
         metrics.contains("issuer_gateway_lifecycle_oldest_waiting_seconds"),
         "{metrics}"
     );
+    // Thales's certificate (made for three years) expiring: /health warns 30 days ahead.
+    assert_eq!(h["certificatesExpiringSoon"], json!([]));
+    t.fx.advance_ms((3 * 365 - 20) * 86_400_000);
+    let (_, h) = admin(&t.gw, "GET", "/health", None, false).await;
+    let soon = h["certificatesExpiringSoon"].as_array().unwrap();
+    assert_eq!(soon.len(), 1, "{h}");
+    assert_eq!(soon[0]["setting"], "tsh.encryption_cert");
+    assert!(
+        (19..=21).contains(&soon[0]["daysLeft"].as_i64().unwrap()),
+        "{h}"
+    );
     t.gw.stop().await;
 }
 
