@@ -81,6 +81,18 @@ struct Printer {
     ok: bool,
 }
 
+impl crate::demo_lifecycle::Narrator for Printer {
+    fn title(&mut self, t: &str) {
+        Printer::title(self, t);
+    }
+    fn step(&mut self, who: &str, what: &str) {
+        Printer::step(self, who, what);
+    }
+    fn expect(&mut self, cond: bool, what: &str) {
+        Printer::expect(self, cond, what);
+    }
+}
+
 impl Printer {
     fn title(&self, t: &str) {
         println!();
@@ -154,6 +166,8 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
     config.keys.pkcs7_private_keys = vec![keys_dir.join(crate::keys::PRIVATE_KEY_FILE)];
     config.keys.pan_index_key_file = Some(keys_dir.join(crate::keys::PAN_INDEX_KEY_FILE));
     config.outbox.dir = dir.join("outbox");
+    // TSH's inbound side, simulated: the life-cycle operations go there.
+    let tsh_sim = crate::demo_lifecycle::prepare(&dir, &mut config).await?;
 
     let card_file = dir.join("cards.csv");
     std::fs::write(&card_file, CARD_FILE)?;
@@ -195,6 +209,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
     ));
     let cid = "demo-green-0001";
     let (card_ref, _) = eligibility(&tsh, &mut p, cid, &GREEN, "APPLE_PAY").await?;
+    let green_ref = card_ref.clone();
     let a = tsh
         .request_digitization(
             cid,
@@ -457,6 +472,18 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
             ),
         );
     }
+    crate::demo_lifecycle::show(
+        &mut p,
+        &config,
+        &state,
+        &tsh_sim,
+        &tsh,
+        admin,
+        &green_ref,
+        (GREEN.pan, GREEN.exp, "VISA_PLATINUM", "1231"),
+        &dir,
+    )
+    .await?;
     let health = reqwest::get(format!("http://{admin}/health"))
         .await?
         .status();

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod card_file;
+pub mod cert_expiry;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod data_keys;
 pub mod decision;
 pub mod delivery;
 pub mod demo;
+pub mod demo_lifecycle;
 pub mod domain;
 pub mod fpan_details;
 /// PKCS#7 envelopes: the `issuer-gateway-envelope` crate of this workspace.

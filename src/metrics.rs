@@ -224,7 +224,24 @@ pub fn record_envelope_reuse() {
 /// The life-cycle operation log, read when the metrics are: operations by kind and state, the
 /// unconfirmed ones, and the age of the oldest waiting one.
 pub fn record_operation_stats(stats: &crate::store::OperationStats) {
+    // A kind and state seen once and absent now is set to 0, not left at its last value.
+    static SEEN: std::sync::Mutex<std::collections::BTreeSet<(String, String)>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (kind, state) in seen.iter() {
+        if !stats
+            .by_kind_state
+            .iter()
+            .any(|(k, s, _)| k == kind && s == state)
+        {
+            metrics::gauge!("issuer_gateway_lifecycle_operations", "kind" => kind.clone(), "state" => state.clone())
+                .set(0.0);
+        }
+    }
     for (kind, state, n) in &stats.by_kind_state {
+        seen.insert((kind.clone(), state.clone()));
         metrics::gauge!("issuer_gateway_lifecycle_operations", "kind" => kind.clone(), "state" => state.clone())
             .set(*n as f64);
     }

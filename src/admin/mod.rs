@@ -9,7 +9,7 @@
 //! | `GET /openapi.yaml` | the OpenAPI document of the TSH-facing API (YAML), with `server.base_path` |
 //! | `GET /cards/{issuerCardRefId}` | the card (BIN, last 4, status, masked destinations...) |
 //! | `PATCH` (or `PUT`) `/cards/{issuerCardRefId}` | updates status, phone, e-mail, language |
-//! | `GET /cards/{issuerCardRefId}/tokens` | the card's tokens with their state history |
+//! | `GET /cards/{issuerCardRefId}/tokens[?refresh=true]` | the card's tokens with their state history and pending life-cycle operations; `refresh`: Thales's state beside ours |
 //! | `GET /enrolments/{correlationId}` | calls, decision and rule, methods, sends, notices |
 //! | `GET /enrolments?stuck[_after_minutes=N]` | enrolments answered yellow, not activated |
 //! | `POST /cards/{ref}/token-actions`, `POST /devices/{tokenStorageId}/token-actions` | operators' token actions (see `operations.rs`) |
@@ -181,6 +181,7 @@ async fn health(State(state): State<SharedState>) -> Response {
         "operations": operations::health_detail(&state).await,
         // Channels whose messages are written to files, not delivered (development only).
         "outbox_channels": state.delivery.outbox_channels().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "certificatesExpiringSoon": operations::expiring_certificates(&state),
     });
     let status = if ok {
         StatusCode::OK

@@ -417,3 +417,87 @@ pub async fn health_detail(state: &SharedState) -> Value {
         }
     }
 }
+
+/// The card's operations not finished yet (`waiting`, `sent`), for the tokens view.
+pub async fn pending_view(state: &SharedState, card_ref: &str) -> Result<Vec<Value>, AdminError> {
+    let before = unconfirmed_before(state);
+    Ok(state
+        .store
+        .operations_of_card(card_ref)
+        .await?
+        .iter()
+        .filter(|o| o.state == "waiting" || o.state == "sent")
+        .map(|o| operation_view(o, &[], before))
+        .collect())
+}
+
+/// Thales's own state of each token of the card, asked now (`getCardInfo`).
+pub async fn thales_states(
+    state: &SharedState,
+    card_ref: &str,
+) -> Result<std::collections::BTreeMap<String, String>, AdminError> {
+    let unavailable = |m: String| AdminError::new(StatusCode::BAD_GATEWAY, "tsh_unavailable", m);
+    if !state.config.tsh.configured() {
+        return Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "tsh_not_configured",
+            "refresh needs tsh.base_url",
+        ));
+    }
+    let client = crate::tsh::TshClient::new(&state.config.tsh, &state.config.issuer.id)
+        .map_err(|e| unavailable(e.to_string()))?;
+    let sent = client
+        .post(
+            "getCardInfo",
+            &crate::store::new_correlation_id(),
+            &json!({ "issuerCardRefId": card_ref }),
+        )
+        .await;
+    match sent.reply {
+        crate::tsh::Reply::Answered {
+            status: 200, body, ..
+        } => Ok(body
+            .get("virtualCardList")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|t| {
+                        Some((
+                            state
+                                .data_keys
+                                .safe_identifier(t.get("virtualCardId")?.as_str()?),
+                            t.get("status")?.as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()),
+        crate::tsh::Reply::Answered { status, .. } => {
+            Err(unavailable(format!("getCardInfo answered HTTP {status}")))
+        }
+        crate::tsh::Reply::TimedOut => Err(unavailable(
+            "getCardInfo: no answer within tsh.timeout_ms".into(),
+        )),
+        crate::tsh::Reply::NoConnection(_) => {
+            Err(unavailable("getCardInfo: cannot reach TSH".into()))
+        }
+    }
+}
+
+/// The configured certificates expiring within `cert_expiry::WARN_DAYS` (for `/health`).
+pub fn expiring_certificates(state: &SharedState) -> Value {
+    let now = state.clock.now_ms();
+    let list = crate::cert_expiry::configured(&state.config);
+    Value::Array(
+        crate::cert_expiry::soon(&list, now)
+            .into_iter()
+            .map(|e| {
+                json!({
+                    "setting": e.setting,
+                    "expiresAt": e.not_after.map(format_ms),
+                    "daysLeft": e.not_after.map(|t| (t.0 - now.0) / 86_400_000),
+                })
+            })
+            .collect(),
+    )
+}

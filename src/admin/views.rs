@@ -212,11 +212,22 @@ fn parse_update(
     })
 }
 
-/// `GET /cards/{issuerCardRefId}/tokens`: each token of the card with its state and history.
-pub async fn tokens(State(state): State<SharedState>, Path(card_ref): Path<String>) -> Answer {
+/// `GET /cards/{issuerCardRefId}/tokens[?refresh=true]`: each token of the card with its state
+/// and history, and the card's pending life-cycle operations; with `refresh=true`, Thales's own
+/// state of each token (`getCardInfo`) beside ours.
+pub async fn tokens(
+    State(state): State<SharedState>,
+    Path(card_ref): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Answer {
     if state.store.card_by_ref(&card_ref).await?.is_none() {
         return Err(AdminError::not_found("no card with this issuerCardRefId"));
     }
+    let thales = match q.get("refresh").map(String::as_str) {
+        None | Some("false") => None,
+        Some("true") => Some(super::operations::thales_states(&state, &card_ref).await?),
+        Some(_) => return Err(AdminError::bad_request("refresh must be true or false")),
+    };
     let tokens = state.store.tokens_of_card(&card_ref).await?;
     let mut list = Vec::with_capacity(tokens.len());
     for t in tokens {
@@ -247,9 +258,13 @@ pub async fn tokens(State(state): State<SharedState>, Path(card_ref): Path<Strin
             "createdAt": time(t.created_at),
             "updatedAt": time(t.updated_at),
             "history": history,
+            "thalesState": thales.as_ref().map(|m| m.get(&t.virtual_card_id).cloned()),
         }));
     }
-    Ok(Json(json!({ "issuerCardRefId": card_ref, "tokens": list })))
+    let pending = super::operations::pending_view(&state, &card_ref).await?;
+    Ok(Json(
+        json!({ "issuerCardRefId": card_ref, "tokens": list, "pendingOperations": pending }),
+    ))
 }
 
 /// `GET /enrolments/{correlationId}`: everything recorded under the correlation id.

@@ -22,11 +22,13 @@ pub enum TokensCommand {
     /// With --refresh, asks TSH (getCardInfo, with the tsh section of the configuration) and shows Thales's
     /// own state of each token beside ours, and any token TSH knows that the gateway does not.
     List {
+        /// Configuration file (default: ./issuer-gateway.toml when present).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// The card's issuerCardRefId.
         #[arg(long, value_name = "REF")]
         card: String,
+        /// Ask TSH (getCardInfo) and show Thales's own state of each token beside ours.
         #[arg(long)]
         refresh: bool,
     },

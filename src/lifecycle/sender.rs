@@ -21,7 +21,9 @@ const LEASE_MARGIN_MS: i64 = 10_000;
 pub struct Sender {
     store: Store,
     config: TshConfig,
-    client: TshClient,
+    issuer_id: String,
+    /// Rebuilt on SIGHUP (a renewed client certificate), like the server's TLS files.
+    client: std::sync::Arc<std::sync::RwLock<TshClient>>,
     clock: Clock,
 }
 
@@ -40,9 +42,29 @@ impl Sender {
         Ok(Some(Sender {
             store,
             config: config.clone(),
-            client,
+            issuer_id: issuer_id.to_owned(),
+            client: std::sync::Arc::new(std::sync::RwLock::new(client)),
             clock,
         }))
+    }
+
+    /// Reads `tsh.client_cert`, `tsh.client_key` and `tsh.server_ca` again; on failure the
+    /// running client stays.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let fresh = TshClient::new(&self.config, &self.issuer_id)?;
+        let mut guard = self
+            .client
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = fresh;
+        Ok(())
+    }
+
+    fn client(&self) -> TshClient {
+        self.client
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Sends until `stop` turns true; an attempt in flight then finishes (its deadline is
@@ -85,7 +107,7 @@ impl Sender {
         let operation = op.kind.clone();
         let body = body_of(&op, &self.config);
         let sent = self
-            .client
+            .client()
             .post(&operation, &op.correlation_id, &body)
             .await;
         let at = self.clock.now_ms();
@@ -233,14 +255,16 @@ fn with_jitter(ms: i64) -> i64 {
     ms + ms / 5 * unit / 65_535
 }
 
-/// Logs what the log holds at start (how many operations wait, and why), then starts `sender`
-/// when there is one. Returns its task, which ends once `stop` turns true.
+/// Logs what the log holds at start (how many operations wait, and why) and the configured
+/// certificates that expire within 30 days, then starts `sender` when there is one. Returns its
+/// task, which ends once `stop` turns true.
 pub async fn start(
     state: &crate::state::SharedState,
     sender: Option<Sender>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let now = state.clock.now_ms();
+    crate::cert_expiry::warn_at_start(&state.config, now);
     let confirm_ms = i64::from(state.config.tsh.confirm_within_minutes) * 60_000;
     let stats = state
         .store
@@ -271,8 +295,47 @@ pub async fn start(
                     oldest_minutes,
                     "life-cycle operations waiting from before this start are sent now (cancel any with POST /operations/{{id}}/cancel)"
                 );
+                // Named one by one (the first 100), so that nobody is surprised when they go.
+                let listed = state
+                    .store
+                    .operations_in_state("waiting", now, 100)
+                    .await
+                    .unwrap_or_default();
+                for o in listed {
+                    tracing::info!(
+                        operation_id = o.id,
+                        operation = %o.label(),
+                        card_ref = %o.card_ref,
+                        virtual_card_id = o.virtual_card_id.as_deref().unwrap_or(""),
+                        reason = o.reason.as_deref().unwrap_or(""),
+                        created_at = %crate::clock::format_ms(o.created_at),
+                        "waiting life-cycle operation"
+                    );
+                }
             }
+            reload_on_sighup(sender.clone());
             Some(tokio::spawn(sender.run(stop)))
         }
     }
+}
+
+/// Rebuilds the TSH client (its certificate, key and CA files) on every SIGHUP (Unix).
+fn reload_on_sighup(sender: Sender) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match sender.reload() {
+                Ok(()) => tracing::info!("tsh client certificate, key and server CA reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "tsh reload failed; the previous files stay in use")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = sender;
 }

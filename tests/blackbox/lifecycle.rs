@@ -504,6 +504,34 @@ async fn sent_without_notices_is_unconfirmed_after_the_window(backend: Backend) 
         metrics.contains("issuer_gateway_lifecycle_operations_unconfirmed"),
         "{metrics}"
     );
+    // (One recorder for the whole test process: the labels are checked, not the counts.)
+    assert!(
+        metrics.contains(
+            "issuer_gateway_lifecycle_operations{kind=\"updateCardState SUSPEND\",state=\"sent\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "issuer_gateway_tsh_attempts_total{operation=\"updateCardState\",outcome=\"accepted\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("issuer_gateway_lifecycle_oldest_waiting_seconds"),
+        "{metrics}"
+    );
+    // Thales's certificate (made for three years) expiring: /health warns 30 days ahead.
+    assert_eq!(h["certificatesExpiringSoon"], json!([]));
+    t.fx.advance_ms((3 * 365 - 20) * 86_400_000);
+    let (_, h) = admin(&t.gw, "GET", "/health", None, false).await;
+    let soon = h["certificatesExpiringSoon"].as_array().unwrap();
+    assert_eq!(soon.len(), 1, "{h}");
+    assert_eq!(soon[0]["setting"], "tsh.encryption_cert");
+    assert!(
+        (19..=21).contains(&soon[0]["daysLeft"].as_i64().unwrap()),
+        "{h}"
+    );
     t.gw.stop().await;
 }
 
@@ -843,6 +871,33 @@ async fn operators_act_on_one_token_and_on_a_device(backend: Backend) {
     .await;
     assert_eq!(s, 404);
 
+    // The tokens view, refreshed from TSH: Thales's own state beside ours.
+    let (s, v) = admin(
+        &t.gw,
+        "GET",
+        &format!("/cards/{alice}/tokens?refresh=true"),
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let states: Vec<(String, String, String)> = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["virtualCardId"].as_str().unwrap().to_owned(),
+                t["state"].as_str().unwrap().to_owned(),
+                t["thalesState"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("VC-D2".into(), "suspended".into(), "SUSPENDED".into())),
+        "{states:?}"
+    );
+    assert_eq!(v["pendingOperations"], json!([]));
     // The card lost now: its return to active resumes none of these (operators suspended them).
     t.fx.import(&status_line(ALICE, "lost")).await;
     let report = t.fx.import(&status_line(ALICE, "active")).await;
@@ -856,6 +911,10 @@ async fn a_waiting_operation_can_be_cancelled(backend: Backend) {
     let card = card_ref(&gw, ALICE).await;
     fx.import(&status_line(ALICE, "lost")).await;
     let id = ops(&gw, &card).await[0].id;
+    let (s, v) = admin(&gw, "GET", &format!("/cards/{card}/tokens"), None, true).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["pendingOperations"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["pendingOperations"][0]["state"], "waiting");
     let (s, _) = admin(
         &gw,
         "POST",
