@@ -31,9 +31,13 @@ fn describe() {
         "issuer_gateway_sim_swap_checks_total",
         "SIM-swap checks before SMS, by result"
     );
-    metrics::describe_histogram!(
-        "issuer_gateway_write_batch_size",
-        "calls' writes per transaction (SQLite group commit)"
+    metrics::describe_counter!(
+        "issuer_gateway_write_batches_total",
+        "transactions committed by the SQLite group commit"
+    );
+    metrics::describe_counter!(
+        "issuer_gateway_batched_writes_total",
+        "calls' writes those transactions held"
     );
     metrics::describe_counter!(
         "issuer_gateway_purged_rows_total",
@@ -188,9 +192,11 @@ pub fn record_limit_refusal(limit: &'static str) {
     metrics::counter!("issuer_gateway_limit_refusals_total", "limit" => limit).increment(1);
 }
 
-/// One group commit (SQLite): how many calls' writes its transaction held.
-pub fn record_write_batch(writes: usize) {
-    metrics::histogram!("issuer_gateway_write_batch_size").record(writes as f64);
+/// SQLite's group commit since start, set when the metrics are scraped: transactions
+/// committed, and the calls' writes they held (their ratio is the mean batch size).
+pub fn record_write_batches(batches: u64, writes: u64) {
+    metrics::counter!("issuer_gateway_write_batches_total").absolute(batches);
+    metrics::counter!("issuer_gateway_batched_writes_total").absolute(writes);
 }
 
 /// A SIM-swap check by result (`not_swapped`, `swapped`, `unknown`, `cached`).

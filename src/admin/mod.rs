@@ -202,6 +202,9 @@ async fn openapi_yaml(State(state): State<SharedState>) -> Response {
 
 async fn prometheus(State(state): State<SharedState>) -> Response {
     crate::metrics::record_pool_stats(&state.store.pool_stats());
+    if let Some((batches, writes)) = state.store.write_batches() {
+        crate::metrics::record_write_batches(batches, writes);
+    }
     // The operation log's gauges, read now.
     let _ = operations::health_detail(&state).await;
     (

@@ -129,7 +129,7 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
     }
     let destination = open_destination(state, &card, channel, call.at)?;
     if channel == Channel::Sms {
-        check_sim_swap(state, &card).await?;
+        check_sim_swap(state, &destination).await?;
     }
 
     let languages: Vec<Language> = [
@@ -290,20 +290,14 @@ fn open_destination(
 
 /// The SIM-swap check (when `[sim_swap]` is configured): a number whose SIM changed recently is
 /// sent nothing.
-async fn check_sim_swap(state: &AppState, card: &CardRow) -> Result<(), ApiError> {
-    let (Some(check), Some(sealed)) = (&state.sim_swap, card.phone_sealed.as_deref()) else {
+async fn check_sim_swap(state: &AppState, destination: &Destination) -> Result<(), ApiError> {
+    let Some(check) = &state.sim_swap else {
         return Ok(());
     };
-    let phone = state
-        .data_keys
-        .unseal_for_card("phone", &card.pan_index, sealed)
-        .map_err(ApiError::internal)?;
-    let phone =
-        Phone::parse(&phone).map_err(|_| ApiError::internal("stored phone number is invalid"))?;
-    if check
-        .allows_sms(&phone, card.phone_fp.as_deref().unwrap_or_default())
-        .await
-    {
+    // The number as opened for this message (it parsed as a phone number there).
+    let phone = Phone::parse(&destination.to)
+        .map_err(|_| ApiError::internal("stored phone number is invalid"))?;
+    if check.allows_sms(&phone, &destination.fingerprint).await {
         Ok(())
     } else {
         Err(ApiError::new(

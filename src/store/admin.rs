@@ -228,6 +228,15 @@ impl Store {
         })
     }
 
+    /// SQLite's group commit: transactions committed and the calls' writes they held, since
+    /// start (for the metrics). `None` on PostgreSQL.
+    pub fn write_batches(&self) -> Option<(u64, u64)> {
+        match &self.backend {
+            Backend::Sqlite { batcher, .. } => Some(batcher.counts()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Size, idle connections and maximum of each connection pool (for the metrics).
     pub fn pool_stats(&self) -> Vec<PoolStat> {
         fn stat<DB: sqlx::Database>(name: &'static str, p: &sqlx::Pool<DB>) -> PoolStat {

@@ -12,6 +12,8 @@
 use super::{CallRecord, LockKey, NoticeOutcome, StoreError, Write, Written};
 use crate::domain::Millis;
 use sqlx::SqlitePool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// At most this many calls' writes in one transaction.
@@ -71,18 +73,35 @@ struct Job {
     reply: oneshot::Sender<Result<Written, StoreError>>,
 }
 
+/// Batches committed and the writes they held, since start (read for the metrics).
+#[derive(Default)]
+struct Counts {
+    batches: AtomicU64,
+    writes: AtomicU64,
+}
+
 /// The handle of the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct Batcher {
     jobs: mpsc::Sender<Job>,
+    counts: Arc<Counts>,
 }
 
 impl Batcher {
     /// Starts the writer task on the (single-connection) writer pool.
     pub fn start(writer: SqlitePool) -> Batcher {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, queue));
-        Batcher { jobs }
+        let counts = Arc::new(Counts::default());
+        tokio::spawn(run(writer, queue, counts.clone()));
+        Batcher { jobs, counts }
+    }
+
+    /// Transactions committed by the writer task, and the calls' writes they held.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.batches.load(Ordering::Relaxed),
+            self.counts.writes.load(Ordering::Relaxed),
+        )
     }
 
     /// Hands the write over and waits for the commit that holds it.
@@ -102,7 +121,7 @@ impl Batcher {
     }
 }
 
-async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
         // The transaction first: while it waits for the writer connection (another write of
@@ -123,7 +142,11 @@ async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        crate::metrics::record_write_batch(jobs.len());
+        counts.batches.fetch_add(1, Ordering::Relaxed);
+        counts.writes.fetch_add(
+            u64::try_from(jobs.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         match commit(tx, &jobs).await {
             Ok(results) => {
                 for (job, result) in jobs.drain(..).zip(results) {
