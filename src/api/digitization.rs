@@ -5,7 +5,7 @@ use super::fields::Fields;
 use super::{Audit, Call, Handled, resolve_card};
 use crate::config::LevelOfTrustCase;
 use crate::decision::{self, Decision, Signals};
-use crate::domain::{Channel, Language, LevelOfTrust, Millis};
+use crate::domain::{Channel, IdvKind, Language, LevelOfTrust, Millis};
 use crate::state::AppState;
 use crate::store::{CardRow, DecisionRecord, MethodRecord, Write};
 use serde_json::{Value, json};
@@ -66,10 +66,22 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     };
     let mut methods = Vec::new();
     if decision.outcome == LevelOfTrust::Yellow {
-        methods = offer_methods(state, call.correlation_id, &card, call.at).await?;
-        if let Some(allowed) = &decision.channels {
-            methods.retain(|m| allowed.contains(&m.channel));
-        }
+        let otp = offer_methods(state, call.correlation_id, &card, call.at).await?;
+        let languages: Vec<Language> = [
+            device_language.clone(),
+            card.language.as_deref().and_then(Language::parse),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        methods = arrange_methods(
+            state,
+            call.correlation_id,
+            &decision,
+            otp,
+            wallet,
+            &languages,
+        );
         if methods.is_empty() {
             decision = Decision {
                 outcome: LevelOfTrust::Red,
@@ -110,7 +122,16 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
     if decision.outcome == LevelOfTrust::Yellow {
         let list: Vec<Value> = methods
             .iter()
-            .map(|m| json!({ "id": m.method_id, "type": m.method_type, "value": m.masked_value }))
+            .map(|m| {
+                decision::methods::method_json(
+                    &state.config.idv,
+                    wallet,
+                    m.channel,
+                    &m.method_id,
+                    &m.method_type,
+                    &m.masked_value,
+                )
+            })
             .collect();
         if let Some(obj) = resp.as_object_mut() {
             obj.insert("idvMethodList".into(), Value::Array(list));
@@ -146,7 +167,11 @@ pub async fn offer_methods(
     now_ms: Millis,
 ) -> Result<Vec<MethodRecord>, ApiError> {
     let mut out = Vec::new();
-    for channel in &state.config.idv.channel_preference {
+    for kind in &state.config.idv.channel_preference {
+        // The bank's app and customer service are added by `arrange_methods`.
+        let Some(channel) = &kind.channel() else {
+            continue;
+        };
         if !state.delivery.is_enabled(*channel) {
             continue;
         }
@@ -182,19 +207,59 @@ pub async fn offer_methods(
                 continue;
             }
         }
-        let fp = state.data_keys.fingerprint(
-            "idv-method",
-            &[correlation_id.as_bytes(), channel.as_str().as_bytes()],
-        );
-        let id: String = fp.chars().take(16).collect();
         out.push(MethodRecord {
-            method_id: id,
-            channel: *channel,
+            method_id: method_id(state, correlation_id, *kind),
+            channel: *kind,
             method_type: method_type.clone(),
             masked_value: masked.clone(),
         });
     }
     Ok(out)
+}
+
+/// A method's id: opaque, unique within the enrolment, stable if the call is repeated.
+fn method_id(state: &AppState, correlation_id: &str, kind: IdvKind) -> String {
+    let fp = state.data_keys.fingerprint(
+        "idv-method",
+        &[correlation_id.as_bytes(), kind.as_str().as_bytes()],
+    );
+    fp.chars().take(16).collect()
+}
+
+/// The methods a yellow decision offers, in order (`decision::methods::arrange`): the OTP
+/// methods that can deliver, the bank's app, customer service.
+fn arrange_methods(
+    state: &AppState,
+    correlation_id: &str,
+    decision: &Decision,
+    otp: Vec<MethodRecord>,
+    wallet: Option<&str>,
+    languages: &[Language],
+) -> Vec<MethodRecord> {
+    let deliverable: Vec<(IdvKind, String)> = otp
+        .iter()
+        .map(|m| (m.channel, m.masked_value.clone()))
+        .collect();
+    let ctx = decision::methods::Context { wallet, languages };
+    let idv = &state.config.idv;
+    decision::methods::arrange(
+        idv,
+        &state.policy,
+        decision.channels.as_deref(),
+        &deliverable,
+        ctx,
+    )
+    .into_iter()
+    .map(|o| match otp.iter().find(|m| m.channel == o.kind) {
+        Some(m) => m.clone(),
+        None => MethodRecord {
+            method_id: method_id(state, correlation_id, o.kind),
+            channel: o.kind,
+            method_type: idv.method_type(o.kind).to_owned(),
+            masked_value: o.value,
+        },
+    })
+    .collect()
 }
 
 /// Reads the signals of a `requestCardDigitization` body. Unreadable signals are absent;

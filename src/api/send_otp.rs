@@ -78,7 +78,13 @@ async fn send(call: &Call<'_>, r: &Request<'_>) -> Result<Handled, ApiError> {
         }
     };
     let method = choose_method(call, r.method_id).await?;
-    let channel = method.channel;
+    // The bank's app and customer service are offered, but activate outside the OTP.
+    let channel = method.channel.channel().ok_or_else(|| {
+        ApiError::new(
+            Reason::UnknownMethod,
+            "otpMethodId names a method that sends no OTP (the bank's app or customer service)",
+        )
+    })?;
     if !state.delivery.is_enabled(channel) {
         return Err(ApiError::new(
             Reason::UnknownMethod,
@@ -218,11 +224,12 @@ async fn choose_method(call: &Call<'_>, method_id: Option<&str>) -> Result<Metho
             .idv
             .channel_preference
             .iter()
-            .find_map(|c| methods.iter().find(|m| m.channel == *c).cloned())
+            .filter(|k| k.channel().is_some())
+            .find_map(|k| methods.iter().find(|m| m.channel == *k).cloned())
             .ok_or_else(|| {
                 ApiError::new(
                     Reason::UnknownMethod,
-                    "no ID&V method was offered to this enrolment",
+                    "no OTP method was offered to this enrolment",
                 )
             }),
     }

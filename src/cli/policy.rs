@@ -90,5 +90,15 @@ pub async fn explain(
             }
         }
     };
-    Ok(explain::explain(&policy, &signals, out))
+    let (mut out, decision) = explain::explain(&policy, &signals, out);
+    if decision.outcome == crate::domain::LevelOfTrust::Yellow {
+        let wallet = map.get("walletProviderId").and_then(|w| w.as_str());
+        out.push_str(&crate::decision::methods::explain(
+            &config.idv,
+            &policy,
+            decision.channels.as_deref(),
+            wallet,
+        ));
+    }
+    Ok((out, decision))
 }

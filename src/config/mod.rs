@@ -276,6 +276,7 @@ impl Config {
         self.sms.validate(request_timeout_ms, &mut p);
         self.email.validate(request_timeout_ms, &mut p);
         self.idv.validate(&mut p);
+        self.idv.validate_with_policy(&self.policy, &mut p);
         self.limits.validate(&mut p);
         self.controls.validate(&mut p);
         self.response_codes.validate(&mut p);
@@ -539,7 +540,7 @@ mod tests {
             "sms.provider: must be one of twilio, vonage, outbox, disabled",
             "server.listen: must be an address such as 127.0.0.1:8443",
             "log.format: must be one of auto, json, text",
-            "idv.channel_preference: item 2 is not a channel (sms, email)",
+            "idv.channel_preference: item 2 is not a channel (sms, email, bank_app, customer_service)",
             "idv.channel_preference: sms is listed twice",
             "templates.sms.en: unknown placeholder {pin}",
         ] {
@@ -579,7 +580,7 @@ mod tests {
         let mut c = Config::default();
         c.sms.provider = SmsProvider::Disabled;
         c.server.level_of_trust_case = LevelOfTrustCase::Upper;
-        c.idv.channel_preference = vec![crate::domain::Channel::Email];
+        c.idv.channel_preference = vec![crate::domain::IdvKind::Email];
         let printed = c.to_redacted_toml();
         std::fs::write(&file, &printed).unwrap();
         let again = Config::load(Some(&file), vec![]).unwrap();
@@ -593,7 +594,7 @@ mod tests {
         assert_eq!(config.sms.provider, SmsProvider::Outbox);
         assert_eq!(
             config.idv.channel_preference,
-            vec![crate::domain::Channel::Sms, crate::domain::Channel::Email]
+            vec![crate::domain::IdvKind::Sms, crate::domain::IdvKind::Email]
         );
     }
 

@@ -11,6 +11,9 @@ pub struct PolicyConfig {
     pub default_outcome: String,
     /// The name recorded when no rule matches.
     pub default_rule_name: String,
+    /// A yellow decision left with no deliverable OTP method: `red` (the default), or
+    /// `customer_service` (offer the call centre instead, `[idv.customer_service]`).
+    pub when_no_otp_method: String,
     /// The ordered rules. An empty list means the built-in default policy.
     pub rules: Vec<toml::Table>,
 }
@@ -20,6 +23,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             default_outcome: "yellow".into(),
             default_rule_name: "step-up".into(),
+            when_no_otp_method: "red".into(),
             rules: Vec::new(),
         }
     }

@@ -46,6 +46,12 @@ pub fn check(policy: &Policy, from_config: bool) -> String {
         "      {:<32} -> {} (when no rule matches)",
         policy.default_rule_name, policy.default_outcome
     );
+    if policy.customer_service_fallback {
+        let _ = writeln!(
+            out,
+            "  a yellow decision with no deliverable OTP method offers customer_service (policy.when_no_otp_method)"
+        );
+    }
     out
 }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 pub mod eligibility;
 pub mod explain;
+pub mod methods;
 pub mod policy;
 
 pub use policy::Policy;
@@ -61,7 +62,7 @@ pub struct Decision {
     pub rule: String,
     pub reason: String,
     #[serde(skip)]
-    pub channels: Option<Vec<crate::domain::Channel>>,
+    pub channels: Option<Vec<crate::domain::IdvKind>>,
 }
 
 /// The rule recorded when a yellow decision has no deliverable ID&V method left.

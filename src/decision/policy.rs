@@ -7,7 +7,7 @@
 
 use super::Signals;
 use crate::config::PolicyConfig;
-use crate::domain::{CardStatus, Channel, LevelOfTrust};
+use crate::domain::{CardStatus, IdvKind, LevelOfTrust};
 use serde::{Deserialize, Serialize};
 
 /// The conditions a rule may use. All that are set must hold.
@@ -81,8 +81,9 @@ struct RuleConfig {
 pub struct Rule {
     pub name: String,
     pub outcome: LevelOfTrust,
-    /// For yellow: the channels that may be offered (None: every channel).
-    pub channels: Option<Vec<Channel>>,
+    /// For yellow: the ID&V methods that may be offered, in the rule's order of preference
+    /// (None: every configured method, in `idv.channel_preference` order).
+    pub channels: Option<Vec<IdvKind>>,
     pub when: Conditions,
     pub when_any: Vec<Conditions>,
     pub description: Option<String>,
@@ -94,6 +95,9 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     pub default_outcome: LevelOfTrust,
     pub default_rule_name: String,
+    /// `policy.when_no_otp_method = "customer_service"`: a yellow decision left with no
+    /// deliverable OTP method offers customer service instead of turning red.
+    pub customer_service_fallback: bool,
 }
 
 /// One condition's verdict, for `policy explain`.
@@ -180,6 +184,7 @@ impl Policy {
             rules: default_rules(),
             default_outcome: LevelOfTrust::Yellow,
             default_rule_name: "step-up".into(),
+            customer_service_fallback: false,
         }
     }
 
@@ -198,10 +203,19 @@ impl Policy {
                 "policy.default_rule_name: use 1 to 64 characters a-z, 0-9, '-' or '_'".into(),
             );
         }
+        let customer_service_fallback = match c.when_no_otp_method.as_str() {
+            "red" => false,
+            "customer_service" => true,
+            _ => {
+                problems.push("policy.when_no_otp_method: must be red or customer_service".into());
+                false
+            }
+        };
         if c.rules.is_empty() {
             let mut p = Policy::default_policy();
             p.default_outcome = default_outcome;
             p.default_rule_name = c.default_rule_name.clone();
+            p.customer_service_fallback = customer_service_fallback;
             return if problems.is_empty() {
                 Ok(p)
             } else {
@@ -243,13 +257,21 @@ impl Policy {
                         p.push("channels: only a yellow rule offers channels".into());
                     }
                     if list.is_empty() {
-                        p.push("channels: list at least one of sms, email".into());
+                        p.push(
+                            "channels: list at least one of sms, email, bank_app, customer_service"
+                                .into(),
+                        );
                     }
                     let mut out = Vec::new();
                     for ch in list {
-                        match Channel::parse(ch) {
+                        match IdvKind::parse(ch) {
+                            Some(x) if out.contains(&x) => {
+                                p.push(format!("channels: '{x}' is listed twice"));
+                            }
                             Some(x) => out.push(x),
-                            None => p.push(format!("channels: '{ch}' is not sms or email")),
+                            None => p.push(format!(
+                                "channels: '{ch}' is not sms, email, bank_app or customer_service"
+                            )),
                         }
                     }
                     Some(out)
@@ -304,6 +326,7 @@ impl Policy {
                 rules,
                 default_outcome,
                 default_rule_name: c.default_rule_name.clone(),
+                customer_service_fallback,
             })
         } else {
             Err(problems)

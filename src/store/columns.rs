@@ -2,7 +2,7 @@
 //! written by the store as the type's `as_str`), milliseconds from 64-bit integers. For both
 //! backends at once: each type reads as the built-in type it is stored as, then converts.
 
-use crate::domain::{CardStatus, Channel, LevelOfTrust, Millis, SendOutcome};
+use crate::domain::{CardStatus, Channel, IdvKind, LevelOfTrust, Millis, SendOutcome};
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Decode, Type};
 
@@ -46,7 +46,7 @@ macro_rules! text_column {
     )*};
 }
 
-text_column!(CardStatus, Channel, LevelOfTrust, SendOutcome);
+text_column!(CardStatus, Channel, IdvKind, LevelOfTrust, SendOutcome);
 
 impl<DB: Database> Type<DB> for Millis
 where

@@ -3,7 +3,7 @@
 use super::sends::SendFinish;
 use super::tokens::NoticeRecord;
 use super::{Backend, LockKey, NoticeOutcome, Store, StoreError};
-use crate::domain::{Channel, LevelOfTrust, Millis};
+use crate::domain::{IdvKind, LevelOfTrust, Millis};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -23,7 +23,8 @@ pub struct EnrolmentRow {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct MethodRow {
     pub method_id: String,
-    pub channel: Channel,
+    /// The method's kind (an OTP channel, the bank's app, customer service).
+    pub channel: IdvKind,
     pub method_type: String,
     pub masked_value: String,
 }
@@ -58,7 +59,8 @@ pub struct CallRecord<'a> {
 #[derive(Debug, Clone)]
 pub struct MethodRecord {
     pub method_id: String,
-    pub channel: Channel,
+    /// The method's kind (an OTP channel, the bank's app, customer service).
+    pub channel: IdvKind,
     pub method_type: String,
     pub masked_value: String,
 }

@@ -198,13 +198,13 @@ async fn commit(
 mod tests {
     use super::super::{Backend, DecisionRecord, MethodRecord, Store};
     use super::*;
-    use crate::domain::Channel;
+    use crate::domain::IdvKind;
     use std::time::Duration;
 
     fn method(id: &str) -> MethodRecord {
         MethodRecord {
             method_id: id.into(),
-            channel: Channel::Sms,
+            channel: IdvKind::Sms,
             method_type: "sms".into(),
             masked_value: "+44*****0123".into(),
         }
