@@ -29,6 +29,8 @@ pub struct Application {
     tls: Option<crate::tls::Reloadable>,
     api_listener: TcpListener,
     admin_listener: TcpListener,
+    /// The app API's listener (Option C), when `[app]` is configured.
+    app_listener: Option<crate::app_api::Listener>,
     /// Sends the life-cycle operations to TSH; `None` while `tsh.base_url` is unset.
     sender: Option<crate::lifecycle::Sender>,
 }
@@ -96,6 +98,10 @@ impl Application {
         let admin_listener = TcpListener::bind(config.admin.listen)
             .await
             .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
+        let app_listener = match &config.app {
+            Some(app) => Some(crate::app_api::Listener::bind(app).await?),
+            None => None,
+        };
         crate::metrics::install();
         let state = Arc::new(AppState {
             config,
@@ -112,8 +118,14 @@ impl Application {
             tls,
             api_listener,
             admin_listener,
+            app_listener,
             sender,
         })
+    }
+
+    /// The app API's address, when `[app]` is configured.
+    pub fn app_addr(&self) -> Option<SocketAddr> {
+        self.app_listener.as_ref().and_then(|l| l.local_addr())
     }
 
     pub fn api_addr(&self) -> SocketAddr {
@@ -199,6 +211,18 @@ impl Application {
             "admin",
             rx.clone(),
         ));
+        let app_task = self.app_listener.map(|l| {
+            tracing::info!(app = ?l.local_addr(), tls = l.tls.is_some(), "app API listening");
+            spawn_reload_app_tls_on_sighup(l.tls.clone());
+            tokio::spawn(crate::serve::serve(
+                l.listener,
+                l.tls,
+                crate::app_api::router(state.clone()),
+                crate::app_api::limits(&state.config),
+                "app",
+                rx.clone(),
+            ))
+        });
         let purge_task = tokio::spawn(crate::retention::run_background(
             state.store.clone(),
             state.config.retention.clone(),
@@ -212,6 +236,9 @@ impl Application {
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             let _ = api_task.await;
             let _ = admin_task.await;
+            if let Some(t) = app_task {
+                let _ = t.await;
+            }
             let _ = purge_task.await;
             if let Some(t) = sender_task {
                 let _ = t.await;
@@ -338,6 +365,30 @@ fn spawn_reload_on_sighup(tls: Option<crate::tls::Reloadable>) {
             }
         }
     });
+    #[cfg(not(unix))]
+    let _ = tls;
+}
+
+/// Reloads the app listener's TLS files (`app.tls.*`) on every SIGHUP, like the server's.
+fn spawn_reload_app_tls_on_sighup(tls: Option<crate::tls::Reloadable>) {
+    #[cfg(unix)]
+    if let Some(tls) = tls {
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("app.tls certificate and key reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "app.tls reload failed; the previous files stay in use")
+                    }
+                }
+            }
+        });
+    }
     #[cfg(not(unix))]
     let _ = tls;
 }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod api;
 pub mod app;
+pub mod app_api;
 pub mod card_file;
 pub mod cert_expiry;
 pub mod cli;

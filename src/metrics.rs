@@ -44,6 +44,10 @@ fn describe() {
         "rows removed by the retention purge, by table"
     );
     metrics::describe_counter!(
+        "issuer_gateway_app_requests_total",
+        "app API calls (Option C) by route and outcome (accepted, ok, or the refusal's error)"
+    );
+    metrics::describe_counter!(
         "issuer_gateway_requests_total",
         "TSH calls by operation and response code"
     );
@@ -174,6 +178,15 @@ fn code_label(code: u16) -> Option<&'static str> {
         500 => "500",
         _ => return None,
     })
+}
+
+/// An app API call: `route` (`create_activation`, `read_activation`, `other`), `outcome`
+/// (`accepted`, `ok`, or the refusal's `error`).
+pub fn record_app_request(route: &'static str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!("issuer_gateway_app_requests_total", "route" => route, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("issuer_gateway_app_request_duration_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
 }
 
 pub fn record_decision(outcome: &str, rule: &str) {

@@ -63,7 +63,10 @@ pub fn server_config(files: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
-fn read_certs(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn read_certs(
+    path: &Path,
+    setting: &str,
+) -> Result<Vec<CertificateDer<'static>>, String> {
     let iter = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("{setting}: cannot read {}: {e}", path.display()))?;
     let certs: Vec<_> = iter
@@ -78,25 +81,34 @@ fn read_certs(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
+/// Builds a listener's TLS configuration from its files (again on every reload).
+pub type BuildConfig = Arc<dyn Fn() -> Result<Arc<ServerConfig>, String> + Send + Sync>;
+
 /// The live TLS configuration, swapped on reload.
 #[derive(Clone)]
 pub struct Reloadable {
-    files: TlsConfig,
+    build: BuildConfig,
     current: Arc<RwLock<Arc<ServerConfig>>>,
 }
 
 impl Reloadable {
     pub fn new(files: &TlsConfig) -> Result<Reloadable, String> {
-        let config = server_config(files)?;
+        let files = files.clone();
+        Reloadable::from_builder(Arc::new(move || server_config(&files)))
+    }
+
+    /// A configuration built by `build` (another listener's files and rules).
+    pub fn from_builder(build: BuildConfig) -> Result<Reloadable, String> {
+        let config = build()?;
         Ok(Reloadable {
-            files: files.clone(),
+            build,
             current: Arc::new(RwLock::new(config)),
         })
     }
 
     /// Reads the files again; on success new handshakes use them, on failure nothing changes.
     pub fn reload(&self) -> Result<(), String> {
-        let config = server_config(&self.files)?;
+        let config = (self.build)()?;
         match self.current.write() {
             Ok(mut guard) => *guard = config,
             Err(poisoned) => *poisoned.into_inner() = config,

@@ -200,14 +200,24 @@ pub async fn card_action(
     let vcid = match &a.virtual_card_id {
         Some(v) => {
             let v = state.data_keys.safe_identifier(v);
-            match state.store.token(&v).await? {
-                Some(t) if t.card_ref == card_ref => Some(v),
-                _ => {
-                    return Err(AdminError::not_found(
-                        "no token with this virtualCardId on this card",
-                    ));
+            let ok = match state.store.token(&v).await? {
+                Some(t) => t.card_ref == card_ref,
+                // Option D: a token waiting for activation that only TSH knows yet.
+                None => {
+                    a.action == TokenAction::Resume
+                        && state.config.tsh.configured()
+                        && thales_states(&state, &card_ref)
+                            .await?
+                            .get(&v)
+                            .is_some_and(|s| s.eq_ignore_ascii_case("INACTIVE"))
                 }
+            };
+            if !ok {
+                return Err(AdminError::not_found(
+                    "no token with this virtualCardId on this card",
+                ));
             }
+            Some(v)
         }
         None if a.action == TokenAction::Resume => {
             return Err(AdminError::bad_request(
@@ -217,13 +227,56 @@ pub async fn card_action(
         None => None,
     };
     let op = operator_op(&card_ref, vcid, &a);
-    let ids = state
-        .store
-        .create_operations(std::slice::from_ref(&op), state.clock.now_ms())
-        .await?;
-    let id = ids.first().copied().unwrap_or_default();
+    // Option D: an agent's RESUME of a token waiting for activation.
+    let id = match agent_activation(&state, &op, &a).await? {
+        Some(id) => id,
+        None => {
+            let ids = state
+                .store
+                .create_operations(std::slice::from_ref(&op), state.clock.now_ms())
+                .await?;
+            ids.first().copied().unwrap_or_default()
+        }
+    };
     tracing::info!(operation_id = id, card_ref = %card_ref, action = %a.action, operator = %crate::domain::log_safe(&a.operator), "admin: token action");
     Ok(accepted(json!({ "operationId": id })))
+}
+
+/// An agent's RESUME of a token waiting for activation (Option D: not one we know as active,
+/// suspended or deleted), recorded as an activation by customer service with the operator and
+/// the caller's verification; its ACTIVATE notice completes the newest open enrolment of the
+/// card answered yellow (of the token's wallet, when the token is known). `None`: not an
+/// activation.
+async fn agent_activation(
+    state: &SharedState,
+    op: &NewOperation,
+    a: &ActionRequest,
+) -> Result<Option<i64>, AdminError> {
+    let (Some(TokenAction::Resume), Some(v)) = (op.action, &op.virtual_card_id) else {
+        return Ok(None);
+    };
+    let wallet = match state.store.token(v).await? {
+        Some(t) if t.state != "pending" => return Ok(None),
+        Some(t) => Some(t.wallet_provider_id),
+        None => None,
+    };
+    let enrolment_id = state
+        .store
+        .open_yellow_enrolment(&op.card_ref, wallet.as_deref())
+        .await?;
+    let activation = crate::store::NewActivation {
+        enrolment_id,
+        wallet_provider_id: wallet,
+        method: crate::domain::IdvKind::CustomerService,
+        verification: a.verification.clone(),
+    };
+    Ok(Some(
+        state
+            .store
+            .create_activation(op, &activation, state.clock.now_ms())
+            .await?
+            .id(),
+    ))
 }
 
 /// `POST /devices/{tokenStorageId}/token-actions`: one operation per token on the device that

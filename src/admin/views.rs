@@ -262,8 +262,15 @@ pub async fn tokens(
         }));
     }
     let pending = super::operations::pending_view(&state, &card_ref).await?;
+    // Tokens only TSH knows yet (an INACTIVE one waiting for activation: Option D).
+    let thales_only: Option<Vec<Value>> = thales.as_ref().map(|m| {
+        m.iter()
+            .filter(|(v, _)| !list.iter().any(|t| t["virtualCardId"] == v.as_str()))
+            .map(|(v, s)| json!({ "virtualCardId": v, "thalesState": s }))
+            .collect()
+    });
     Ok(Json(
-        json!({ "issuerCardRefId": card_ref, "tokens": list, "pendingOperations": pending }),
+        json!({ "issuerCardRefId": card_ref, "tokens": list, "pendingOperations": pending, "thalesOnly": thales_only }),
     ))
 }
 

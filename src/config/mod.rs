@@ -8,6 +8,7 @@
 //! the defaults live there) and a typed form; the others are read as they are.
 
 mod admin;
+mod app_api;
 mod controls;
 mod database;
 mod email;
@@ -28,6 +29,7 @@ mod templates;
 mod tsh;
 
 pub use admin::AdminConfig;
+pub use app_api::{AppApiConfig, AppTlsConfig};
 pub use controls::ControlsConfig;
 pub use database::DatabaseConfig;
 pub use email::{EmailConfig, EmailProvider, SmtpTls};
@@ -106,6 +108,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub sim_swap: SimSwapConfig,
     pub tsh: TshConfig,
+    /// `[app]`: the app API (Option C); `None` when the section is absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppApiConfig>,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -130,6 +135,8 @@ struct ConfigFile {
     retention: RetentionConfig,
     sim_swap: sim_swap::SimSwapFile,
     tsh: TshConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app: Option<app_api::AppFile>,
 }
 
 impl ConfigFile {
@@ -156,6 +163,7 @@ impl ConfigFile {
             retention: self.retention,
             sim_swap: self.sim_swap.parse(&mut p),
             tsh: self.tsh,
+            app: self.app.map(|a| a.parse(&mut p)),
         };
         (config, p)
     }
@@ -283,6 +291,9 @@ impl Config {
         self.retention.validate(&mut p);
         self.sim_swap.validate(request_timeout_ms, &mut p);
         self.tsh.validate(&mut p);
+        if let Some(app) = &self.app {
+            app.validate(&mut p);
+        }
         if self.server.require_real_channels {
             let outbox = [
                 ("sms.provider", self.sms.provider == SmsProvider::Outbox),

@@ -255,6 +255,19 @@ impl InboundSim {
         );
     }
 
+    /// A token waiting for step-up (`INACTIVE`): what a yellow enrolment leaves at TSH until
+    /// the cardholder is verified.
+    pub fn add_inactive_token(
+        &self,
+        card_ref: &str,
+        virtual_card_id: &str,
+        wallet: &str,
+        storage: &str,
+    ) {
+        self.add_token(card_ref, virtual_card_id, wallet, storage);
+        self.set_token_status(virtual_card_id, "INACTIVE");
+    }
+
     /// Sets a token's Thales state (`SUSPENDED` when the wallet suspended it, ...).
     pub fn set_token_status(&self, virtual_card_id: &str, status: &str) {
         if let Some(t) = self.lock().tokens.get_mut(virtual_card_id) {
@@ -427,7 +440,7 @@ async fn update_card_state(
         sim.record(received);
         return refusal(111, "a RESUME names its virtualCardId");
     }
-    let changed: Vec<SimToken> = {
+    let changed: Vec<(SimToken, &str)> = {
         let mut st = sim.lock();
         if let Some(id) = &vcid {
             if st.tokens.get(id).is_none_or(|t| t.card_ref != card_ref) {
@@ -441,15 +454,22 @@ async fn update_card_state(
         for t in st.tokens.values_mut() {
             let named = vcid.as_ref().is_none_or(|id| *id == t.virtual_card_id);
             if named && t.card_ref == card_ref && t.status != "DELETED" && t.status != new_status {
+                // A token waiting for step-up that the issuer resumes is activated (options C
+                // and D): Thales notifies ACTIVATE.
+                let told = if notice == "RESUME" && t.status == "INACTIVE" {
+                    "ACTIVATE"
+                } else {
+                    notice
+                };
                 t.status = new_status.into();
-                changed.push(t.clone());
+                changed.push((t.clone(), told));
             }
         }
         st.received.push(received);
         changed
     };
-    for t in &changed {
-        sim.notify(&cid, t, notice);
+    for (t, told) in &changed {
+        sim.notify(&cid, t, told);
     }
     axum::Json(json!({})).into_response()
 }
@@ -602,6 +622,10 @@ async fn register_token(State(sim): State<InboundSim>, body: axum::body::Bytes) 
         (Some(card), Some(vcid), Some(wallet)) => {
             let storage = text(&v, "tokenStorageId").unwrap_or_else(|| "SIM-DEVICE".into());
             sim.add_token(&card, &vcid, &wallet, &storage);
+            // `"status": "INACTIVE"`: a token waiting for step-up (options C and D).
+            if let Some(status) = text(&v, "status") {
+                sim.set_token_status(&vcid, &status.to_ascii_uppercase());
+            }
             axum::Json(json!({})).into_response()
         }
         _ => refusal(

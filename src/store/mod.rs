@@ -325,12 +325,14 @@ mod sends;
 mod tokens;
 #[macro_use]
 mod enrolments;
+mod activations;
 mod admin;
 mod cards;
 mod columns;
 mod group_commit;
 mod retention;
 
+pub use activations::{Activated, ActivationRow, NewActivation, OfferedEnrolmentRow};
 pub use admin::{
     CardUpdate, ContactUpdate, EnrolmentSummaryRow, NoticeRow, PoolStat, StuckEnrolmentRow,
 };

@@ -56,6 +56,23 @@ pub enum NoticeOutcome {
     Duplicate,
 }
 
+/// Completes, in transaction `$tx`, the enrolment of an activation outside the OTP (options C
+/// and D) that the notice answers: by the RESUME's correlation id, or by the token it named.
+macro_rules! complete_activated_enrolment {
+    ($tx:ident, $correlation_id:expr, $virtual_card_id:expr, $now:expr) => {
+        sqlx::query(
+            "UPDATE enrolments SET state = 'complete', updated_at = $3 WHERE state NOT IN ('complete', 'failed') \
+             AND correlation_id IN (SELECT a.enrolment_id FROM activations a JOIN lifecycle_operations o ON o.id = a.operation_id \
+             WHERE o.correlation_id = $1 OR (o.virtual_card_id = $2 AND o.state IN ('sent', 'confirmed')))",
+        )
+        .bind($correlation_id)
+        .bind($virtual_card_id)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
 /// The statements of a token notice and its call, on `$tx`: `Result<NoticeOutcome, _>`.
 ///
 /// Applies a token notice idempotently: the notice's fingerprint is recorded once; a second
@@ -164,6 +181,10 @@ macro_rules! apply_notice_in {
                         .bind(call.at)
                         .execute(&mut *$tx)
                         .await?;
+                    complete_activated_enrolment!($tx, call.correlation_id, &n.virtual_card_id, call.at);
+                }
+                crate::domain::Action::Resume if after == "active" => {
+                    complete_activated_enrolment!($tx, call.correlation_id, &n.virtual_card_id, call.at);
                 }
                 crate::domain::Action::Delete
                 | crate::domain::Action::DeleteFromApp
