@@ -33,7 +33,7 @@ pub use app_api::{AppApiConfig, AppTlsConfig};
 pub use controls::ControlsConfig;
 pub use database::DatabaseConfig;
 pub use email::{EmailConfig, EmailProvider, SmtpTls};
-pub use idv::IdvConfig;
+pub use idv::{BankAppConfig, BankAppWallet, CustomerServiceConfig, IdvConfig};
 pub use issuer::IssuerConfig;
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;

@@ -31,6 +31,8 @@ pub enum Scripted {
     /// Wait this long before handling the request normally (longer than the client's
     /// deadline: a time-out).
     Delay(Duration),
+    /// Handle this request normally (to script the one after it).
+    Normal,
 }
 
 /// A token as the simulated TSH keeps it.
@@ -313,7 +315,7 @@ impl InboundSim {
     async fn scripted(&self) -> Option<Response> {
         let next = self.lock().script.pop_front();
         match next {
-            None => None,
+            None | Some(Scripted::Normal) => None,
             Some(Scripted::Delay(d)) => {
                 tokio::time::sleep(d).await;
                 None

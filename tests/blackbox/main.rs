@@ -11,6 +11,7 @@
 
 mod common;
 
+mod activations;
 mod admin;
 mod cli;
 mod connections;

@@ -88,6 +88,7 @@ impl Fixture {
                 .expect("gateway starts");
         let api = app.api_addr();
         let admin = app.admin_addr();
+        let app_api = app.app_addr();
         let state = app.state();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async {
@@ -102,6 +103,7 @@ impl Fixture {
         Gateway {
             api,
             admin,
+            app_api,
             state,
             config,
             tsh,
@@ -149,6 +151,8 @@ pub fn outbox_messages(dir: &Path) -> Vec<String> {
 pub struct Gateway {
     pub api: SocketAddr,
     pub admin: SocketAddr,
+    /// The app API's address, when `[app]` is configured.
+    pub app_api: Option<SocketAddr>,
     pub state: SharedState,
     pub config: Config,
     pub tsh: Tsh,
