@@ -182,6 +182,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
     let app = Application::build(config.clone()).await?;
     let api = app.api_addr();
     let admin = app.admin_addr();
+    let app_api = app.app_addr();
     let state = app.state();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -261,7 +262,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
     .await?;
     let sms = methods.iter().find(|(_, t, _)| t == "sms").cloned();
     p.expect(
-        sms.is_some() && methods.len() == 2,
+        sms.is_some() && methods.iter().any(|(_, t, _)| t == "email"),
         "an SMS and an e-mail method",
     );
     if let Some((id, _, value)) = sms {
@@ -309,11 +310,15 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
     let cid = "demo-yellow-email-0003";
     let (card_ref, _) = eligibility(&tsh, &mut p, cid, &YELLOW_EMAIL, "SAMSUNG_PAY").await?;
     let methods = digitize_yellow(&tsh, &mut p, &state, cid, &YELLOW_EMAIL, "SAMSUNG_PAY", json!({"cardCaptureInformation": {"captureMethod": "CAMERA"}, "deviceInformation": {"language": "fr-FR"}})).await?;
+    let otp: Vec<_> = methods
+        .iter()
+        .filter(|m| m.1 == "sms" || m.1 == "email")
+        .collect();
     p.expect(
-        methods.len() == 1 && methods.first().is_some_and(|m| m.1 == "email"),
-        "only an e-mail method (no phone on file)",
+        otp.len() == 1 && otp.first().is_some_and(|m| m.1 == "email"),
+        "only an e-mail OTP method (no phone on file)",
     );
-    if let Some((id, _, value)) = methods.first().cloned() {
+    if let Some((id, _, value)) = methods.iter().find(|m| m.1 == "email").cloned() {
         p.step(
             "wallet",
             &format!("user picks e-mail to {value}; the network generates OTP 0071"),
@@ -482,6 +487,17 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
         &green_ref,
         (GREEN.pan, GREEN.exp, "VISA_PLATINUM", "1231"),
         &dir,
+    )
+    .await?;
+    crate::demo_lifecycle::show_activations(
+        &mut p,
+        &state,
+        &tsh_sim,
+        &tsh,
+        admin,
+        app_api,
+        (YELLOW_SMS.pan, YELLOW_SMS.exp),
+        (YELLOW_EMAIL.pan, YELLOW_EMAIL.exp),
     )
     .await?;
     let health = reqwest::get(format!("http://{admin}/health"))

@@ -1,8 +1,10 @@
 //! The demo's life-cycle part: a simulated inbound TSH, then a card reported lost (its tokens
 //! suspended at TSH, the notices coming back), found again (resumed), renewed (updateCard with
-//! fpanDetails that TSH opens), and an operator suspending one token.
+//! fpanDetails that TSH opens), an operator suspending one token, the bank's app activating a
+//! waiting token (Option C) and an agent activating one after a call (Option D).
 
-use crate::config::{Config, Secret};
+use crate::config::{AppApiConfig, BankAppWallet, Config, Secret};
+use crate::domain::IdvKind;
 use crate::sim::Tsh;
 use crate::sim::tsh::InboundSim;
 use crate::state::SharedState;
@@ -19,6 +21,9 @@ pub trait Narrator {
 /// The admin token the demo sets (token actions need one).
 const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
 
+/// The app API's token in the demo (the bank's app backend sends it).
+const DEMO_APP_TOKEN: &str = "demo-app-backend-token";
+
 /// Starts the simulated TSH (Thales's key pair made in `dir/thales`) and points `config` at it.
 pub async fn prepare(dir: &Path, config: &mut Config) -> anyhow::Result<InboundSim> {
     let thales = dir.join("thales");
@@ -31,7 +36,243 @@ pub async fn prepare(dir: &Path, config: &mut Config) -> anyhow::Result<InboundS
     config.tsh.base_url = format!("http://{addr}");
     config.tsh.encryption_cert = Some(thales.join(crate::keys::CERTIFICATE_FILE));
     config.admin.token = Secret::new(DEMO_ADMIN_TOKEN);
+    // Options C and D: the bank's app (for Apple Pay and Google Pay) and customer service, after
+    // the OTP channels; the app API on a loopback port of its own.
+    config.idv.channel_preference = vec![
+        IdvKind::Sms,
+        IdvKind::Email,
+        IdvKind::BankApp,
+        IdvKind::CustomerService,
+    ];
+    config.idv.bank_app.enabled = true;
+    config.idv.bank_app.value = "Demo Bank".into();
+    for (wallet, source, platform) in [
+        ("APPLE_PAY", "1122334455", "IOS"),
+        ("GOOGLE_PAY", "com.demobank.app", "ANDROID"),
+    ] {
+        config.idv.bank_app.wallets.insert(
+            wallet.into(),
+            BankAppWallet {
+                source: Some(source.into()),
+                platform: Some(platform.into()),
+            },
+        );
+    }
+    config.idv.customer_service.enabled = true;
+    config.idv.customer_service.value = "+44 20 7946 0000".into();
+    config
+        .idv
+        .customer_service
+        .values
+        .insert("fr".into(), "+33 1 70 00 00 00".into());
+    config.app = Some(AppApiConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        token: Secret::new(DEMO_APP_TOKEN),
+        tls: None,
+        max_body_bytes: 4096,
+        request_timeout_ms: 5000,
+        max_connections: 16,
+        card_limit: 10,
+        card_limit_window_minutes: 60,
+    });
     Ok(sim)
+}
+
+/// A field of a JSON answer (`null` when absent).
+fn at<'a>(v: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    v.get(key).unwrap_or(&serde_json::Value::Null)
+}
+
+/// Waits (up to 10 s) for the enrolment to be complete.
+async fn wait_complete(state: &SharedState, cid: &str) -> bool {
+    for _ in 0..100 {
+        if let Ok(Some(e)) = state.store.enrolment(cid).await {
+            if e.state == "complete" {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Eligibility and a digitization that steps up: the card's reference and the methods offered.
+async fn enrol_yellow(
+    p: &mut dyn Narrator,
+    gateway: &Tsh,
+    cid: &str,
+    (pan, exp): (&str, &str),
+    wallet: &str,
+    language: &str,
+) -> anyhow::Result<(String, Vec<serde_json::Value>)> {
+    let a = gateway.check_eligibility(cid, pan, exp, wallet).await?;
+    let card_ref = a.str("issuerCardRefId").unwrap_or("").to_owned();
+    let d = gateway
+        .request_digitization(
+            cid,
+            pan,
+            exp,
+            wallet,
+            serde_json::json!({"cardCaptureInformation": {"captureMethod": "MANUAL"}, "deviceInformation": {"language": language}}),
+        )
+        .await?;
+    let methods: Vec<serde_json::Value> = d
+        .body
+        .get("idvMethodList")
+        .and_then(|l| l.as_array())
+        .cloned()
+        .unwrap_or_default();
+    p.step(
+        "TSH",
+        &format!(
+            "checkCardEligibility {}, requestCardDigitization {} {}",
+            a.status,
+            d.status,
+            d.str("levelOfTrust").unwrap_or("?")
+        ),
+    );
+    for m in &methods {
+        p.step("gateway", &format!("offers {m}"));
+    }
+    Ok((card_ref, methods))
+}
+
+/// Scenes 11 and 12: Option C, the bank's app activating a waiting token; Option D, an agent
+/// activating one after a call. `app_card` and `agent_card`: PAN and expiry of two cards.
+#[allow(clippy::too_many_arguments)]
+pub async fn show_activations(
+    p: &mut dyn Narrator,
+    state: &SharedState,
+    sim: &InboundSim,
+    gateway: &Tsh,
+    admin: std::net::SocketAddr,
+    app: Option<std::net::SocketAddr>,
+    app_card: (&str, &str),
+    agent_card: (&str, &str),
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    p.title("11. Option C: the bank's app verifies the cardholder and activates the token");
+    let cid = "demo-bank-app-0011";
+    let (card_ref, methods) = enrol_yellow(p, gateway, cid, app_card, "APPLE_PAY", "en").await?;
+    p.expect(
+        methods
+            .iter()
+            .any(|m| at(m, "type") == "bank_app" && at(m, "platform") == "IOS"),
+        "the bank's app offered, with its Apple source and platform",
+    );
+    sim.add_inactive_token(&card_ref, "DEMO-VC-APP-0011", "APPLE_PAY", "DEMO-IPHONE");
+    p.step(
+        "TSH",
+        "the token DEMO-VC-APP-0011 waits for step-up (INACTIVE); the wallet opens the bank's app",
+    );
+    let Some(app) = app else {
+        p.expect(false, "the app API is listening");
+        return Ok(());
+    };
+    let resp = client
+        .post(format!("http://{app}/v1/activations"))
+        .bearer_auth(DEMO_APP_TOKEN)
+        .json(&serde_json::json!({"issuerCardRefId": card_ref, "walletProviderId": "APPLE_PAY", "verification": "biometric"}))
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    p.step(
+        "app",
+        &format!("the app authenticated the cardholder (Face ID); POST /v1/activations -> {status} {body}"),
+    );
+    let ok = wait_complete(state, cid).await;
+    let id = at(&body, "operationId").as_i64().unwrap_or_default();
+    let read: serde_json::Value = client
+        .get(format!("http://{app}/v1/activations/{id}"))
+        .bearer_auth(DEMO_APP_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await
+        .unwrap_or_default();
+    for r in sim.received().iter().filter(|r| r.card_ref == card_ref) {
+        p.step(
+            "TSH",
+            &format!(
+                "received {} {} {}",
+                r.operation,
+                r.action.as_deref().unwrap_or(""),
+                r.reason.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    p.step("app", &format!("GET /v1/activations/{id} -> {read}"));
+    p.expect(
+        status == 202 && ok && at(&read, "state") == "confirmed",
+        "one RESUME (CARDHOLDER_VERIFIED); its ACTIVATE completes the enrolment",
+    );
+
+    p.title("12. Option D: no usable phone; the cardholder calls, an agent activates the token");
+    let cid = "demo-agent-0012";
+    let (card_ref, methods) =
+        enrol_yellow(p, gateway, cid, agent_card, "SAMSUNG_PAY", "fr-FR").await?;
+    p.expect(
+        methods.iter().any(|m| at(m, "type") == "customer_service"),
+        "customer service offered, with the number for French",
+    );
+    sim.add_inactive_token(
+        &card_ref,
+        "DEMO-VC-AGENT-0012",
+        "SAMSUNG_PAY",
+        "DEMO-GALAXY",
+    );
+    let tokens: serde_json::Value = client
+        .get(format!(
+            "http://{admin}/cards/{card_ref}/tokens?refresh=true"
+        ))
+        .bearer_auth(DEMO_ADMIN_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await
+        .unwrap_or_default();
+    p.step(
+        "agent",
+        &format!(
+            "verified the caller; GET /cards/{card_ref}/tokens?refresh=true: waiting at TSH {}",
+            at(&tokens, "thalesOnly")
+        ),
+    );
+    let resp = client
+        .post(format!("http://{admin}/cards/{card_ref}/token-actions"))
+        .bearer_auth(DEMO_ADMIN_TOKEN)
+        .json(&serde_json::json!({"action": "RESUME", "virtualCardId": "DEMO-VC-AGENT-0012", "reason": "CARDHOLDER_VERIFIED", "operator": "agent.jones", "verification": "security questions"}))
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    p.step(
+        "agent",
+        &format!("POST /cards/{card_ref}/token-actions RESUME -> {status} {body}"),
+    );
+    let ok = wait_complete(state, cid).await;
+    let op = state
+        .store
+        .operation(at(&body, "operationId").as_i64().unwrap_or_default())
+        .await?;
+    if let Some(op) = &op {
+        p.step(
+            "gateway",
+            &format!(
+                "operation {}: {}, operator {}, verification {}",
+                op.id,
+                op.state,
+                op.operator.as_deref().unwrap_or(""),
+                op.verification.as_deref().unwrap_or("")
+            ),
+        );
+    }
+    p.expect(
+        status == 202 && ok && op.is_some_and(|o| o.operator.as_deref() == Some("agent.jones")),
+        "the agent's RESUME is recorded with who and how, and completes the enrolment",
+    );
+    Ok(())
 }
 
 async fn wait_for(state: &SharedState, card_ref: &str, n: usize, want: &str) -> bool {

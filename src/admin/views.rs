@@ -265,7 +265,11 @@ pub async fn tokens(
     // Tokens only TSH knows yet (an INACTIVE one waiting for activation: Option D).
     let thales_only: Option<Vec<Value>> = thales.as_ref().map(|m| {
         m.iter()
-            .filter(|(v, _)| !list.iter().any(|t| t["virtualCardId"] == v.as_str()))
+            .filter(|(v, _)| {
+                !list
+                    .iter()
+                    .any(|t| t.get("virtualCardId").and_then(Value::as_str) == Some(v.as_str()))
+            })
             .map(|(v, s)| json!({ "virtualCardId": v, "thalesState": s }))
             .collect()
     });

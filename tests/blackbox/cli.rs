@@ -274,6 +274,8 @@ fn demo_runs_the_whole_flow() {
         "3. Yellow with e-mail OTP",
         "4. Red",
         "5. Failed delivery",
+        "11. Option C",
+        "12. Option D",
         "All steps went as expected.",
     ] {
         assert!(stdout.contains(step), "{step}");
