@@ -53,7 +53,7 @@ pub enum Command {
     /// max) per operation and error counts. Exits 1 when any call was not answered as expected,
     /// 2 when the simulation cannot start. With --tsh-listen it plays TSH's inbound side instead
     /// (the API the gateway's life-cycle operations go to), until SIGINT/SIGTERM.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// Remove the records past their retention now (`serve` also does it every hour).
     ///
     /// Removes, in small batches, the call records, OTP send records, enrolments and finished
@@ -125,6 +125,34 @@ pub struct SimulateArgs {
     /// system's.
     #[arg(long, value_name = "CA.pem")]
     pub ca: Option<PathBuf>,
+    /// Walkthrough: also play Option C, the bank's app activating a waiting token through the
+    /// gateway's app API at this URL (app.listen, e.g. http://127.0.0.1:9091).
+    #[arg(long, value_name = "URL", requires = "app_token")]
+    pub app_url: Option<String>,
+    /// The app API's bearer token (app.token).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ISSUER_GATEWAY__APP__TOKEN",
+        hide_env_values = true
+    )]
+    pub app_token: Option<String>,
+    /// Walkthrough: also play Option D, an agent activating a waiting token through the admin
+    /// API at this URL (admin.listen, e.g. http://127.0.0.1:9090).
+    #[arg(long, value_name = "URL", requires = "admin_token")]
+    pub admin_url: Option<String>,
+    /// The admin API's bearer token (admin.token).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ISSUER_GATEWAY__ADMIN__TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// With --app-url or --admin-url: the simulated inbound TSH (simulate --tsh-listen, the
+    /// gateway's tsh.base_url) where the waiting (INACTIVE) token is registered.
+    #[arg(long, value_name = "URL")]
+    pub tsh_sim: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -308,6 +336,13 @@ pub async fn run(cli: Cli) -> ExitCode {
                 client_cert: args.client_cert,
                 client_key: args.client_key,
                 ca: args.ca,
+                activations: crate::sim::activations::ActivationOptions {
+                    app_url: args.app_url,
+                    app_token: args.app_token,
+                    admin_url: args.admin_url,
+                    admin_token: args.admin_token,
+                    tsh_sim: args.tsh_sim,
+                },
             };
             match crate::sim::simulate(options).await {
                 Ok(true) => ExitCode::SUCCESS,

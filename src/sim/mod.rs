@@ -1,6 +1,7 @@
 //! Playing TSH: a client of the gateway's API that seals card data for the issuer's
 //! certificate the way the hub does. Used by `demo`, `simulate` and the black-box tests.
 
+pub mod activations;
 pub mod load;
 pub mod scenario;
 pub mod tsh;

@@ -28,6 +28,8 @@ pub struct SimulateOptions {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     pub ca: Option<PathBuf>,
+    /// Options C and D (`--app-url`, `--admin-url`), played after the enrolments.
+    pub activations: super::activations::ActivationOptions,
 }
 
 /// The default base path appended to a `--target` given without a path.
@@ -329,12 +331,13 @@ async fn play(tsh: &Tsh, job: &Job<'_>, out: &mut Vec<CallResult>) -> Option<Str
     }
 
     // 3. On yellow, the OTP on the kind's channel (told apart by the masked value's shape, since
-    // the method types are configurable).
+    // the method types are configurable: a masked destination has '*'; the bank's app and
+    // customer service show a name or a number to call).
     if matches!(job.kind, Kind::YellowSms | Kind::YellowEmail) {
         let want_email = job.kind == Kind::YellowEmail;
         let method = methods
             .iter()
-            .find(|(_, _, v)| v.contains('@') == want_email);
+            .find(|(_, _, v)| v.contains('*') && v.contains('@') == want_email);
         let Some((id, _, value)) = method else {
             out.push(CallResult {
                 op: Op::SendOtp,
@@ -640,6 +643,9 @@ async fn walkthrough(
                 );
             }
         }
+    }
+    if o.activations.any() {
+        ok &= super::activations::play(tsh, cards, &o.activations, run).await;
     }
     println!();
     if ok {

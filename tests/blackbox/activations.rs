@@ -19,6 +19,7 @@ struct Activations {
     fx: Fixture,
     gw: Gateway,
     sim: InboundSim,
+    sim_url: String,
 }
 
 fn settings(c: &mut Config, dir: &std::path::Path, sim_url: &str) {
@@ -87,7 +88,12 @@ impl Activations {
             })
             .await;
         sim.connect_gateway(gw.tsh.clone());
-        Activations { fx, gw, sim }
+        Activations {
+            fx,
+            gw,
+            sim,
+            sim_url,
+        }
     }
 
     /// Eligibility and a digitization that steps up: the card's reference and the answer.
@@ -569,7 +575,64 @@ async fn an_agents_activation_is_recorded_with_operator_and_verification(backend
     t.gw.stop().await;
 }
 
+/// `simulate` plays both against a running gateway: the bank's app activating a waiting token,
+/// an agent activating one after a call.
+async fn simulate_plays_both_options(backend: Backend) {
+    let t = Activations::start(backend, |_| {}).await;
+    let cards = write_card_file(t.fx.path(), CARD_FILE);
+    let ok = issuer_gateway::sim::simulate(issuer_gateway::sim::SimulateOptions {
+        target: format!("http://{}", t.gw.api),
+        issuer_id: ISSUER_ID.into(),
+        cert: t.fx.path().join("keys/issuer-pkcs7-cert.pem"),
+        cards,
+        count: None,
+        concurrency: 1,
+        eligibility_only: false,
+        client_cert: None,
+        client_key: None,
+        ca: None,
+        activations: issuer_gateway::sim::activations::ActivationOptions {
+            app_url: Some(format!("http://{}", t.gw.app_api.unwrap())),
+            app_token: Some(APP_TOKEN.into()),
+            admin_url: Some(format!("http://{}", t.gw.admin)),
+            admin_token: Some(ADMIN_TOKEN.into()),
+            tsh_sim: Some(t.sim_url.clone()),
+        },
+    })
+    .await
+    .unwrap();
+    assert!(ok, "simulate reported a step not as expected");
+    let resumes: Vec<_> = t
+        .sim
+        .accepted()
+        .into_iter()
+        .filter(|r| r.action.as_deref() == Some("RESUME"))
+        .collect();
+    assert_eq!(resumes.len(), 2, "{resumes:?}");
+    let store = &t.gw.state.store;
+    let mut completed = 0;
+    for r in &resumes {
+        let op = store
+            .operations_of_card(&r.card_ref)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|o| o.correlation_id == r.correlation_id)
+            .unwrap();
+        let a = store.activation(op.id).await.unwrap().unwrap();
+        let e = store
+            .enrolment(a.enrolment_id.as_deref().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        completed += usize::from(e.state == "complete");
+    }
+    assert_eq!(completed, 2);
+    t.gw.stop().await;
+}
+
 crate::on_both_backends!(
+    simulate_plays_both_options,
     methods_appear_in_yellow_answers_as_configured,
     customer_service_replaces_red_when_the_policy_says_so,
     an_app_activation_makes_one_resume_and_the_activate_completes_the_enrolment,
