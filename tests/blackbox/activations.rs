@@ -631,7 +631,122 @@ async fn simulate_plays_both_options(backend: Backend) {
     t.gw.stop().await;
 }
 
+/// A CA and a leaf certificate it signed (chain PEM, key PEM), for the app listener's TLS.
+fn pki(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    (p.self_signed(&key).unwrap(), key)
+}
+
+fn leaf(ca: &(rcgen::Certificate, rcgen::KeyPair), name: &str) -> (String, String) {
+    let mut p = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &ca.0, &ca.1).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn https_client(
+    server_ca: &rcgen::Certificate,
+    client: Option<&(String, String)>,
+) -> reqwest::Client {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    issuer_gateway::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server_ca.der().clone()).unwrap();
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(chain.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap()
+}
+
+/// `app.tls`: the app API over TLS; with `app.tls.client_ca`, only the app backend holding a
+/// certificate of that CA gets through.
+async fn the_app_api_speaks_tls_and_mutual_tls(backend: Backend) {
+    let fx = Fixture::new(&backend).await;
+    let dir = fx.path().join("app-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let server_ca = pki("app server CA");
+    let client_ca = pki("app backend CA");
+    let (chain, key) = leaf(&server_ca, "gateway app API");
+    std::fs::write(dir.join("server.pem"), chain).unwrap();
+    issuer_gateway::data_keys::write_private_file(&dir.join("server-key.pem"), key.as_bytes())
+        .unwrap();
+    std::fs::write(dir.join("client-ca.pem"), client_ca.0.pem()).unwrap();
+    let backend_cert = leaf(&client_ca, "bank app backend");
+    let body = json!({"issuerCardRefId": "no-such-card", "walletProviderId": WALLET, "verification": "pin"});
+    for mutual in [true, false] {
+        let gw = fx
+            .start(|c| {
+                settings(c, fx.path(), "http://127.0.0.1:9");
+                c.tsh.base_url = String::new();
+                c.tsh.encryption_cert = None;
+                if let Some(app) = c.app.as_mut() {
+                    app.tls = Some(issuer_gateway::config::AppTlsConfig {
+                        cert_chain: dir.join("server.pem"),
+                        private_key: dir.join("server-key.pem"),
+                        client_ca: mutual.then(|| dir.join("client-ca.pem")),
+                    });
+                }
+            })
+            .await;
+        let url = format!(
+            "https://localhost:{}/v1/activations",
+            gw.app_api.unwrap().port()
+        );
+        let with_cert = https_client(&server_ca.0, Some(&backend_cert))
+            .post(&url)
+            .bearer_auth(APP_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(with_cert.status().as_u16(), 404);
+        let v: Value = with_cert.json().await.unwrap();
+        assert_eq!(v["error"], "unknown_card");
+        let without = https_client(&server_ca.0, None)
+            .post(&url)
+            .bearer_auth(APP_TOKEN)
+            .json(&body)
+            .send()
+            .await;
+        if mutual {
+            assert!(
+                without.is_err(),
+                "a client without a certificate got through"
+            );
+        } else {
+            assert_eq!(without.unwrap().status().as_u16(), 404);
+        }
+        // Plain HTTP is not spoken on a TLS listener.
+        let plain = reqwest::Client::new()
+            .post(format!("http://{}/v1/activations", gw.app_api.unwrap()))
+            .bearer_auth(APP_TOKEN)
+            .json(&body)
+            .send()
+            .await;
+        assert!(plain.is_err() || plain.unwrap().status().as_u16() != 404);
+        gw.stop().await;
+    }
+}
+
 crate::on_both_backends!(
+    the_app_api_speaks_tls_and_mutual_tls,
     simulate_plays_both_options,
     methods_appear_in_yellow_answers_as_configured,
     customer_service_replaces_red_when_the_policy_says_so,
