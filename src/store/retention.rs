@@ -50,7 +50,9 @@ impl PurgeTable {
     /// The statements of one batch; the last one's count is the batch's.
     fn delete_sql(self) -> &'static [&'static str] {
         match self {
+            // The app API's request counts (options C and D) go with the calls of their time.
             PurgeTable::Calls => &[
+                "DELETE FROM activation_requests WHERE id IN (SELECT id FROM activation_requests WHERE at < $1 ORDER BY id LIMIT $2)",
                 "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE at < $1 ORDER BY id LIMIT $2)",
             ],
             PurgeTable::Sends => &[
@@ -68,6 +70,9 @@ impl PurgeTable {
             // sent operations are never purged (they hold their card's queue, or wait for
             // their notices).
             PurgeTable::Operations => &[
+                "DELETE FROM activations WHERE operation_id IN (SELECT id FROM lifecycle_operations \
+                 WHERE finished_at < $1 AND state IN ('confirmed', 'failed', 'refused', 'cancelled') \
+                 ORDER BY id LIMIT $2)",
                 "DELETE FROM lifecycle_attempts WHERE operation_id IN (SELECT id FROM lifecycle_operations \
                  WHERE finished_at < $1 AND state IN ('confirmed', 'failed', 'refused', 'cancelled') \
                  ORDER BY id LIMIT $2)",
