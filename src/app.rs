@@ -213,6 +213,11 @@ impl Application {
         ));
         let app_task = self.app_listener.map(|l| {
             tracing::info!(app = ?l.local_addr(), tls = l.tls.is_some(), "app API listening");
+            if l.tls.is_none() {
+                tracing::warn!(
+                    "app.tls is not set: the app API speaks plain HTTP (use TLS termination in front, or set app.tls.*)"
+                );
+            }
             spawn_reload_app_tls_on_sighup(l.tls.clone());
             tokio::spawn(crate::serve::serve(
                 l.listener,

@@ -350,6 +350,13 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
     let not_found = || AppError::new(StatusCode::NOT_FOUND, "not_found", "no such activation");
+    if contains_pan_like(&id) {
+        return Err(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "pan_refused",
+            "the path holds what looks like a card number: the app API never takes one",
+        ));
+    }
     let id = id
         .parse::<i64>()
         .ok()

@@ -146,4 +146,23 @@ mod tests {
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(c.listen.to_string(), "127.0.0.1:9091");
     }
+
+    #[test]
+    fn the_environment_configures_it_with_typed_values() {
+        let vars = [
+            ("ISSUER_GATEWAY__APP__TOKEN", "0123456789abcdef-env"),
+            ("ISSUER_GATEWAY__APP__CARD_LIMIT", "5"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = crate::config::Config::load(None, vars).unwrap();
+        let app = c.app.unwrap();
+        assert_eq!(app.card_limit, 5);
+        assert_eq!(app.token.expose(), "0123456789abcdef-env");
+        assert!(
+            crate::config::Config::load(None, vec![])
+                .unwrap()
+                .app
+                .is_none()
+        );
+    }
 }

@@ -14,8 +14,15 @@ pub(super) fn apply(
     table: &mut toml::Table,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigErrors> {
-    let defaults = toml::Value::try_from(ConfigFile::default())
+    let mut defaults = toml::Value::try_from(ConfigFile::default())
         .unwrap_or(toml::Value::Table(toml::Table::new()));
+    // `[app]` is absent by default: its keys' types come from its own defaults.
+    if let (toml::Value::Table(t), Ok(app)) = (
+        &mut defaults,
+        toml::Value::try_from(super::app_api::AppFile::default()),
+    ) {
+        t.entry("app").or_insert(app);
+    }
     let mut problems = Vec::new();
     let mut vars: Vec<_> = vars
         .into_iter()
