@@ -212,7 +212,8 @@ impl Application {
             rx.clone(),
         ));
         let app_task = self.app_listener.map(|l| {
-            tracing::info!(app = ?l.local_addr(), tls = l.tls.is_some(), "app API listening");
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(app = %addr, tls = l.tls.is_some(), "app API listening");
             if l.tls.is_none() {
                 tracing::warn!(
                     "app.tls is not set: the app API speaks plain HTTP (use TLS termination in front, or set app.tls.*)"

@@ -745,6 +745,70 @@ async fn the_app_api_speaks_tls_and_mutual_tls(backend: Backend) {
     }
 }
 
+/// The real `serve`: with `[app]` it also serves the app API, and drains it on SIGTERM; without
+/// `app.token` it refuses to start, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_app_listener_when_app_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = keyed_config(dir.path());
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{base}\n[app]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("app.token: required when [app] is configured"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        &config,
+        format!("{base}\n[app]\nlisten = \"127.0.0.1:0\"\ntoken = \"{APP_TOKEN}\"\n"),
+    )
+    .unwrap();
+    let mut served = Served::start(&config);
+    let app = loop {
+        let line = served
+            .lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the app listener's line");
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        served.seen.push(line);
+        if v["message"] == "app API listening" {
+            break v["app"].as_str().unwrap().to_owned();
+        }
+    };
+    let client = reqwest::Client::new();
+    let body = json!({"issuerCardRefId": "no-such-card", "walletProviderId": WALLET, "verification": "pin"});
+    let url = format!("http://{app}/v1/activations");
+    let r = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = client
+        .post(&url)
+        .bearer_auth(APP_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unknown_card");
+    let lines = served.stop();
+    assert!(
+        lines.iter().any(|l| l.contains("app.tls is not set")),
+        "{lines:?}"
+    );
+    // The listener is closed once serve has stopped.
+    assert!(client.post(&url).json(&body).send().await.is_err());
+}
+
 crate::on_both_backends!(
     the_app_api_speaks_tls_and_mutual_tls,
     simulate_plays_both_options,
