@@ -745,6 +745,57 @@ async fn the_app_api_speaks_tls_and_mutual_tls(backend: Backend) {
     }
 }
 
+/// The app API's OpenAPI document (openapi/app-api.yaml): valid YAML, its references resolve,
+/// it names the two routes, and every refusal the tests above see, with its status.
+#[test]
+fn the_app_api_document_names_the_routes_and_refusals() {
+    let doc: Value = serde_yaml::from_str(include_str!("../../openapi/app-api.yaml")).unwrap();
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    assert_eq!(paths, ["/v1/activations", "/v1/activations/{operationId}"]);
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => m.iter().for_each(|(k, v)| match (k.as_str(), v) {
+                ("$ref", Value::String(r)) => out.push(r.clone()),
+                _ => refs(v, out),
+            }),
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    for r in all {
+        let pointer = r.trim_start_matches('#');
+        assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+    }
+    let kinds: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let post = &doc["paths"]["/v1/activations"]["post"]["responses"];
+    for (status, kind) in [
+        ("400", "bad_request"),
+        ("400", "pan_refused"),
+        ("401", "unauthorized"),
+        ("404", "unknown_card"),
+        ("404", "not_found"),
+        ("409", "nothing_to_activate"),
+        ("409", "ambiguous"),
+        ("409", "enrolment_completed"),
+        ("410", "window_passed"),
+        ("413", "body_too_large"),
+        ("429", "rate_limited"),
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from the Error enum");
+        assert!(
+            post.get(status).is_some(),
+            "{status} missing from POST /v1/activations"
+        );
+    }
+}
+
 /// The real `serve`: with `[app]` it also serves the app API, and drains it on SIGTERM; without
 /// `app.token` it refuses to start, naming the setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
