@@ -80,22 +80,39 @@ pub async fn create(State(state): State<SharedState>, body: Body) -> Result<Resp
     Ok((StatusCode::ACCEPTED, Json(json!({ "operationId": id }))).into_response())
 }
 
-/// Every field checked before any lookup; a card number anywhere refuses the whole body.
-fn parse(bytes: &[u8]) -> Result<Request, AppError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| AppError::bad_request("the body is not UTF-8 JSON"))?;
-    if contains_pan_like(text) {
-        return Err(AppError::new(
-            StatusCode::BAD_REQUEST,
-            "pan_refused",
-            "the body holds what looks like a card number: the app API never takes one (name the card by issuerCardRefId)",
-        ));
+fn pan_refused(message: &str) -> AppError {
+    AppError::new(StatusCode::BAD_REQUEST, "pan_refused", message)
+}
+
+/// True when a key or value anywhere in `v` looks like a card number.
+fn holds_pan(v: &Value) -> bool {
+    match v {
+        Value::String(s) => contains_pan_like(s),
+        Value::Number(n) => contains_pan_like(&n.to_string()),
+        Value::Array(a) => a.iter().any(holds_pan),
+        Value::Object(m) => m.iter().any(|(k, v)| contains_pan_like(k) || holds_pan(v)),
+        Value::Bool(_) | Value::Null => false,
     }
-    let map: Map<String, Value> = match serde_json::from_str(text) {
+}
+
+/// Every field checked before any lookup. A card number anywhere refuses the whole body, except
+/// in `issuerCardRefId`: a card reference is random hex, whose digits may by chance pass for
+/// one, so that field is refused only when it is not a reference on file (`activate`).
+fn parse(bytes: &[u8]) -> Result<Request, AppError> {
+    let map: Map<String, Value> = match serde_json::from_slice(bytes) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Err(AppError::bad_request("the body must be a JSON object")),
         Err(_) => return Err(AppError::bad_request("the body is not valid JSON")),
     };
+    for (k, v) in &map {
+        if contains_pan_like(k) || (k != "issuerCardRefId" && holds_pan(v)) {
+            return Err(pan_refused(if k == "virtualCardId" {
+                "virtualCardId looks like a card number: the app API never takes one (leave it out: the gateway finds the token)"
+            } else {
+                "the body holds what looks like a card number: the app API never takes one (name the card by issuerCardRefId)"
+            }));
+        }
+    }
     if let Some(k) = map.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(AppError::bad_request(format!(
             "'{}' is not a field of an activation ({})",
@@ -147,6 +164,11 @@ async fn activate(state: &SharedState, r: &Request, now: Millis) -> Result<(i64,
         ));
     };
     if state.store.card_by_ref(&r.card_ref).await?.is_none() {
+        if contains_pan_like(&r.card_ref) {
+            return Err(pan_refused(
+                "issuerCardRefId looks like a card number and is no card reference of ours: the app API never takes one",
+            ));
+        }
         return Err(AppError::new(
             StatusCode::NOT_FOUND,
             "unknown_card",
@@ -381,8 +403,16 @@ mod tests {
 
     #[test]
     fn a_card_number_anywhere_is_refused_and_fields_are_checked() {
-        let pan = br#"{"issuerCardRefId":"4111 1111 1111 1111","walletProviderId":"APPLE_PAY","verification":"pin"}"#;
-        assert_eq!(parse(pan).err().map(|e| e.kind), Some("pan_refused"));
+        for pan in [
+            &br#"{"issuerCardRefId":"r","walletProviderId":"APPLE_PAY","verification":"4111 1111 1111 1111"}"#[..],
+            br#"{"issuerCardRefId":"r","walletProviderId":"APPLE_PAY","verification":"pin","virtualCardId":"4111111111111111"}"#,
+            br#"{"issuerCardRefId":"r","walletProviderId":"APPLE_PAY","verification":"pin","x":{"y":[4111111111111111]}}"#,
+        ] {
+            assert_eq!(parse(pan).err().map(|e| e.kind), Some("pan_refused"));
+        }
+        // A card reference's digits may pass for a card number: checked against the file later.
+        let reference = br#"{"issuerCardRefId":"d38bee92683637148984b085a486d353","walletProviderId":"W","verification":"pin"}"#;
+        assert!(parse(reference).is_ok());
         let extra =
             br#"{"issuerCardRefId":"ref","walletProviderId":"W","verification":"pin","pan":"x"}"#;
         assert_eq!(parse(extra).err().map(|e| e.kind), Some("bad_request"));

@@ -367,6 +367,11 @@ async fn each_refusal_answers_its_status(backend: Backend) {
         .await;
     assert_eq!((s, err(&b)), (400, Some("pan_refused".into())), "{b}");
     assert!(!b.to_string().contains(ALICE.pan));
+    let pan = json!({"issuerCardRefId": alice, "walletProviderId": WALLET, "verification": format!("pin {}", BOB.pan)});
+    let (s, b) = t
+        .app("POST", "/v1/activations", Some(pan), Some(APP_TOKEN))
+        .await;
+    assert_eq!((s, err(&b)), (400, Some("pan_refused".into())), "{b}");
     // A body over app.max_body_bytes; a field that is not one.
     let big = json!({"issuerCardRefId": alice, "walletProviderId": WALLET, "verification": "x".repeat(2000)});
     let (s, b) = t
@@ -489,6 +494,34 @@ async fn a_named_token_is_checked_and_resumed(backend: Backend) {
     assert_eq!(resumes.len(), 1);
     assert_eq!(resumes[0].virtual_card_id.as_deref(), Some("VC-N-2"));
     assert_eq!(t.sim.token("VC-N-1").unwrap().status, "INACTIVE");
+    t.gw.stop().await;
+}
+
+/// A card reference is random hex: its digits may pass for a card number by chance. Such a
+/// reference of ours is accepted (only what is not a card of ours is refused as one).
+async fn a_reference_whose_digits_pass_for_a_card_number_is_still_ours(backend: Backend) {
+    let t = Activations::start(backend, |_| {}).await;
+    let odd = "d38bee92683637148984b085a486d353";
+    assert!(issuer_gateway::domain::contains_pan_like(odd));
+    t.fx.sql(
+        "UPDATE cards SET card_ref = $1 WHERE last4 = '1111'",
+        &[odd],
+    )
+    .await;
+    let (card_ref, _) = t.enrol("o-alice", ALICE, WALLET).await;
+    assert_eq!(card_ref, odd);
+    t.sim.add_inactive_token(odd, "VC-ODD", WALLET, "DEV-1");
+    let (s, b) = t.activate(odd, WALLET, None).await;
+    assert_eq!(s, 202, "{b}");
+    until("the enrolment completed", || async {
+        t.enrolment_state("o-alice").await == "complete"
+    })
+    .await;
+    // Another value of that shape, no card of ours: refused as a card number.
+    let (s, b) = t
+        .activate("e38bee92683637148984b085a486d353", WALLET, None)
+        .await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("pan_refused")), "{b}");
     t.gw.stop().await;
 }
 
@@ -868,5 +901,6 @@ crate::on_both_backends!(
     an_app_activation_makes_one_resume_and_the_activate_completes_the_enrolment,
     each_refusal_answers_its_status,
     a_named_token_is_checked_and_resumed,
+    a_reference_whose_digits_pass_for_a_card_number_is_still_ours,
     an_agents_activation_is_recorded_with_operator_and_verification,
 );
