@@ -9,7 +9,7 @@
 //! Every route needs the bearer token `app.token` (compared in constant time). A body is at most
 //! `app.max_body_bytes`, a call at most `app.request_timeout_ms`. Refusals are JSON
 //! `{"error", "message"}`: 400 `bad_request` / `pan_refused`, 401 `unauthorized`, 404
-//! `unknown_card` / `not_found`, 408 `timeout`, 409 `nothing_to_activate` / `ambiguous` /
+//! `unknown_card` / `not_found`, 405 `method_not_allowed`, 408 `timeout`, 409 `nothing_to_activate` / `ambiguous` /
 //! `enrolment_completed`, 410 `window_passed`, 413 `body_too_large`, 429 `rate_limited`,
 //! 503 `tsh_unavailable`, 500 `internal`. The API never takes a card number: a request holding
 //! anything that looks like one is refused whole, unread.
@@ -39,6 +39,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/activations", post(activations::create))
         .route("/v1/activations/{id}", get(activations::read))
         .fallback(|| async { AppError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            AppError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,

@@ -446,6 +446,12 @@ async fn each_refusal_answers_its_status(backend: Backend) {
         .app("GET", "/v1/activations/999", None, Some(APP_TOKEN))
         .await;
     assert_eq!((s, err(&b)), (404, Some("not_found".into())), "{b}");
+    let (s, b) = t.app("GET", "/v1/activations", None, Some(APP_TOKEN)).await;
+    assert_eq!(
+        (s, err(&b)),
+        (405, Some("method_not_allowed".into())),
+        "{b}"
+    );
     // The metrics count the refusals by kind.
     let metrics = reqwest::get(format!("http://{}/metrics", t.gw.admin))
         .await
