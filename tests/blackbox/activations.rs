@@ -784,6 +784,44 @@ async fn the_app_api_speaks_tls_and_mutual_tls(backend: Backend) {
     }
 }
 
+/// `app.request_timeout_ms` bounds a call, its body included: a body that stops coming is
+/// answered 408 `timeout` in JSON, and the listener goes on serving.
+async fn a_stalled_body_is_answered_408(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = Activations::start(backend, |c| {
+        if let Some(app) = c.app.as_mut() {
+            app.request_timeout_ms = 300;
+        }
+    })
+    .await;
+    let addr = t.gw.app_api.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/activations HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {APP_TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: 200\r\n\r\n{{\"issuerCardRefId\":"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            if n == 0 || String::from_utf8_lossy(&answer).contains("}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled body");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"error\":\"timeout\""), "{text}");
+    let (s, _) = t.activate("no-such-card", WALLET, None).await;
+    assert_eq!(s, 404);
+    t.gw.stop().await;
+}
+
 /// The app API's OpenAPI document (openapi/app-api.yaml): valid YAML, its references resolve,
 /// it names the two routes, and every refusal the tests above see, with its status.
 #[test]
@@ -907,6 +945,7 @@ crate::on_both_backends!(
     an_app_activation_makes_one_resume_and_the_activate_completes_the_enrolment,
     each_refusal_answers_its_status,
     a_named_token_is_checked_and_resumed,
+    a_stalled_body_is_answered_408,
     a_reference_whose_digits_pass_for_a_card_number_is_still_ours,
     an_agents_activation_is_recorded_with_operator_and_verification,
 );
