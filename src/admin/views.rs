@@ -330,6 +330,8 @@ pub async fn enrolment(
                 "methodId": s.method_id,
                 "channel": s.channel,
                 "provider": s.provider,
+                "acceptedBy": s.accepted_by,
+                "attempts": s.attempts,
                 "destination": s.destination_masked,
                 "outcome": s.outcome,
                 "responseCode": s.response_code,

@@ -19,6 +19,7 @@ mod limits;
 mod log;
 mod outbox;
 mod policy;
+mod providers;
 mod response_codes;
 mod retention;
 mod server;

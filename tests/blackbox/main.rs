@@ -19,6 +19,7 @@ mod crash;
 mod delivery;
 mod enrolment;
 mod errors;
+mod fallback;
 mod lifecycle;
 mod logs;
 mod malformed_requests;
