@@ -206,6 +206,7 @@ impl Application {
             rx.clone(),
         ));
         let sender_task = crate::lifecycle::sender::start(&state, self.sender, rx.clone()).await;
+        let notice_task = crate::notices::start(state.clone(), rx.clone());
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
         let _ = tx.send(true);
@@ -213,6 +214,7 @@ impl Application {
             let _ = api_task.await;
             let _ = admin_task.await;
             let _ = purge_task.await;
+            let _ = notice_task.await;
             if let Some(t) = sender_task {
                 let _ = t.await;
             }

@@ -151,7 +151,7 @@ pub fn record_breakers(breakers: &[(&'static str, String, bool)]) {
     }
 }
 
-/// A cardholder notice's attempt: `sent`, `retry`, `failed`, `unclear`, `no_destination`.
+/// A cardholder notice's attempt: `sent`, `retry`, `failed`, `unclear`, `skipped`.
 pub fn record_cardholder_notice(kind: &str, outcome: &'static str) {
     metrics::counter!("issuer_gateway_cardholder_notices_total", "kind" => kind.to_owned(), "outcome" => outcome)
         .increment(1);

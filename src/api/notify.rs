@@ -122,6 +122,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
         dpan_last4: token.as_ref().map(|t| t.last4.clone()),
         dpan_exp: token.and_then(|t| t.exp),
         notice_fp,
+        tell_cardholder: state.config.notices.token_activated,
     });
     Ok(Handled::ok(json!({}), audit).writing(write))
 }

@@ -17,6 +17,7 @@ mod issuer;
 mod keys;
 mod limits;
 mod log;
+mod notices;
 mod outbox;
 mod policy;
 mod providers;
@@ -37,6 +38,7 @@ pub use issuer::IssuerConfig;
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
 pub use log::{LogConfig, LogFormat};
+pub use notices::NoticesConfig;
 pub use outbox::OutboxConfig;
 pub use policy::PolicyConfig;
 pub use response_codes::ResponseCodes;
@@ -107,6 +109,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub sim_swap: SimSwapConfig,
     pub tsh: TshConfig,
+    pub notices: NoticesConfig,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -131,6 +134,7 @@ struct ConfigFile {
     retention: RetentionConfig,
     sim_swap: sim_swap::SimSwapFile,
     tsh: TshConfig,
+    notices: NoticesConfig,
 }
 
 impl ConfigFile {
@@ -157,6 +161,7 @@ impl ConfigFile {
             retention: self.retention,
             sim_swap: self.sim_swap.parse(&mut p),
             tsh: self.tsh,
+            notices: self.notices,
         };
         (config, p)
     }
@@ -283,6 +288,7 @@ impl Config {
         self.retention.validate(&mut p);
         self.sim_swap.validate(request_timeout_ms, &mut p);
         self.tsh.validate(&mut p);
+        self.notices.validate(&mut p);
         if self.server.require_real_channels {
             let outbox = [
                 ("sms.provider", self.sms.provider == SmsProvider::Outbox),

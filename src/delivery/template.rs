@@ -47,6 +47,7 @@ pub fn build(
         otp: otp.expose(),
         last4: about.last4,
         wallet: &wallet_name,
+        ..Values::default()
     };
     let (sms, subject, body) = match about.purpose {
         Purpose::AddCard => (
@@ -74,6 +75,79 @@ pub fn build(
             body: render(body, &values),
         },
     }
+}
+
+/// The notice after an ACTIVATE: the card ending `last4` was added to `wallet`; not you? call
+/// `support_phone` (empty: "the number on the back of your card", in the message's language).
+pub fn token_activated(
+    templates: &TemplatesConfig,
+    channel: Channel,
+    to: Zeroizing<String>,
+    last4: &str,
+    wallet: &str,
+    support_phone: &str,
+    languages: &[Language],
+) -> Message {
+    let wallet_name = wallet_display_name(wallet);
+    let render = |m: &BTreeMap<String, Template>| {
+        let (language, template) = pick_with_language(m, languages, &templates.default_language);
+        let phone = if support_phone.trim().is_empty() {
+            back_of_card(language)
+        } else {
+            support_phone.trim()
+        };
+        template
+            .map(|t| {
+                t.render(&Values {
+                    last4,
+                    wallet: &wallet_name,
+                    support_phone: phone,
+                    ..Values::default()
+                })
+            })
+            .unwrap_or_default()
+    };
+    match channel {
+        Channel::Sms => Message {
+            channel,
+            to,
+            subject: None,
+            body: render(&templates.token_activated_sms),
+        },
+        Channel::Email => Message {
+            channel,
+            to,
+            subject: Some(render(&templates.token_activated_email_subject).to_string()),
+            body: render(&templates.token_activated_email_body),
+        },
+    }
+}
+
+/// "The number on the back of your card", written to follow the shipped templates' "call"
+/// (`Appelez le ...`, `Llame al ...`).
+fn back_of_card(language: &str) -> &'static str {
+    match language {
+        "fr" => "numéro au dos de votre carte",
+        "es" => "número que figura en el reverso de su tarjeta",
+        "de" => "die Nummer auf der Rückseite Ihrer Karte",
+        "it" => "il numero riportato sul retro della carta",
+        "pt" => "o número no verso do seu cartão",
+        _ => "the number on the back of your card",
+    }
+}
+
+/// [`pick`], and the language of the template picked.
+fn pick_with_language<'m>(
+    m: &'m BTreeMap<String, Template>,
+    languages: &[Language],
+    default_language: &'m str,
+) -> (&'m str, Option<&'m Template>) {
+    for l in languages {
+        if let Some((k, t)) = m.get_key_value(l.as_str()) {
+            return (k.as_str(), Some(t));
+        }
+    }
+    (default_language, m.get(default_language))
 }
 
 /// The first of `languages` the set has a template for, else the default language's.
@@ -135,6 +209,7 @@ pub fn sms_warnings(templates: &TemplatesConfig) -> Vec<String> {
         otp: "12345678",
         last4: "1234",
         wallet: "Samsung Pay",
+        ..Values::default()
     };
     let mut out = Vec::new();
     for (key, set) in [
@@ -203,6 +278,52 @@ mod tests {
             "{}",
             m.body.as_str()
         );
+    }
+
+    #[test]
+    fn the_activation_notice_names_card_wallet_and_number() {
+        let t = Config::default().templates;
+        let to = || Zeroizing::new("+33".to_owned());
+        let fr = [Language::parse("fr").unwrap()];
+        let m = token_activated(&t, Channel::Sms, to(), "1234", "GOOGLE_PAY", "", &fr);
+        assert_eq!(
+            m.body.as_str(),
+            "Votre carte se terminant par 1234 a été ajoutée à Google Pay. Ce n'est pas vous ? Appelez le numéro au dos de votre carte."
+        );
+        let m = token_activated(
+            &t,
+            Channel::Sms,
+            to(),
+            "1234",
+            "APPLE_PAY",
+            "+44 20 7946 0000",
+            &[],
+        );
+        assert_eq!(
+            m.body.as_str(),
+            "Your card ending 1234 was added to Apple Pay. Not you? Call +44 20 7946 0000 now."
+        );
+        let es = [Language::parse("es").unwrap()];
+        let m = token_activated(&t, Channel::Email, to(), "9876", "SAMSUNG_PAY", "", &es);
+        assert_eq!(
+            m.subject.as_deref(),
+            Some("Su tarjeta se ha añadido a Samsung Pay")
+        );
+        assert!(
+            m.body
+                .contains("llame cuanto antes al número que figura en el reverso de su tarjeta"),
+            "{}",
+            m.body.as_str()
+        );
+        for language in ["en", "fr", "es", "de", "it", "pt"] {
+            for set in [
+                &t.token_activated_sms,
+                &t.token_activated_email_subject,
+                &t.token_activated_email_body,
+            ] {
+                assert!(set.contains_key(language), "{language}");
+            }
+        }
     }
 
     #[test]

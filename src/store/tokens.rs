@@ -44,6 +44,9 @@ pub struct NoticeRecord {
     pub dpan_last4: Option<String>,
     pub dpan_exp: Option<String>,
     pub notice_fp: String,
+    /// Queue the cardholder's activation notice when this ACTIVATE activates the token
+    /// (`notices.token_activated`).
+    pub tell_cardholder: bool,
 }
 
 /// Outcome of recording a token notice.
@@ -159,6 +162,17 @@ macro_rules! apply_notice_in {
             match n.action {
                 _ if failed => {}
                 crate::domain::Action::Activate if after == "active" => {
+                    // The cardholder is told, once per token, by the notice sender.
+                    if n.tell_cardholder {
+                        enqueue_activation_notice!(
+                            $tx,
+                            &n.card_ref,
+                            &n.virtual_card_id,
+                            &n.wallet_provider_id,
+                            call.correlation_id,
+                            call.at
+                        );
+                    }
                     sqlx::query("UPDATE enrolments SET state = 'complete', updated_at = $2 WHERE correlation_id = $1 AND state <> 'failed'")
                         .bind(call.correlation_id)
                         .bind(call.at)

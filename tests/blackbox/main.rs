@@ -11,6 +11,7 @@
 
 mod common;
 
+mod activation_notice;
 mod admin;
 mod cli;
 mod connections;
