@@ -66,22 +66,42 @@ async fn run(state: SharedState, mut stop: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// The destination a notice goes to: the card's phone (SMS) when the SMS channel is on, else
-/// its e-mail address.
-fn destination(
+/// The destination a notice goes to: for the `current` target, the card's phone (SMS) when the
+/// SMS channel is on, else its e-mail address; for the `previous` target, the phone or e-mail
+/// address the card had before a change made within the destination-change control's window
+/// (`controls.destination_change_hold_hours`) of the notice.
+async fn destination(
     state: &SharedState,
+    n: &CardholderNoticeRow,
     card: &CardRow,
 ) -> Option<(Channel, Zeroizing<String>, String)> {
-    let open = |context: &str, sealed: &Option<String>| {
-        sealed.as_deref().and_then(|s| {
+    let open = |context: &str, sealed: Option<&str>| {
+        sealed.and_then(|s| {
             state
                 .data_keys
                 .unseal_for_card(context, &card.pan_index, s)
                 .ok()
         })
     };
+    let (phone, email) = if n.target == "previous" {
+        let (phone, email) = state
+            .store
+            .previous_destinations(&card.card_ref)
+            .await
+            .ok()?;
+        let since = n.created_at.minus(Millis::hours(
+            state.config.controls.destination_change_hold_hours,
+        ));
+        let recent = |changed: Option<Millis>| changed.is_some_and(|t| t > since);
+        (
+            phone.filter(|_| recent(card.phone_changed_at)),
+            email.filter(|_| recent(card.email_changed_at)),
+        )
+    } else {
+        (card.phone_sealed.clone(), card.email_sealed.clone())
+    };
     if state.delivery.is_enabled(Channel::Sms) {
-        if let Some(phone) = open("phone", &card.phone_sealed).and_then(|p| Phone::parse(&p).ok()) {
+        if let Some(phone) = open("phone", phone.as_deref()).and_then(|p| Phone::parse(&p).ok()) {
             return Some((
                 Channel::Sms,
                 Zeroizing::new(phone.expose().to_owned()),
@@ -90,7 +110,7 @@ fn destination(
         }
     }
     if state.delivery.is_enabled(Channel::Email) {
-        if let Some(email) = open("email", &card.email_sealed).and_then(|e| Email::parse(&e).ok()) {
+        if let Some(email) = open("email", email.as_deref()).and_then(|e| Email::parse(&e).ok()) {
             return Some((
                 Channel::Email,
                 Zeroizing::new(email.expose().to_owned()),
@@ -124,7 +144,7 @@ async fn attempt(state: &SharedState, n: &CardholderNoticeRow) {
     let result = match card {
         None => done("skipped", Some("the card is no longer on file".into())),
         Some(card) => {
-            match destination(state, &card) {
+            match destination(state, n, &card).await {
                 None => done(
                     "skipped",
                     Some("no phone number or e-mail address on file for an enabled channel".into()),

@@ -29,3 +29,23 @@ CREATE TABLE cardholder_notices (
 );
 CREATE INDEX cardholder_notices_due ON cardholder_notices (state, next_attempt_at);
 CREATE INDEX cardholder_notices_card ON cardholder_notices (card_ref, id);
+
+-- The destination a card had before its last change, sealed as it was: the activation notice
+-- also goes there when the change is recent (after an account takeover the new destination may
+-- be the fraudster's). Kept by the database itself whenever a card's phone or e-mail changes,
+-- whichever statement changes it.
+ALTER TABLE cards ADD COLUMN phone_previous_sealed TEXT;
+ALTER TABLE cards ADD COLUMN email_previous_sealed TEXT;
+CREATE FUNCTION cards_keep_previous_destination() RETURNS trigger AS $$
+BEGIN
+    IF OLD.phone_fp IS NOT NULL AND NEW.phone_fp IS DISTINCT FROM OLD.phone_fp THEN
+        NEW.phone_previous_sealed := OLD.phone_sealed;
+    END IF;
+    IF OLD.email_fp IS NOT NULL AND NEW.email_fp IS DISTINCT FROM OLD.email_fp THEN
+        NEW.email_previous_sealed := OLD.email_sealed;
+    END IF;
+    RETURN NEW;
+END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER cards_previous_destination BEFORE UPDATE ON cards
+    FOR EACH ROW EXECUTE FUNCTION cards_keep_previous_destination();

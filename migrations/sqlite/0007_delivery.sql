@@ -29,3 +29,20 @@ CREATE TABLE cardholder_notices (
 );
 CREATE INDEX cardholder_notices_due ON cardholder_notices (state, next_attempt_at);
 CREATE INDEX cardholder_notices_card ON cardholder_notices (card_ref, id);
+
+-- The destination a card had before its last change, sealed as it was: the activation notice
+-- also goes there when the change is recent (after an account takeover the new destination may
+-- be the fraudster's). Kept by the database itself whenever a card's phone or e-mail changes,
+-- whichever statement changes it.
+ALTER TABLE cards ADD COLUMN phone_previous_sealed TEXT;
+ALTER TABLE cards ADD COLUMN email_previous_sealed TEXT;
+CREATE TRIGGER cards_previous_phone AFTER UPDATE OF phone_fp ON cards
+WHEN OLD.phone_fp IS NOT NULL AND NEW.phone_fp IS NOT OLD.phone_fp
+BEGIN
+    UPDATE cards SET phone_previous_sealed = OLD.phone_sealed WHERE card_ref = NEW.card_ref;
+END;
+CREATE TRIGGER cards_previous_email AFTER UPDATE OF email_fp ON cards
+WHEN OLD.email_fp IS NOT NULL AND NEW.email_fp IS NOT OLD.email_fp
+BEGIN
+    UPDATE cards SET email_previous_sealed = OLD.email_sealed WHERE card_ref = NEW.card_ref;
+END;

@@ -25,7 +25,8 @@ pub struct CardholderNoticeRow {
     pub virtual_card_id: String,
     pub wallet_provider_id: String,
     pub correlation_id: String,
-    /// `current`: the card's destination when the notice goes.
+    /// `current`: the card's destination when the notice goes; `previous`: the one it had before
+    /// a recent change.
     pub target: String,
     pub state: String,
     pub attempts: i64,
@@ -54,9 +55,11 @@ pub struct NoticeAttempt {
 }
 
 /// Queues the activation notice of token `$vcid` in transaction `$tx` (nothing when one is
-/// already queued for that token: once per token).
+/// already queued for that token: once per token), and a second one to the card's previous
+/// destination when its phone or e-mail changed after `$previous_since` (`Option<Millis>`;
+/// `None`: never).
 macro_rules! enqueue_activation_notice {
-    ($tx:ident, $card_ref:expr, $vcid:expr, $wallet:expr, $correlation_id:expr, $now:expr) => {{
+    ($tx:ident, $card_ref:expr, $vcid:expr, $wallet:expr, $correlation_id:expr, $now:expr, $previous_since:expr) => {{
         sqlx::query(
             "INSERT INTO cardholder_notices (kind, card_ref, virtual_card_id, wallet_provider_id, correlation_id, target, \
              state, attempts, next_attempt_at, created_at, updated_at) \
@@ -71,6 +74,26 @@ macro_rules! enqueue_activation_notice {
         .bind($now)
         .execute(&mut *$tx)
         .await?;
+        let previous_since: Option<$crate::domain::Millis> = $previous_since;
+        if let Some(since) = previous_since {
+            sqlx::query(
+                "INSERT INTO cardholder_notices (kind, card_ref, virtual_card_id, wallet_provider_id, correlation_id, target, \
+                 state, attempts, next_attempt_at, created_at, updated_at) \
+                 SELECT $1, $2, $3, $4, $5, 'previous', 'waiting', 0, $6, $6, $6 FROM cards WHERE card_ref = $2 \
+                 AND ((phone_previous_sealed IS NOT NULL AND phone_changed_at > $7) \
+                   OR (email_previous_sealed IS NOT NULL AND email_changed_at > $7)) \
+                 ON CONFLICT (kind, virtual_card_id, target) DO NOTHING",
+            )
+            .bind($crate::store::TOKEN_ACTIVATED)
+            .bind($card_ref)
+            .bind($vcid)
+            .bind($wallet)
+            .bind($correlation_id)
+            .bind($now)
+            .bind(since)
+            .execute(&mut *$tx)
+            .await?;
+        }
     }};
 }
 
@@ -142,6 +165,22 @@ impl Store {
             .execute(pool)
             .await?;
             Ok(())
+        })
+    }
+
+    /// The card's destinations before their last change, sealed: (phone, e-mail).
+    pub async fn previous_destinations(
+        &self,
+        card_ref: &str,
+    ) -> Result<(Option<String>, Option<String>), StoreError> {
+        with_pool!(self, read, |pool| {
+            let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT phone_previous_sealed, email_previous_sealed FROM cards WHERE card_ref = $1",
+            )
+            .bind(card_ref)
+            .fetch_optional(pool)
+            .await?;
+            Ok(row.unwrap_or((None, None)))
         })
     }
 

@@ -47,6 +47,9 @@ pub struct NoticeRecord {
     /// Queue the cardholder's activation notice when this ACTIVATE activates the token
     /// (`notices.token_activated`).
     pub tell_cardholder: bool,
+    /// ... and to the card's previous destination too when it changed after this time (the
+    /// destination-change control's window; `None`: never).
+    pub previous_destination_since: Option<Millis>,
 }
 
 /// Outcome of recording a token notice.
@@ -170,7 +173,8 @@ macro_rules! apply_notice_in {
                             &n.virtual_card_id,
                             &n.wallet_provider_id,
                             call.correlation_id,
-                            call.at
+                            call.at,
+                            n.previous_destination_since
                         );
                     }
                     sqlx::query("UPDATE enrolments SET state = 'complete', updated_at = $2 WHERE correlation_id = $1 AND state <> 'failed'")

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-on_both_backends!(the_cardholder_is_told_once_even_when_the_activate_arrives_twice);
+on_both_backends!(
+    the_cardholder_is_told_once_even_when_the_activate_arrives_twice,
+    a_recent_change_of_phone_tells_the_previous_number_too,
+);
 
 /// The card's notices once `done` holds for them, waiting for the notice sender (up to 10 s).
 async fn notices_when(
@@ -213,5 +216,70 @@ async fn the_answer_never_waits_and_a_refused_notice_is_sent_again() {
     assert_eq!(rows[0].attempts, 2);
     assert_eq!(rows[0].provider.as_deref(), Some("twilio"));
     assert_eq!(requests().await, 2);
+    app.gw.stop().await;
+}
+
+/// After an account takeover the new number may be the fraudster's: when the card's phone
+/// changed within the destination-change control's window, the previous number is told too;
+/// once the window is over, only the current one.
+async fn a_recent_change_of_phone_tells_the_previous_number_too(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let report = app
+        .fx
+        .import(
+            "pan,exp,status,product_id,phone,email,language,wallets\n\
+             4111111111111111,1229,active,VISA_PLATINUM,+447700900999,alice.martin@example.com,en,\n",
+        )
+        .await;
+    assert_eq!(report.updated, 1, "{report:?}");
+    let a = app
+        .tsh()
+        .check_eligibility("an-prev", ALICE.pan, ALICE.exp, "GOOGLE_PAY")
+        .await
+        .unwrap();
+    let card_ref = a.str("issuerCardRefId").unwrap().to_owned();
+    activate(&app, "an-prev", &card_ref, "VC-AN-PREV").await;
+    let rows = notices_when(&app, &card_ref, |r| {
+        r.len() == 2 && r.iter().all(|n| n.state == "sent")
+    })
+    .await;
+    let targets: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|n| (n.target.as_str(), n.state.as_str()))
+        .collect();
+    assert_eq!(
+        targets,
+        [("current", "sent"), ("previous", "sent")],
+        "{rows:?}"
+    );
+    let sent = notices_in_outbox(&app);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent.iter().any(|m| m.contains("To: +447700900999")),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().any(|m| m.contains("To: +447700900123")),
+        "{sent:?}"
+    );
+
+    // 73 hours later the change is no longer recent: another token tells the current number only.
+    app.fx.advance_ms(73 * 3_600_000);
+    activate(&app, "an-prev-2", &card_ref, "VC-AN-PREV-2").await;
+    let rows = notices_when(&app, &card_ref, |r| {
+        r.len() >= 3 && r.iter().all(|n| n.state == "sent")
+    })
+    .await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[2].target, "current");
+    let sent = notices_in_outbox(&app);
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(
+        sent.iter()
+            .filter(|m| m.contains("To: +447700900123"))
+            .count(),
+        1,
+        "{sent:?}"
+    );
     app.gw.stop().await;
 }
