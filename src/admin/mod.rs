@@ -183,6 +183,8 @@ async fn health(State(state): State<SharedState>) -> Response {
         "outbox_channels": state.delivery.outbox_channels().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         // Every delivery provider and its circuit breaker (closed, open, half_open).
         "deliveryProviders": state.delivery.providers_health(state.clock.now_ms()),
+        // The activation notices by state (waiting, sent, failed, unclear, skipped).
+        "cardholderNotices": state.store.cardholder_notice_counts().await.ok().map(|c| c.into_iter().collect::<std::collections::BTreeMap<_, _>>()),
         "certificatesExpiringSoon": operations::expiring_certificates(&state),
     });
     let status = if ok {

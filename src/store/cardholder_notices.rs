@@ -184,6 +184,17 @@ impl Store {
         })
     }
 
+    /// How many notices are in each state (`waiting`, `sent`, `failed`, `unclear`, `skipped`).
+    pub async fn cardholder_notice_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT state, COUNT(*) FROM cardholder_notices GROUP BY state ORDER BY state",
+            )
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
     /// The notices of a card, in the order they were queued.
     pub async fn cardholder_notices_of_card(
         &self,

@@ -87,6 +87,14 @@ async fn the_cardholder_is_told_once_even_when_the_activate_arrives_twice(backen
         "{}",
         sent[0]
     );
+    // /health counts the notices by state.
+    let health: serde_json::Value = reqwest::get(format!("http://{}/health", app.gw.admin))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["cardholderNotices"], json!({"sent": 1}), "{health}");
     // Not an OTP send: nothing counts against the OTP limits.
     assert!(app.gw.state.store.sends("an-1").await.unwrap().is_empty());
 
