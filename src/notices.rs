@@ -235,13 +235,14 @@ async fn build(
     channel: Channel,
     to: Zeroizing<String>,
 ) -> Message {
-    let device_language = state
+    let enrolment = state
         .store
         .enrolment(&n.correlation_id)
         .await
         .ok()
-        .flatten()
-        .and_then(|e| e.device_language);
+        .flatten();
+    let device_language = enrolment.as_ref().and_then(|e| e.device_language.clone());
+    let device_name = enrolment.and_then(|e| e.device_name);
     let languages: Vec<Language> = [device_language.as_deref(), card.language.as_deref()]
         .into_iter()
         .flatten()
@@ -251,10 +252,13 @@ async fn build(
         &state.config.templates,
         channel,
         to,
-        &card.last4,
-        &n.wallet_provider_id,
-        &state.config.notices.support_phone,
-        &languages,
+        &template::Activated {
+            last4: &card.last4,
+            wallet: &n.wallet_provider_id,
+            device: device_name.as_deref(),
+            support_phone: &state.config.notices.support_phone,
+            languages: &languages,
+        },
     )
 }
 

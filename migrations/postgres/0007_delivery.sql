@@ -49,3 +49,7 @@ END
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER cards_previous_destination BEFORE UPDATE ON cards
     FOR EACH ROW EXECUTE FUNCTION cards_keep_previous_destination();
+
+-- The device a digitization named (deviceInformation manufacturer and model, cleaned), for the
+-- activation notice ("added to Google Pay on Google Pixel 8").
+ALTER TABLE enrolments ADD COLUMN device_name TEXT;

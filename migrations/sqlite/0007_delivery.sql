@@ -46,3 +46,7 @@ WHEN OLD.email_fp IS NOT NULL AND NEW.email_fp IS NOT OLD.email_fp
 BEGIN
     UPDATE cards SET email_previous_sealed = OLD.email_sealed WHERE card_ref = NEW.card_ref;
 END;
+
+-- The device a digitization named (deviceInformation manufacturer and model, cleaned), for the
+-- activation notice ("added to Google Pay on Google Pixel 8").
+ALTER TABLE enrolments ADD COLUMN device_name TEXT;

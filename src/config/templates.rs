@@ -18,7 +18,7 @@ pub struct TemplatesConfig {
     pub device_binding_email_subject: BTreeMap<String, Template>,
     pub device_binding_email_body: BTreeMap<String, Template>,
     /// The notice after an ACTIVATE (`notices.token_activated`): `{last4}`, `{wallet}`,
-    /// `{support_phone}`; no OTP.
+    /// `{device}`, `{support_phone}`; no OTP.
     pub token_activated_sms: BTreeMap<String, Template>,
     pub token_activated_email_subject: BTreeMap<String, Template>,
     pub token_activated_email_body: BTreeMap<String, Template>,
@@ -182,27 +182,27 @@ const DEVICE_BINDING_EMAIL_BODY: &[(&str, &str)] = &[
 const TOKEN_ACTIVATED_SMS: &[(&str, &str)] = &[
     (
         "en",
-        "Your card ending {last4} was added to {wallet}. Not you? Call {support_phone} now.",
+        "Your card ending {last4} was added to {wallet} {device}. Not you? Call {support_phone} now.",
     ),
     (
         "fr",
-        "Votre carte se terminant par {last4} a été ajoutée à {wallet}. Ce n'est pas vous ? Appelez le {support_phone}.",
+        "Votre carte se terminant par {last4} a été ajoutée à {wallet} {device}. Ce n'est pas vous ? Appelez le {support_phone}.",
     ),
     (
         "es",
-        "Su tarjeta terminada en {last4} se ha añadido a {wallet}. ¿No ha sido usted? Llame al {support_phone}.",
+        "Su tarjeta terminada en {last4} se ha añadido a {wallet} {device}. ¿No ha sido usted? Llame al {support_phone}.",
     ),
     (
         "de",
-        "Ihre Karte mit den Endziffern {last4} wurde zu {wallet} hinzugefügt. Waren Sie das nicht? Rufen Sie {support_phone} an.",
+        "Ihre Karte mit den Endziffern {last4} wurde {device} zu {wallet} hinzugefügt. Waren Sie das nicht? Rufen Sie {support_phone} an.",
     ),
     (
         "it",
-        "La carta che termina con {last4} è stata aggiunta a {wallet}. Non è stato lei? Chiami {support_phone}.",
+        "La carta che termina con {last4} è stata aggiunta a {wallet} {device}. Non è stato lei? Chiami {support_phone}.",
     ),
     (
         "pt",
-        "O seu cartão terminado em {last4} foi adicionado à carteira {wallet}. Não foi você? Ligue para {support_phone}.",
+        "O seu cartão terminado em {last4} foi adicionado à carteira {wallet} {device}. Não foi você? Ligue para {support_phone}.",
     ),
 ];
 
@@ -218,27 +218,27 @@ const TOKEN_ACTIVATED_EMAIL_SUBJECT: &[(&str, &str)] = &[
 const TOKEN_ACTIVATED_EMAIL_BODY: &[(&str, &str)] = &[
     (
         "en",
-        "Hello,\n\nYour card ending {last4} was just added to {wallet}.\n\nIf this was you, there is nothing to do. If it was not, call {support_phone} now: we will block the card in the wallet.\n",
+        "Hello,\n\nYour card ending {last4} was just added to {wallet} {device}.\n\nIf this was you, there is nothing to do. If it was not, call {support_phone} now: we will block the card in the wallet.\n",
     ),
     (
         "fr",
-        "Bonjour,\n\nVotre carte se terminant par {last4} vient d'être ajoutée à {wallet}.\n\nSi c'est vous, vous n'avez rien à faire. Sinon, appelez sans attendre le {support_phone} : nous bloquerons la carte dans le portefeuille.\n",
+        "Bonjour,\n\nVotre carte se terminant par {last4} vient d'être ajoutée à {wallet} {device}.\n\nSi c'est vous, vous n'avez rien à faire. Sinon, appelez sans attendre le {support_phone} : nous bloquerons la carte dans le portefeuille.\n",
     ),
     (
         "es",
-        "Hola:\n\nSu tarjeta terminada en {last4} se acaba de añadir a {wallet}.\n\nSi ha sido usted, no tiene que hacer nada. Si no, llame cuanto antes al {support_phone}: bloquearemos la tarjeta en el monedero.\n",
+        "Hola:\n\nSu tarjeta terminada en {last4} se acaba de añadir a {wallet} {device}.\n\nSi ha sido usted, no tiene que hacer nada. Si no, llame cuanto antes al {support_phone}: bloquearemos la tarjeta en el monedero.\n",
     ),
     (
         "de",
-        "Guten Tag,\n\nIhre Karte mit den Endziffern {last4} wurde soeben zu {wallet} hinzugefügt.\n\nWenn Sie das waren, müssen Sie nichts tun. Wenn nicht, rufen Sie sofort {support_phone} an: Wir sperren die Karte im Wallet.\n",
+        "Guten Tag,\n\nIhre Karte mit den Endziffern {last4} wurde soeben {device} zu {wallet} hinzugefügt.\n\nWenn Sie das waren, müssen Sie nichts tun. Wenn nicht, rufen Sie sofort {support_phone} an: Wir sperren die Karte im Wallet.\n",
     ),
     (
         "it",
-        "Gentile cliente,\n\nla carta che termina con {last4} è appena stata aggiunta a {wallet}.\n\nSe è stato lei, non deve fare nulla. Altrimenti chiami subito {support_phone}: bloccheremo la carta nel portafoglio.\n",
+        "Gentile cliente,\n\nla carta che termina con {last4} è appena stata aggiunta a {wallet} {device}.\n\nSe è stato lei, non deve fare nulla. Altrimenti chiami subito {support_phone}: bloccheremo la carta nel portafoglio.\n",
     ),
     (
         "pt",
-        "Olá,\n\nO seu cartão terminado em {last4} acabou de ser adicionado à carteira {wallet}.\n\nSe foi você, não precisa de fazer nada. Se não foi, ligue já para {support_phone}: bloquearemos o cartão na carteira.\n",
+        "Olá,\n\nO seu cartão terminado em {last4} acabou de ser adicionado à carteira {wallet} {device}.\n\nSe foi você, não precisa de fazer nada. Se não foi, ligue já para {support_phone}: bloquearemos o cartão na carteira.\n",
     ),
 ];
 

@@ -13,11 +13,15 @@ pub struct Values<'a> {
     pub wallet: &'a str,
     /// The issuer's support number (`notices.support_phone`), in notices to the cardholder.
     pub support_phone: &'a str,
+    /// "on Google Pixel 8" (or "on a new device"), in notices to the cardholder.
+    pub device: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("unknown placeholder {{{0}}} (use {{otp}}, {{last4}}, {{wallet}}, {{support_phone}})")]
+    #[error(
+        "unknown placeholder {{{0}}} (use {{otp}}, {{last4}}, {{wallet}}, {{support_phone}}, {{device}})"
+    )]
     Unknown(String),
     #[error("unclosed '{{' (write '{{{{' for a literal brace)")]
     Unclosed,
@@ -32,6 +36,7 @@ enum Piece {
     Last4,
     Wallet,
     SupportPhone,
+    Device,
 }
 
 /// A template that parsed: rendering it cannot fail.
@@ -72,6 +77,7 @@ impl Template {
                     "last4" => Piece::Last4,
                     "wallet" => Piece::Wallet,
                     "support_phone" => Piece::SupportPhone,
+                    "device" => Piece::Device,
                     other => return Err(TemplateError::Unknown(other.to_owned())),
                 });
                 rest = after_name.strip_prefix('}').unwrap_or(after_name);
@@ -104,6 +110,7 @@ impl Template {
                 Piece::Last4 => out.push_str(v.last4),
                 Piece::Wallet => out.push_str(v.wallet),
                 Piece::SupportPhone => out.push_str(v.support_phone),
+                Piece::Device => out.push_str(v.device),
             }
         }
         out
@@ -132,6 +139,7 @@ mod tests {
             last4: "1111",
             wallet: "Apple Pay",
             support_phone: "",
+            device: "",
         };
         assert_eq!(
             render("{otp} for {wallet} ({last4}) {{x}}", &v),
@@ -150,7 +158,7 @@ mod tests {
     proptest! {
         #[test]
         fn the_otp_appears_exactly_as_received(otp in "\\PC{1,32}") {
-            let v = Values { otp: &otp, last4: "1111", wallet: "W", support_phone: "" };
+            let v = Values { otp: &otp, last4: "1111", wallet: "W", support_phone: "", device: "" };
             prop_assert_eq!(render("Code: {otp}.", &v), format!("Code: {otp}."));
         }
     }

@@ -82,7 +82,7 @@ async fn the_cardholder_is_told_once_even_when_the_activate_arrives_twice(backen
     assert!(sent[0].contains("To: +447700900123"), "{}", sent[0]);
     assert!(
         sent[0].contains(
-            "Your card ending 1111 was added to Google Pay. Not you? Call +44 20 7946 0000 now."
+            "Your card ending 1111 was added to Google Pay on a new device. Not you? Call +44 20 7946 0000 now."
         ),
         "{}",
         sent[0]
@@ -136,8 +136,8 @@ async fn no_notice_when_the_setting_is_off() {
     app.gw.stop().await;
 }
 
-/// An e-mail-only card is told by e-mail, in its language; a card with no contact details is
-/// skipped, recorded as such.
+/// An e-mail-only card is told by e-mail, in its language, naming the device the digitization
+/// named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_email_only_card_is_told_by_email() {
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -147,6 +147,18 @@ async fn an_email_only_card_is_told_by_email() {
         .await
         .unwrap();
     let card_ref = a.str("issuerCardRefId").unwrap().to_owned();
+    let d = app
+        .tsh()
+        .request_digitization(
+            "an-mail",
+            CLAIRE.pan,
+            CLAIRE.exp,
+            "APPLE_PAY",
+            json!({"deviceInformation": {"manufacturer": "Apple", "model": "iPhone 15"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.status, 200, "{:?}", d.body);
     let a = app
         .tsh()
         .notify(
@@ -169,7 +181,16 @@ async fn an_email_only_card_is_told_by_email() {
         .filter(|m| m.contains("To: claire.dubois@example.fr"))
         .collect::<Vec<_>>();
     assert_eq!(sent.len(), 1, "{sent:?}");
-    assert!(sent[0].contains("Apple Pay"), "{}", sent[0]);
+    assert!(
+        sent[0].contains("Subject: Votre carte a été ajoutée à Apple Pay"),
+        "{}",
+        sent[0]
+    );
+    let (_, body) = sent[0].split_once("\n\n").unwrap();
+    assert!(
+        body.contains("Votre carte se terminant par 5556 vient d'être ajoutée à Apple Pay sur l'appareil Apple iPhone 15."),
+        "{body}"
+    );
     app.gw.stop().await;
 }
 
