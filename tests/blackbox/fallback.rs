@@ -476,3 +476,29 @@ async fn serve_names_the_fallback_at_fault() {
         .to_string();
     assert!(e.starts_with("sms.fallback[0].base_url:"), "{e}");
 }
+
+/// An SMTP fallback relay is checked at start like `[email]`: one that cannot be reached keeps
+/// the gateway from starting, named by its block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_checks_the_fallback_relay_at_start() {
+    let relay = SmtpServer::start().await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let fx = Fixture::new(&Backend::Sqlite).await;
+    let mut config = fx.config.clone();
+    smtp(&mut config, relay.port, 1_000);
+    let f = smtp_fallback(&config, closed_port);
+    config.email.fallback = vec![f];
+    let e = issuer_gateway::app::Application::build(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "email.fallback[0].host: cannot connect to 127.0.0.1:{closed_port}"
+        )),
+        "{e}"
+    );
+}
