@@ -502,3 +502,30 @@ async fn serve_checks_the_fallback_relay_at_start() {
         "{e}"
     );
 }
+
+/// A success without the message's id (HTTP 201, no `sid`) may hide a message taken: the
+/// fallback is not tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_without_a_message_id_is_not_sent_again_elsewhere() {
+    let first =
+        twilio_gateway(ResponseTemplate::new(201).set_body_json(json!({"status": "queued"}))).await;
+    let second = vonage_gateway(vonage_ok()).await;
+    let second_url = second.uri();
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        twilio(c, &first.uri(), 1_000);
+        let f = vonage_fallback(c, &second_url, 1_000);
+        c.sms.fallback = vec![f];
+    })
+    .await;
+    let a = send_sms(&app, "fb-nosid", ALICE, "314159").await;
+    assert_eq!(
+        a.code(),
+        Reason::DeliveryTimeout.default_number(),
+        "{:?}",
+        a.body
+    );
+    assert_eq!((requests(&first).await, requests(&second).await), (1, 0));
+    let sends = app.gw.state.store.sends("fb-nosid").await.unwrap();
+    assert_eq!(sends[0].attempts.as_deref(), Some("twilio:unclear"));
+    app.gw.stop().await;
+}
