@@ -45,3 +45,40 @@ impl NoticesConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn read_from_the_environment_and_checked() {
+        let vars = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let c = Config::load(
+            None,
+            vars(&[
+                ("ISSUER_GATEWAY__NOTICES__TOKEN_ACTIVATED", "false"),
+                ("ISSUER_GATEWAY__NOTICES__SUPPORT_PHONE", "+44 20 7946 0000"),
+            ]),
+        )
+        .unwrap();
+        assert!(!c.notices.token_activated);
+        assert_eq!(c.notices.support_phone, "+44 20 7946 0000");
+        assert!(Config::default().notices.token_activated);
+        let mut p = Vec::new();
+        let mut bad = c.notices.clone();
+        bad.support_phone = "call www.example".into();
+        bad.give_up_after_minutes = 0;
+        bad.validate(&mut p);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("notices.support_phone:") && !p[0].contains("www"),
+            "{p:?}"
+        );
+        assert!(p[1].starts_with("notices.give_up_after_minutes:"), "{p:?}");
+    }
+}
