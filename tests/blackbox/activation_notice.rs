@@ -95,6 +95,19 @@ async fn the_cardholder_is_told_once_even_when_the_activate_arrives_twice(backen
         .await
         .unwrap();
     assert_eq!(health["cardholderNotices"], json!({"sent": 1}), "{health}");
+    // The card's token view says what the cardholder was told, masked.
+    let view: serde_json::Value =
+        reqwest::get(format!("http://{}/cards/{card_ref}/tokens", app.gw.admin))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let told = &view["tokens"][0]["cardholderNotices"];
+    assert_eq!(told.as_array().map(Vec::len), Some(1), "{view}");
+    assert_eq!(told[0]["state"], "sent");
+    assert_eq!(told[0]["destination"], "+********0123");
+    assert!(!view.to_string().contains("900123"), "{view}");
     // Not an OTP send: nothing counts against the OTP limits.
     assert!(app.gw.state.store.sends("an-1").await.unwrap().is_empty());
 
