@@ -236,6 +236,7 @@ impl Application {
             rx.clone(),
         ));
         let sender_task = crate::lifecycle::sender::start(&state, self.sender, rx.clone()).await;
+        let notice_task = crate::notices::start(state.clone(), rx.clone());
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
         let _ = tx.send(true);
@@ -246,6 +247,7 @@ impl Application {
                 let _ = t.await;
             }
             let _ = purge_task.await;
+            let _ = notice_task.await;
             if let Some(t) = sender_task {
                 let _ = t.await;
             }

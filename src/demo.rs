@@ -285,7 +285,7 @@ pub async fn run(keep: Option<PathBuf>) -> anyhow::Result<bool> {
             "same call retried: answered 200, nothing sent twice",
         );
         p.expect(
-            again.status == 200 && count_messages(&outbox)? == 1,
+            again.status == 200 && count_messages(&outbox, "482913")? == 1,
             "retry sends nothing",
         );
     }
@@ -668,6 +668,7 @@ async fn activate(
         "the same notice again: recorded once, nothing changes",
     );
     p.expect(again.status == 200, "duplicate notice accepted");
+    show_activation_notice(p, state, card_ref, vcid).await?;
     Ok(())
 }
 
@@ -682,29 +683,75 @@ async fn rule_of(state: &crate::state::SharedState, cid: &str) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn count_messages(outbox: &Path) -> anyhow::Result<usize> {
+/// The outbox messages holding `text` (an OTP: the activation notices are messages too).
+fn count_messages(outbox: &Path, text: &str) -> anyhow::Result<usize> {
     Ok(std::fs::read_dir(outbox)?
         .filter_map(Result::ok)
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(text)))
         .count())
 }
 
-/// Prints the newest outbox message (the message as the cardholder receives it) and checks that
-/// it holds the OTP exactly.
+/// Prints the newest outbox message holding `otp` (the message as the cardholder receives it),
+/// failing the step when there is none.
 fn show_message(p: &mut Printer, outbox: &Path, otp: &str) -> anyhow::Result<()> {
-    let newest = std::fs::read_dir(outbox)?
+    let shown = print_newest(outbox, |t| t.contains(otp))?;
+    p.expect(shown, "the message holds the OTP exactly");
+    Ok(())
+}
+
+/// Prints the newest outbox message for which `pick` holds; false when there is none.
+fn print_newest(outbox: &Path, pick: impl Fn(&str) -> bool) -> anyhow::Result<bool> {
+    let mut entries: Vec<_> = std::fs::read_dir(outbox)?
         .filter_map(Result::ok)
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .max_by_key(|e| e.file_name());
-    let Some(entry) = newest else {
-        p.expect(false, "a message in the outbox");
-        return Ok(());
-    };
-    let text = std::fs::read_to_string(entry.path())?;
-    println!("   cardholder receives:");
-    for line in text.lines() {
-        println!("      | {line}");
+        .collect();
+    entries.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
+    for entry in entries {
+        let text = std::fs::read_to_string(entry.path())?;
+        if pick(&text) {
+            println!("   cardholder receives:");
+            for line in text.lines() {
+                println!("      | {line}");
+            }
+            return Ok(true);
+        }
     }
-    p.expect(text.contains(otp), "the message holds the OTP exactly");
+    Ok(false)
+}
+
+/// Waits (up to 5 s) for the activation notice of token `vcid` to be sent in the background, and
+/// prints it as the cardholder receives it.
+async fn show_activation_notice(
+    p: &mut Printer,
+    state: &crate::state::SharedState,
+    card_ref: &str,
+    vcid: &str,
+) -> anyhow::Result<()> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let notice = loop {
+        let rows = state.store.cardholder_notices_of_card(card_ref).await?;
+        let row = rows
+            .into_iter()
+            .find(|n| n.virtual_card_id == vcid && n.state != "waiting");
+        if row.is_some() || std::time::Instant::now() > until {
+            break row;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let sent = notice.as_ref().is_some_and(|n| n.state == "sent");
+    if let Some(n) = &notice {
+        p.step(
+            "gateway",
+            &format!(
+                "tells the cardholder the card was added ({} to {}, in the background: TSH's answer did not wait)",
+                n.channel.as_deref().unwrap_or("?"),
+                n.destination_masked.as_deref().unwrap_or("?")
+            ),
+        );
+    }
+    // The notice is the newest message: nothing else was sent since the ACTIVATE.
+    let shown = sent && print_newest(&state.config.outbox.dir, |_| true)?;
+    p.expect(shown, "the activation notice reached the cardholder once");
     Ok(())
 }

@@ -25,6 +25,7 @@ pub use issuer_gateway_envelope as envelope;
 pub mod keys;
 pub mod lifecycle;
 pub mod metrics;
+pub mod notices;
 pub mod retention;
 pub mod serve;
 pub mod sim;

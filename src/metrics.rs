@@ -75,6 +75,18 @@ fn describe() {
         "issuer_gateway_sends_total",
         "OTP sends by channel and outcome"
     );
+    metrics::describe_counter!(
+        "issuer_gateway_delivery_attempts_total",
+        "attempts of a message by channel, provider and outcome (accepted, refused, timeout, unclear, skipped: circuit breaker open)"
+    );
+    metrics::describe_gauge!(
+        "issuer_gateway_delivery_breaker_open",
+        "1 while the provider's circuit breaker is open or half-open (the provider is skipped or probed), 0 when closed"
+    );
+    metrics::describe_counter!(
+        "issuer_gateway_cardholder_notices_total",
+        "messages to the cardholder that are not OTPs (activation notices), by kind and outcome"
+    );
     metrics::describe_histogram!(
         "issuer_gateway_send_duration_seconds",
         "OTP provider latency by channel"
@@ -127,6 +139,26 @@ pub fn record_request(operation: &'static str, code: u16, elapsed: Duration) {
         .increment(1);
     metrics::histogram!("issuer_gateway_request_duration_seconds", "operation" => operation)
         .record(elapsed.as_secs_f64());
+}
+
+/// One attempt of a message (OTP or notice) on one provider.
+pub fn record_delivery_attempt(channel: &'static str, provider: &str, outcome: &'static str) {
+    metrics::counter!("issuer_gateway_delivery_attempts_total", "channel" => channel, "provider" => provider.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+/// The providers' circuit breakers, read at scrape time: (channel, provider, open).
+pub fn record_breakers(breakers: &[(&'static str, String, bool)]) {
+    for (channel, provider, open) in breakers {
+        metrics::gauge!("issuer_gateway_delivery_breaker_open", "channel" => *channel, "provider" => provider.clone())
+            .set(if *open { 1.0 } else { 0.0 });
+    }
+}
+
+/// A cardholder notice's attempt: `sent`, `retry`, `failed`, `unclear`, `skipped`.
+pub fn record_cardholder_notice(kind: &str, outcome: &'static str) {
+    metrics::counter!("issuer_gateway_cardholder_notices_total", "kind" => kind.to_owned(), "outcome" => outcome)
+        .increment(1);
 }
 
 /// 1 for each channel (`sms`, `email`) on the `outbox` provider (nothing delivered), 0 for the

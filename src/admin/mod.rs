@@ -181,6 +181,10 @@ async fn health(State(state): State<SharedState>) -> Response {
         "operations": operations::health_detail(&state).await,
         // Channels whose messages are written to files, not delivered (development only).
         "outbox_channels": state.delivery.outbox_channels().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        // Every delivery provider and its circuit breaker (closed, open, half_open).
+        "deliveryProviders": state.delivery.providers_health(state.clock.now_ms()),
+        // The activation notices by state (waiting, sent, failed, unclear, skipped).
+        "cardholderNotices": state.store.cardholder_notice_counts().await.ok().map(|c| c.into_iter().collect::<std::collections::BTreeMap<_, _>>()),
         "certificatesExpiringSoon": operations::expiring_certificates(&state),
     });
     let status = if ok {
@@ -205,6 +209,16 @@ async fn prometheus(State(state): State<SharedState>) -> Response {
     if let Some((batches, writes)) = state.store.write_batches() {
         crate::metrics::record_write_batches(batches, writes);
     }
+    let breakers: Vec<(&'static str, String, bool)> = state
+        .delivery
+        .providers_health(state.clock.now_ms())
+        .into_iter()
+        .map(|p| {
+            let open = p.breaker.state != crate::delivery::breaker::BreakerState::Closed;
+            (p.channel.as_str(), p.provider, open)
+        })
+        .collect();
+    crate::metrics::record_breakers(&breakers);
     // The operation log's gauges, read now.
     let _ = operations::health_detail(&state).await;
     (

@@ -229,6 +229,8 @@ pub async fn tokens(
         Some(_) => return Err(AdminError::bad_request("refresh must be true or false")),
     };
     let tokens = state.store.tokens_of_card(&card_ref).await?;
+    // What the cardholder was told of each token (the activation notices).
+    let told = state.store.cardholder_notices_of_card(&card_ref).await?;
     let mut list = Vec::with_capacity(tokens.len());
     for t in tokens {
         let events = state.store.token_events(&t.virtual_card_id).await?;
@@ -259,6 +261,22 @@ pub async fn tokens(
             "updatedAt": time(t.updated_at),
             "history": history,
             "thalesState": thales.as_ref().map(|m| m.get(&t.virtual_card_id).cloned()),
+            "cardholderNotices": told
+                .iter()
+                .filter(|n| n.virtual_card_id == t.virtual_card_id)
+                .map(|n| json!({
+                    "kind": n.kind,
+                    "target": n.target,
+                    "state": n.state,
+                    "channel": n.channel,
+                    "provider": n.provider,
+                    "destination": n.destination_masked,
+                    "attempts": n.attempts,
+                    "lastError": n.last_error,
+                    "createdAt": time(n.created_at),
+                    "finishedAt": n.finished_at.map(time),
+                }))
+                .collect::<Vec<_>>(),
         }));
     }
     let pending = super::operations::pending_view(&state, &card_ref).await?;
@@ -341,6 +359,8 @@ pub async fn enrolment(
                 "methodId": s.method_id,
                 "channel": s.channel,
                 "provider": s.provider,
+                "acceptedBy": s.accepted_by,
+                "attempts": s.attempts,
                 "destination": s.destination_masked,
                 "outcome": s.outcome,
                 "responseCode": s.response_code,

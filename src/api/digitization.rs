@@ -15,6 +15,8 @@ pub struct Request<'a> {
     pub wallet: Option<&'a str>,
     pub signals: Signals,
     pub device_language: Option<Language>,
+    /// `deviceInformation`'s manufacturer and model, cleaned for the activation notice.
+    pub device_name: Option<String>,
 }
 
 /// Checks every field (before any lookup), so a malformed call is always a 400 of its own kind
@@ -33,14 +35,24 @@ pub fn parse<'a>(body: &Fields<'a>) -> Result<Request<'a>, ApiError> {
     body.opt_obj("tokenRequestor")?;
     let signals = signals(body)?;
     resolve_card::check_fields(body)?;
-    let device_language = body
-        .opt_obj("deviceInformation")?
+    let device = body.opt_obj("deviceInformation")?;
+    let device_language = device
+        .as_ref()
         .and_then(|d| d.signal("language"))
         .and_then(|l| Language::parse(&l));
+    let device_name = device.as_ref().and_then(|d| {
+        crate::delivery::template::device_label(
+            d.signal("manufacturer")
+                .or_else(|| d.signal("brand"))
+                .as_deref(),
+            d.signal("model").as_deref(),
+        )
+    });
     Ok(Request {
         wallet,
         signals,
         device_language,
+        device_name,
     })
 }
 
@@ -50,6 +62,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
         wallet,
         signals,
         device_language,
+        device_name,
     } = parse(body)?;
     let (card, sent_exp) = resolve_card::resolve_reusing(call, body).await?;
     let active_tokens = if state.policy.uses_active_tokens() {
@@ -151,6 +164,7 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
         rule: decision.rule,
         signals_json,
         device_language: device_language.map(|l| l.to_string()),
+        device_name,
         methods,
     });
     Ok(Handled::ok(resp, audit).writing(write))

@@ -122,6 +122,11 @@ pub async fn handle(call: &Call<'_>, body: &Fields<'_>) -> Result<Handled, ApiEr
         dpan_last4: token.as_ref().map(|t| t.last4.clone()),
         dpan_exp: token.and_then(|t| t.exp),
         notice_fp,
+        tell_cardholder: state.config.notices.token_activated,
+        previous_destination_since: {
+            let hold = state.config.controls.destination_change_hold_hours;
+            (hold > 0).then(|| call.at.minus(crate::domain::Millis::hours(hold)))
+        },
     });
     Ok(Handled::ok(json!({}), audit).writing(write))
 }

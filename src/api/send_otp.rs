@@ -329,15 +329,15 @@ async fn deliver(
     // record the outcome, whichever is shorter: the send is never cut off by the call's own
     // deadline, which would leave it pending and answer 500.
     let left = call_time_left(call);
-    let result = if left.is_zero() {
-        // Nothing was handed to the provider: a certain failure, for the limits too.
-        Err(DeliveryError::Refused {
-            code: None,
-            reason: "no time left in the call to deliver".into(),
-        })
-    } else {
-        call.state.delivery.send_within(message, left).await
-    };
+    // The channel's providers in order, a fallback only after a certain failure, all within
+    // `left` (with no time left nothing is handed to any provider: a certain failure).
+    let sent = call.state.delivery.send_at(message, left, call.at).await;
+    for a in &sent.attempts {
+        crate::metrics::record_delivery_attempt(channel.as_str(), &a.provider, a.outcome);
+    }
+    let accepted_by = sent.accepted_by().map(str::to_owned);
+    let attempts = sent.summary();
+    let result = sent.result;
     let latency_ms = Millis::of(sent_at.elapsed());
     let (outcome, provider_message_id, provider_code, answer) = match result {
         Ok(receipt) => (
@@ -389,7 +389,10 @@ async fn deliver(
     let audit = Audit {
         outcome: outcome.as_str().to_owned(),
         detail: Some(channel.as_str().to_owned()),
-        log: format!("sent by {channel} to {masked}"),
+        log: match &accepted_by {
+            Some(p) => format!("sent by {channel} ({p}) to {masked}"),
+            None => format!("sent by {channel} to {masked}"),
+        },
         ..Audit::card(card_ref)
     };
     Handled {
@@ -402,6 +405,8 @@ async fn deliver(
                 provider_message_id,
                 provider_code,
                 latency_ms,
+                accepted_by,
+                attempts,
             },
         },
     }

@@ -18,8 +18,10 @@ mod issuer;
 mod keys;
 mod limits;
 mod log;
+mod notices;
 mod outbox;
 mod policy;
+mod providers;
 mod response_codes;
 mod retention;
 mod server;
@@ -38,6 +40,7 @@ pub use issuer::IssuerConfig;
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
 pub use log::{LogConfig, LogFormat};
+pub use notices::NoticesConfig;
 pub use outbox::OutboxConfig;
 pub use policy::PolicyConfig;
 pub use response_codes::ResponseCodes;
@@ -111,6 +114,7 @@ pub struct Config {
     /// `[app]`: the app API (Option C); `None` when the section is absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app: Option<AppApiConfig>,
+    pub notices: NoticesConfig,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -137,6 +141,7 @@ struct ConfigFile {
     tsh: TshConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     app: Option<app_api::AppFile>,
+    notices: NoticesConfig,
 }
 
 impl ConfigFile {
@@ -164,6 +169,7 @@ impl ConfigFile {
             sim_swap: self.sim_swap.parse(&mut p),
             tsh: self.tsh,
             app: self.app.map(|a| a.parse(&mut p)),
+            notices: self.notices,
         };
         (config, p)
     }
@@ -294,6 +300,7 @@ impl Config {
         if let Some(app) = &self.app {
             app.validate(&mut p);
         }
+        self.notices.validate(&mut p);
         if self.server.require_real_channels {
             let outbox = [
                 ("sms.provider", self.sms.provider == SmsProvider::Outbox),

@@ -17,6 +17,11 @@ pub struct TemplatesConfig {
     pub device_binding_sms: BTreeMap<String, Template>,
     pub device_binding_email_subject: BTreeMap<String, Template>,
     pub device_binding_email_body: BTreeMap<String, Template>,
+    /// The notice after an ACTIVATE (`notices.token_activated`): `{last4}`, `{wallet}`,
+    /// `{device}`, `{support_phone}`; no OTP.
+    pub token_activated_sms: BTreeMap<String, Template>,
+    pub token_activated_email_subject: BTreeMap<String, Template>,
+    pub token_activated_email_body: BTreeMap<String, Template>,
 }
 
 /// `[templates]` as written.
@@ -30,6 +35,9 @@ pub(super) struct TemplatesFile {
     device_binding_sms: BTreeMap<String, String>,
     device_binding_email_subject: BTreeMap<String, String>,
     device_binding_email_body: BTreeMap<String, String>,
+    token_activated_sms: BTreeMap<String, String>,
+    token_activated_email_subject: BTreeMap<String, String>,
+    token_activated_email_body: BTreeMap<String, String>,
 }
 
 /// The shipped templates: (language, text) for each set.
@@ -171,6 +179,69 @@ const DEVICE_BINDING_EMAIL_BODY: &[(&str, &str)] = &[
     ),
 ];
 
+const TOKEN_ACTIVATED_SMS: &[(&str, &str)] = &[
+    (
+        "en",
+        "Your card ending {last4} was added to {wallet} {device}. Not you? Call {support_phone} now.",
+    ),
+    (
+        "fr",
+        "Votre carte se terminant par {last4} a été ajoutée à {wallet} {device}. Ce n'est pas vous ? Appelez le {support_phone}.",
+    ),
+    (
+        "es",
+        "Su tarjeta terminada en {last4} se ha añadido a {wallet} {device}. ¿No ha sido usted? Llame al {support_phone}.",
+    ),
+    (
+        "de",
+        "Ihre Karte mit den Endziffern {last4} wurde {device} zu {wallet} hinzugefügt. Waren Sie das nicht? Rufen Sie {support_phone} an.",
+    ),
+    (
+        "it",
+        "La carta che termina con {last4} è stata aggiunta a {wallet} {device}. Non è stato lei? Chiami {support_phone}.",
+    ),
+    (
+        "pt",
+        "O seu cartão terminado em {last4} foi adicionado à carteira {wallet} {device}. Não foi você? Ligue para {support_phone}.",
+    ),
+];
+
+const TOKEN_ACTIVATED_EMAIL_SUBJECT: &[(&str, &str)] = &[
+    ("en", "Your card was added to {wallet}"),
+    ("fr", "Votre carte a été ajoutée à {wallet}"),
+    ("es", "Su tarjeta se ha añadido a {wallet}"),
+    ("de", "Ihre Karte wurde zu {wallet} hinzugefügt"),
+    ("it", "La sua carta è stata aggiunta a {wallet}"),
+    ("pt", "O seu cartão foi adicionado à carteira {wallet}"),
+];
+
+const TOKEN_ACTIVATED_EMAIL_BODY: &[(&str, &str)] = &[
+    (
+        "en",
+        "Hello,\n\nYour card ending {last4} was just added to {wallet} {device}.\n\nIf this was you, there is nothing to do. If it was not, call {support_phone} now: we will block the card in the wallet.\n",
+    ),
+    (
+        "fr",
+        "Bonjour,\n\nVotre carte se terminant par {last4} vient d'être ajoutée à {wallet} {device}.\n\nSi c'est vous, vous n'avez rien à faire. Sinon, appelez sans attendre le {support_phone} : nous bloquerons la carte dans le portefeuille.\n",
+    ),
+    (
+        "es",
+        "Hola:\n\nSu tarjeta terminada en {last4} se acaba de añadir a {wallet} {device}.\n\nSi ha sido usted, no tiene que hacer nada. Si no, llame cuanto antes al {support_phone}: bloquearemos la tarjeta en el monedero.\n",
+    ),
+    (
+        "de",
+        "Guten Tag,\n\nIhre Karte mit den Endziffern {last4} wurde soeben {device} zu {wallet} hinzugefügt.\n\nWenn Sie das waren, müssen Sie nichts tun. Wenn nicht, rufen Sie sofort {support_phone} an: Wir sperren die Karte im Wallet.\n",
+    ),
+    (
+        "it",
+        "Gentile cliente,\n\nla carta che termina con {last4} è appena stata aggiunta a {wallet} {device}.\n\nSe è stato lei, non deve fare nulla. Altrimenti chiami subito {support_phone}: bloccheremo la carta nel portafoglio.\n",
+    ),
+    (
+        "pt",
+        "Olá,\n\nO seu cartão terminado em {last4} acabou de ser adicionado à carteira {wallet} {device}.\n\nSe foi você, não precisa de fazer nada. Se não foi, ligue já para {support_phone}: bloquearemos o cartão na carteira.\n",
+    ),
+];
+
 impl Default for TemplatesFile {
     fn default() -> Self {
         let map = |pairs: &[(&str, &str)]| {
@@ -187,6 +258,9 @@ impl Default for TemplatesFile {
             device_binding_sms: map(DEVICE_BINDING_SMS),
             device_binding_email_subject: map(DEVICE_BINDING_EMAIL_SUBJECT),
             device_binding_email_body: map(DEVICE_BINDING_EMAIL_BODY),
+            token_activated_sms: map(TOKEN_ACTIVATED_SMS),
+            token_activated_email_subject: map(TOKEN_ACTIVATED_EMAIL_SUBJECT),
+            token_activated_email_body: map(TOKEN_ACTIVATED_EMAIL_BODY),
         }
     }
 }
@@ -232,6 +306,39 @@ impl TemplatesFile {
             self.device_binding_email_body,
             true,
         );
+        let token_activated_sms = parse_set(
+            "templates.token_activated_sms",
+            self.token_activated_sms,
+            false,
+        );
+        let token_activated_email_subject = parse_set(
+            "templates.token_activated_email_subject",
+            self.token_activated_email_subject,
+            false,
+        );
+        let token_activated_email_body = parse_set(
+            "templates.token_activated_email_body",
+            self.token_activated_email_body,
+            false,
+        );
+        // A notice carries no code: an `{otp}` there would render as nothing.
+        for (key, set) in [
+            ("templates.token_activated_sms", &token_activated_sms),
+            (
+                "templates.token_activated_email_subject",
+                &token_activated_email_subject,
+            ),
+            (
+                "templates.token_activated_email_body",
+                &token_activated_email_body,
+            ),
+        ] {
+            for (l, t) in set {
+                if t.has_otp() {
+                    p.push(format!("{key}.{l}: a notice has no {{otp}}"));
+                }
+            }
+        }
         TemplatesConfig {
             default_language: self.default_language,
             sms,
@@ -240,6 +347,9 @@ impl TemplatesFile {
             device_binding_sms,
             device_binding_email_subject,
             device_binding_email_body,
+            token_activated_sms,
+            token_activated_email_subject,
+            token_activated_email_body,
         }
     }
 }

@@ -363,6 +363,10 @@ mod tests {
             password: Secret::default(),
             from: "Card Services <no-reply@bank.example>".into(),
             timeout_ms: 1000,
+            name: "smtp".into(),
+            breaker_failures: 5,
+            breaker_open_seconds: 30,
+            fallback: Vec::new(),
         }
     }
 

@@ -47,6 +47,7 @@ pub fn build(
         otp: otp.expose(),
         last4: about.last4,
         wallet: &wallet_name,
+        ..Values::default()
     };
     let (sms, subject, body) = match about.purpose {
         Purpose::AddCard => (
@@ -74,6 +75,156 @@ pub fn build(
             body: render(body, &values),
         },
     }
+}
+
+/// What the activation notice says, besides its destination.
+#[derive(Debug, Clone, Copy)]
+pub struct Activated<'a> {
+    /// The card's last four digits.
+    pub last4: &'a str,
+    /// The wallet's `walletProviderId`.
+    pub wallet: &'a str,
+    /// The device the digitization named ([`device_label`]), if any.
+    pub device: Option<&'a str>,
+    /// `notices.support_phone` (empty: "the number on the back of your card").
+    pub support_phone: &'a str,
+    /// The languages to try, in order (device, then card).
+    pub languages: &'a [Language],
+}
+
+/// The notice after an ACTIVATE: the card ending `last4` was added to `wallet` on `device`; not
+/// you? call `support_phone` (empty: "the number on the back of your card"), in the message's
+/// language.
+pub fn token_activated(
+    templates: &TemplatesConfig,
+    channel: Channel,
+    to: Zeroizing<String>,
+    a: &Activated<'_>,
+) -> Message {
+    let Activated {
+        last4,
+        wallet,
+        device,
+        support_phone,
+        languages,
+    } = *a;
+    let wallet_name = wallet_display_name(wallet);
+    let render = |m: &BTreeMap<String, Template>| {
+        let (language, template) = pick_with_language(m, languages, &templates.default_language);
+        let phone = if support_phone.trim().is_empty() {
+            back_of_card(language)
+        } else {
+            support_phone.trim()
+        };
+        let device = on_device(language, device);
+        template
+            .map(|t| {
+                t.render(&Values {
+                    last4,
+                    wallet: &wallet_name,
+                    support_phone: phone,
+                    device: &device,
+                    ..Values::default()
+                })
+            })
+            .unwrap_or_default()
+    };
+    match channel {
+        Channel::Sms => Message {
+            channel,
+            to,
+            subject: None,
+            body: render(&templates.token_activated_sms),
+        },
+        Channel::Email => Message {
+            channel,
+            to,
+            subject: Some(render(&templates.token_activated_email_subject).to_string()),
+            body: render(&templates.token_activated_email_body),
+        },
+    }
+}
+
+/// "The number on the back of your card", written to follow the shipped templates' "call"
+/// (`Appelez le ...`, `Llame al ...`).
+fn back_of_card(language: &str) -> &'static str {
+    match language {
+        "fr" => "numéro au dos de votre carte",
+        "es" => "número que figura en el reverso de su tarjeta",
+        "de" => "die Nummer auf der Rückseite Ihrer Karte",
+        "it" => "il numero riportato sul retro della carta",
+        "pt" => "o número no verso do seu cartão",
+        _ => "the number on the back of your card",
+    }
+}
+
+/// `{device}`: "on Google Pixel 8", or "on a new device" when the digitization named none, in
+/// `language` (English for a language not shipped).
+fn on_device(language: &str, device: Option<&str>) -> String {
+    match device {
+        Some(d) => match language {
+            "fr" => format!("sur l'appareil {d}"),
+            "es" => format!("en el dispositivo {d}"),
+            "de" => format!("auf dem Gerät {d}"),
+            "it" => format!("sul dispositivo {d}"),
+            "pt" => format!("no dispositivo {d}"),
+            _ => format!("on {d}"),
+        },
+        None => match language {
+            "fr" => "sur un nouvel appareil",
+            "es" => "en un nuevo dispositivo",
+            "de" => "auf einem neuen Gerät",
+            "it" => "su un nuovo dispositivo",
+            "pt" => "num novo dispositivo",
+            _ => "on a new device",
+        }
+        .to_owned(),
+    }
+}
+
+/// The device a digitization names, as a notice may show it: its manufacturer and model
+/// (`Google Pixel 8`). The wallet's device reports them, so whoever enrols chooses them: only
+/// letters, digits, spaces and `.,_()+-`, at most 40 characters, and no run of five digits or
+/// `www` (no phone number or address can be slipped into the bank's message); anything else
+/// gives `None` (the notice then says "a new device").
+pub fn device_label(manufacturer: Option<&str>, model: Option<&str>) -> Option<String> {
+    let model = model.map(str::trim).filter(|m| !m.is_empty())?;
+    let label = match manufacturer.map(str::trim).filter(|m| !m.is_empty()) {
+        Some(m)
+            if !model
+                .to_ascii_lowercase()
+                .starts_with(&m.to_ascii_lowercase()) =>
+        {
+            format!("{m} {model}")
+        }
+        _ => model.to_owned(),
+    };
+    let label = label.split_whitespace().collect::<Vec<_>>().join(" ");
+    let allowed = label
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " .,_()+-".contains(c));
+    let mut digits = 0;
+    let long_number = label.chars().any(|c| {
+        digits = if c.is_ascii_digit() { digits + 1 } else { 0 };
+        digits >= 5
+    });
+    let ok =
+        allowed && label.len() <= 40 && !long_number && !label.to_ascii_lowercase().contains("www");
+    ok.then_some(label)
+}
+
+/// [`pick`], and the language of the template picked.
+fn pick_with_language<'m>(
+    m: &'m BTreeMap<String, Template>,
+    languages: &[Language],
+    default_language: &'m str,
+) -> (&'m str, Option<&'m Template>) {
+    for l in languages {
+        if let Some((k, t)) = m.get_key_value(l.as_str()) {
+            return (k.as_str(), Some(t));
+        }
+    }
+    (default_language, m.get(default_language))
 }
 
 /// The first of `languages` the set has a template for, else the default language's.
@@ -135,6 +286,7 @@ pub fn sms_warnings(templates: &TemplatesConfig) -> Vec<String> {
         otp: "12345678",
         last4: "1234",
         wallet: "Samsung Pay",
+        ..Values::default()
     };
     let mut out = Vec::new();
     for (key, set) in [
@@ -203,6 +355,116 @@ mod tests {
             "{}",
             m.body.as_str()
         );
+    }
+
+    #[test]
+    fn the_activation_notice_names_card_wallet_and_number() {
+        let t = Config::default().templates;
+        let to = || Zeroizing::new("+33".to_owned());
+        let fr = [Language::parse("fr").unwrap()];
+        let notice = Activated {
+            last4: "1234",
+            wallet: "GOOGLE_PAY",
+            device: None,
+            support_phone: "",
+            languages: &fr,
+        };
+        let m = token_activated(&t, Channel::Sms, to(), &notice);
+        assert_eq!(
+            m.body.as_str(),
+            "Votre carte se terminant par 1234 a été ajoutée à Google Pay sur un nouvel appareil. Ce n'est pas vous ? Appelez le numéro au dos de votre carte."
+        );
+        let en = Activated {
+            wallet: "APPLE_PAY",
+            device: Some("Apple iPhone15,2"),
+            support_phone: "+44 20 7946 0000",
+            languages: &[],
+            ..notice
+        };
+        let m = token_activated(&t, Channel::Sms, to(), &en);
+        assert_eq!(
+            m.body.as_str(),
+            "Your card ending 1234 was added to Apple Pay on Apple iPhone15,2. Not you? Call +44 20 7946 0000 now."
+        );
+        let de = [Language::parse("de").unwrap()];
+        let m = token_activated(
+            &t,
+            Channel::Sms,
+            to(),
+            &Activated {
+                languages: &de,
+                ..notice
+            },
+        );
+        assert!(
+            m.body.starts_with(
+                "Ihre Karte mit den Endziffern 1234 wurde auf einem neuen Gerät zu Google Pay hinzugefügt."
+            ),
+            "{}",
+            m.body.as_str()
+        );
+        let es = [Language::parse("es").unwrap()];
+        let m = token_activated(
+            &t,
+            Channel::Email,
+            to(),
+            &Activated {
+                last4: "9876",
+                wallet: "SAMSUNG_PAY",
+                languages: &es,
+                ..notice
+            },
+        );
+        assert_eq!(
+            m.subject.as_deref(),
+            Some("Su tarjeta se ha añadido a Samsung Pay")
+        );
+        assert!(
+            m.body
+                .contains("llame cuanto antes al número que figura en el reverso de su tarjeta"),
+            "{}",
+            m.body.as_str()
+        );
+        for language in ["en", "fr", "es", "de", "it", "pt"] {
+            for set in [
+                &t.token_activated_sms,
+                &t.token_activated_email_subject,
+                &t.token_activated_email_body,
+            ] {
+                assert!(set.contains_key(language), "{language}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_device_label_carries_no_number_or_address() {
+        assert_eq!(
+            device_label(Some("Google"), Some("Pixel 8")).as_deref(),
+            Some("Google Pixel 8")
+        );
+        assert_eq!(
+            device_label(Some("samsung"), Some("Samsung  SM-G991B")).as_deref(),
+            Some("Samsung SM-G991B")
+        );
+        assert_eq!(
+            device_label(None, Some("Pixel 8")).as_deref(),
+            Some("Pixel 8")
+        );
+        // Line breaks and runs of spaces become one space.
+        assert_eq!(
+            device_label(None, Some(" Pixel\n 8 ")).as_deref(),
+            Some("Pixel 8")
+        );
+        for (m, model) in [
+            (Some("Call"), Some("0800 123456")),
+            (Some("x"), Some("www.bank-help.example")),
+            (None, Some("http://phish")),
+            (None, Some("Pixel <b>")),
+            (None, Some("x".repeat(41).as_str())),
+            (Some("Google"), None),
+        ] {
+            assert_eq!(device_label(m, model), None, "{model:?}");
+        }
     }
 
     #[test]

@@ -158,11 +158,17 @@ fn interpret(status: u16, answer: &[u8]) -> Result<Receipt, DeliveryError> {
             Some(sid) if is_token(sid, 128) => Ok(Receipt {
                 provider_message_id: Some(sid.to_owned()),
             }),
-            _ => Err(DeliveryError::Refused {
-                code: Some(status.to_string()),
-                reason: format!("gateway answered HTTP {status} without a message sid"),
-            }),
+            // A success without the message's id: the gateway may have taken it. Not a certain
+            // failure (no fallback may send it again).
+            _ => Err(DeliveryError::Unclear(format!(
+                "gateway answered HTTP {status} without a message sid"
+            ))),
         };
+    }
+    if (200..300).contains(&status) {
+        return Err(DeliveryError::Unclear(format!(
+            "gateway answered HTTP {status}, not 200 or 201 with a message sid"
+        )));
     }
     let code = match field("code") {
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -271,6 +277,8 @@ mod tests {
         let r = interpret(201, br#"{"sid":"SM0123456789abcdef","status":"queued"}"#).unwrap();
         assert_eq!(r.provider_message_id.as_deref(), Some("SM0123456789abcdef"));
         assert!(interpret(200, br#"{"sid":"SMx"}"#).is_ok());
+        // A success without a usable sid may hide a message taken: unclear, not refused (a
+        // fallback must not send it again).
         for (status, body) in [
             (201, &b"{}"[..]),
             (200, b"not json"),
@@ -279,8 +287,8 @@ mod tests {
             (202, br#"{"sid":"SMx"}"#),
         ] {
             match interpret(status, body) {
-                Err(DeliveryError::Refused { code, .. }) => {
-                    assert_eq!(code, Some(status.to_string()))
+                Err(DeliveryError::Unclear(reason)) => {
+                    assert!(reason.contains(&status.to_string()))
                 }
                 other => panic!("{status}: {other:?}"),
             }

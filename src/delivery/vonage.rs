@@ -120,22 +120,32 @@ fn interpret(status: u16, answer: &[u8]) -> Result<Receipt, DeliveryError> {
             format!("the SMS API answered HTTP {status}"),
         ));
     }
-    let json: serde_json::Value = serde_json::from_slice(answer).map_err(|_| {
-        refused(
-            status.to_string(),
-            "the SMS API's answer is not JSON".into(),
-        )
-    })?;
+    // HTTP 200 that cannot be read: the API may have taken the message. Not a certain failure
+    // (no fallback may send it again).
+    let json: serde_json::Value = serde_json::from_slice(answer)
+        .map_err(|_| DeliveryError::Unclear("the SMS API answered HTTP 200 with no JSON".into()))?;
     let messages = json
         .get("messages")
         .and_then(serde_json::Value::as_array)
         .filter(|m| !m.is_empty())
         .ok_or_else(|| {
-            refused(
-                status.to_string(),
-                "the SMS API's answer has no messages".into(),
-            )
+            DeliveryError::Unclear("the SMS API answered HTTP 200 with no messages".into())
         })?;
+    // A text sent in several parts, some taken and some not: the cardholder may have part of it.
+    // Not a certain failure (no fallback may send it again).
+    let taken = messages
+        .iter()
+        .filter(|m| {
+            m.get("status").and_then(serde_json::Value::as_str) == Some("0")
+                || m.get("status").and_then(serde_json::Value::as_i64) == Some(0)
+        })
+        .count();
+    if taken > 0 && taken < messages.len() {
+        return Err(DeliveryError::Unclear(format!(
+            "the SMS API took {taken} of the {} parts of the message",
+            messages.len()
+        )));
+    }
     for m in messages {
         let code = match m.get("status") {
             Some(serde_json::Value::String(s)) if is_token(s, 8) => s.clone(),
@@ -169,18 +179,28 @@ mod tests {
         let ok = br#"{"message-count":"2","messages":[{"status":"0","message-id":"0A0000001"},{"status":"0","message-id":"0A0000002"}]}"#;
         let r = interpret(200, ok).unwrap();
         assert_eq!(r.provider_message_id.as_deref(), Some("0A0000001"));
-        let part = br#"{"messages":[{"status":"0"},{"status":"1","error-text":"Throttled +447700900123"}]}"#;
-        match interpret(200, part) {
+        let refused = br#"{"messages":[{"status":"1","error-text":"Throttled +447700900123"}]}"#;
+        match interpret(200, refused) {
             Err(DeliveryError::Refused { code, reason }) => {
                 assert_eq!(code.as_deref(), Some("1"));
                 assert!(!reason.contains("447700900123"), "{reason}");
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            interpret(200, br#"{"messages":[]}"#),
-            Err(DeliveryError::Refused { .. })
-        ));
+        // Part of a long text taken, or a 200 that cannot be read: perhaps delivered.
+        let part = br#"{"messages":[{"status":"0"},{"status":"1","error-text":"Throttled +447700900123"}]}"#;
+        match interpret(200, part) {
+            Err(DeliveryError::Unclear(reason)) => {
+                assert!(!reason.contains("447700900123"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for body in [&br#"{"messages":[]}"#[..], b"not json"] {
+            assert!(matches!(
+                interpret(200, body),
+                Err(DeliveryError::Unclear(_))
+            ));
+        }
         assert!(matches!(
             interpret(500, b"oops"),
             Err(DeliveryError::Refused { code: Some(c), .. }) if c == "500"

@@ -1,19 +1,27 @@
-//! Message templates with `{otp}`, `{last4}` and `{wallet}` placeholders (`{{` and `}}` for
+//! Message templates with `{otp}`, `{last4}`, `{wallet}` (and, in notices, `{support_phone}`)
+//! placeholders (`{{` and `}}` for
 //! literal braces), parsed once when the configuration is loaded. The OTP is inserted byte for
 //! byte: no spacing, reformatting or escaping.
 
 use zeroize::Zeroizing;
 
 /// What a template can refer to.
+#[derive(Default)]
 pub struct Values<'a> {
     pub otp: &'a str,
     pub last4: &'a str,
     pub wallet: &'a str,
+    /// The issuer's support number (`notices.support_phone`), in notices to the cardholder.
+    pub support_phone: &'a str,
+    /// "on Google Pixel 8" (or "on a new device"), in notices to the cardholder.
+    pub device: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
-    #[error("unknown placeholder {{{0}}} (use {{otp}}, {{last4}}, {{wallet}})")]
+    #[error(
+        "unknown placeholder {{{0}}} (use {{otp}}, {{last4}}, {{wallet}}, {{support_phone}}, {{device}})"
+    )]
     Unknown(String),
     #[error("unclosed '{{' (write '{{{{' for a literal brace)")]
     Unclosed,
@@ -27,6 +35,8 @@ enum Piece {
     Otp,
     Last4,
     Wallet,
+    SupportPhone,
+    Device,
 }
 
 /// A template that parsed: rendering it cannot fail.
@@ -66,6 +76,8 @@ impl Template {
                     "otp" => Piece::Otp,
                     "last4" => Piece::Last4,
                     "wallet" => Piece::Wallet,
+                    "support_phone" => Piece::SupportPhone,
+                    "device" => Piece::Device,
                     other => return Err(TemplateError::Unknown(other.to_owned())),
                 });
                 rest = after_name.strip_prefix('}').unwrap_or(after_name);
@@ -97,6 +109,8 @@ impl Template {
                 Piece::Otp => out.push_str(v.otp),
                 Piece::Last4 => out.push_str(v.last4),
                 Piece::Wallet => out.push_str(v.wallet),
+                Piece::SupportPhone => out.push_str(v.support_phone),
+                Piece::Device => out.push_str(v.device),
             }
         }
         out
@@ -124,6 +138,8 @@ mod tests {
             otp: "0042",
             last4: "1111",
             wallet: "Apple Pay",
+            support_phone: "",
+            device: "",
         };
         assert_eq!(
             render("{otp} for {wallet} ({last4}) {{x}}", &v),
@@ -142,7 +158,7 @@ mod tests {
     proptest! {
         #[test]
         fn the_otp_appears_exactly_as_received(otp in "\\PC{1,32}") {
-            let v = Values { otp: &otp, last4: "1111", wallet: "W" };
+            let v = Values { otp: &otp, last4: "1111", wallet: "W", support_phone: "", device: "" };
             prop_assert_eq!(render("Code: {otp}.", &v), format!("Code: {otp}."));
         }
     }

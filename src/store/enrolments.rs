@@ -18,6 +18,8 @@ pub struct EnrolmentRow {
     pub device_language: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The device the digitization named, for the activation notice.
+    pub device_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -72,6 +74,8 @@ pub struct DecisionRecord {
     pub rule: String,
     pub signals_json: String,
     pub device_language: Option<String>,
+    /// The device the digitization named (`delivery::template::device_label`).
+    pub device_name: Option<String>,
     pub methods: Vec<MethodRecord>,
 }
 
@@ -110,13 +114,14 @@ macro_rules! record_decision_in {
             let d = $d;
             upsert_enrolment!($tx, call);
             // The decision is about the card it names: a later sendOTP must be for that card.
-            sqlx::query("UPDATE enrolments SET decision = $2, decision_rule = $3, decision_signals = $4, device_language = COALESCE($5, device_language), card_ref = COALESCE($6, card_ref) WHERE correlation_id = $1")
+            sqlx::query("UPDATE enrolments SET decision = $2, decision_rule = $3, decision_signals = $4, device_language = COALESCE($5, device_language), card_ref = COALESCE($6, card_ref), device_name = COALESCE($7, device_name) WHERE correlation_id = $1")
                 .bind(call.correlation_id)
                 .bind(&d.decision)
                 .bind(&d.rule)
                 .bind(&d.signals_json)
                 .bind(&d.device_language)
                 .bind(call.card_ref)
+                .bind(&d.device_name)
                 .execute(&mut *$tx)
                 .await?;
             sqlx::query("DELETE FROM enrolment_methods WHERE correlation_id = $1")

@@ -254,6 +254,7 @@ mod tests {
                     rule: "step-up".into(),
                     signals_json: "{}".into(),
                     device_language: None,
+                    device_name: None,
                     methods,
                 });
                 batcher.record(&call, &write).await

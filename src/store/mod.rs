@@ -318,6 +318,8 @@ impl Store {
 // The write statements of each operation are macros of their table's file (used on a
 // transaction or a savepoint, by `Store::record` and by the group commit): declared first.
 #[macro_use]
+mod cardholder_notices;
+#[macro_use]
 mod operations;
 #[macro_use]
 mod sends;
@@ -336,6 +338,7 @@ pub use activations::{Activated, ActivationRow, NewActivation, OfferedEnrolmentR
 pub use admin::{
     CardUpdate, ContactUpdate, EnrolmentSummaryRow, NoticeRow, PoolStat, StuckEnrolmentRow,
 };
+pub use cardholder_notices::{CardholderNoticeRow, NoticeAttempt, TOKEN_ACTIVATED};
 pub use cards::new_card_ref;
 pub use cards::{CardRow, Keep, NewCard, UpdateCardSeal, Upserted};
 pub use enrolments::{

@@ -94,6 +94,10 @@ pub struct SendRow {
     pub provider_code: Option<String>,
     pub latency_ms: Millis,
     pub at: Millis,
+    /// The provider that accepted the message (NULL: none did).
+    pub accepted_by: Option<String>,
+    /// Every attempt in order: `twilio:refused vonage:accepted`.
+    pub attempts: Option<String>,
 }
 
 /// The provider's answer to a claimed send.
@@ -103,6 +107,10 @@ pub struct SendFinish {
     pub provider_message_id: Option<String>,
     pub provider_code: Option<String>,
     pub latency_ms: Millis,
+    /// The provider that accepted the message, if one did.
+    pub accepted_by: Option<String>,
+    /// Every attempt in order (`Sent::summary`).
+    pub attempts: String,
 }
 
 /// The statements of a claimed send's outcome and its call, on `$tx`.
@@ -113,7 +121,7 @@ macro_rules! finish_send_in {
             upsert_enrolment!($tx, call);
             sqlx::query(
                 "UPDATE sends SET outcome = $2, response_code = $3, provider_message_id = $4, provider_code = $5, \
-                 latency_ms = $6 WHERE id = $1",
+                 latency_ms = $6, accepted_by = $7, attempts = $8 WHERE id = $1",
             )
             .bind(id)
             .bind(f.outcome.as_str())
@@ -121,6 +129,8 @@ macro_rules! finish_send_in {
             .bind(&f.provider_message_id)
             .bind(&f.provider_code)
             .bind(f.latency_ms)
+            .bind(&f.accepted_by)
+            .bind(&f.attempts)
             .execute(&mut *$tx)
             .await?;
             insert_call!($tx, call);
@@ -228,7 +238,7 @@ impl Store {
         with_pool!(self, read, |pool| {
             Ok(sqlx::query_as(
                 "SELECT method_id, channel, provider, destination_masked, outcome, response_code, provider_message_id, \
-                 provider_code, latency_ms, at FROM sends WHERE correlation_id = $1 ORDER BY id",
+                 provider_code, latency_ms, at, accepted_by, attempts FROM sends WHERE correlation_id = $1 ORDER BY id",
             )
             .bind(correlation_id)
             .fetch_all(pool)

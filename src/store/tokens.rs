@@ -44,6 +44,12 @@ pub struct NoticeRecord {
     pub dpan_last4: Option<String>,
     pub dpan_exp: Option<String>,
     pub notice_fp: String,
+    /// Queue the cardholder's activation notice when this ACTIVATE activates the token
+    /// (`notices.token_activated`).
+    pub tell_cardholder: bool,
+    /// ... and to the card's previous destination too when it changed after this time (the
+    /// destination-change control's window; `None`: never).
+    pub previous_destination_since: Option<Millis>,
 }
 
 /// Outcome of recording a token notice.
@@ -176,6 +182,18 @@ macro_rules! apply_notice_in {
             match n.action {
                 _ if failed => {}
                 crate::domain::Action::Activate if after == "active" => {
+                    // The cardholder is told, once per token, by the notice sender.
+                    if n.tell_cardholder {
+                        enqueue_activation_notice!(
+                            $tx,
+                            &n.card_ref,
+                            &n.virtual_card_id,
+                            &n.wallet_provider_id,
+                            call.correlation_id,
+                            call.at,
+                            n.previous_destination_since
+                        );
+                    }
                     sqlx::query("UPDATE enrolments SET state = 'complete', updated_at = $2 WHERE correlation_id = $1 AND state <> 'failed'")
                         .bind(call.correlation_id)
                         .bind(call.at)

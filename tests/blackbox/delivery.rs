@@ -15,11 +15,12 @@ use tokio::net::TcpListener;
 use wiremock::matchers::{basic_auth, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "tw-auth-token";
-const MESSAGES: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+pub(crate) const SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub(crate) const TOKEN: &str = "tw-auth-token";
+pub(crate) const MESSAGES: &str =
+    "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
 
-fn twilio(c: &mut issuer_gateway::config::Config, base_url: &str, timeout_ms: u64) {
+pub(crate) fn twilio(c: &mut issuer_gateway::config::Config, base_url: &str, timeout_ms: u64) {
     c.sms.provider = issuer_gateway::config::SmsProvider::Twilio;
     c.sms.base_url = base_url.into();
     c.sms.account_sid = SID.into();
@@ -28,7 +29,7 @@ fn twilio(c: &mut issuer_gateway::config::Config, base_url: &str, timeout_ms: u6
     c.sms.timeout_ms = timeout_ms;
 }
 
-fn accepted(sid: &str) -> ResponseTemplate {
+pub(crate) fn accepted(sid: &str) -> ResponseTemplate {
     ResponseTemplate::new(201)
         .set_body_json(json!({"sid": sid, "status": "queued", "to": "+447700900123"}))
 }
@@ -55,7 +56,7 @@ async fn sms_requests(server: &MockServer) -> Vec<wiremock::Request> {
     server.received_requests().await.unwrap_or_default()
 }
 
-fn sms_method(methods: &[(String, String, String)]) -> String {
+pub(crate) fn sms_method(methods: &[(String, String, String)]) -> String {
     methods
         .iter()
         .find(|m| m.1 == "sms")
@@ -64,7 +65,7 @@ fn sms_method(methods: &[(String, String, String)]) -> String {
         .clone()
 }
 
-fn email_method(methods: &[(String, String, String)]) -> String {
+pub(crate) fn email_method(methods: &[(String, String, String)]) -> String {
     methods
         .iter()
         .find(|m| m.1 == "email")
@@ -275,7 +276,7 @@ crate::on_both_backends!(
 /// An SMS gateway that reads each request whole, then closes the connection without a word
 /// (what an attacker who can cut connections produces). Returns its URL and the count of
 /// requests it read.
-async fn cutting_gateway() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+pub(crate) async fn cutting_gateway() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::AsyncReadExt;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -450,33 +451,33 @@ async fn serve_refuses_a_bad_sms_gateway_url_naming_the_setting() {
 // An SMTP server on loopback, enough for a submission client.
 
 /// Answers everything, takes every message.
-const ACCEPT: u8 = 0;
+pub(crate) const ACCEPT: u8 = 0;
 /// Refuses every recipient with 550 (echoing the address, as relays do).
-const REFUSE_RCPT: u8 = 1;
+pub(crate) const REFUSE_RCPT: u8 = 1;
 /// Never greets new connections, never answers on open ones.
-const SILENT: u8 = 2;
+pub(crate) const SILENT: u8 = 2;
 /// Answers until the end of DATA, then never again on that connection.
-const MUTE_AFTER_DATA: u8 = 3;
+pub(crate) const MUTE_AFTER_DATA: u8 = 3;
 /// Takes the message, then closes the connection instead of answering the end of DATA.
-const CLOSE_AFTER_DATA: u8 = 4;
+pub(crate) const CLOSE_AFTER_DATA: u8 = 4;
 
 #[derive(Debug, Clone)]
-struct Received {
-    mail_from: String,
-    rcpt_to: Vec<String>,
-    data: String,
+pub(crate) struct Received {
+    pub(crate) mail_from: String,
+    pub(crate) rcpt_to: Vec<String>,
+    pub(crate) data: String,
 }
 
 #[derive(Clone)]
-struct SmtpServer {
-    port: u16,
+pub(crate) struct SmtpServer {
+    pub(crate) port: u16,
     mode: Arc<AtomicU8>,
     received: Arc<Mutex<Vec<Received>>>,
     sessions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SmtpServer {
-    async fn start() -> SmtpServer {
+    pub(crate) async fn start() -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = SmtpServer {
@@ -497,16 +498,16 @@ impl SmtpServer {
         server
     }
 
-    fn set_mode(&self, mode: u8) {
+    pub(crate) fn set_mode(&self, mode: u8) {
         self.mode.store(mode, Ordering::SeqCst);
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 
     /// Connections accepted so far.
-    fn sessions(&self) -> usize {
+    pub(crate) fn sessions(&self) -> usize {
         self.sessions.load(Ordering::SeqCst)
     }
 
@@ -598,7 +599,7 @@ impl SmtpServer {
     }
 }
 
-fn smtp(c: &mut issuer_gateway::config::Config, port: u16, timeout_ms: u64) {
+pub(crate) fn smtp(c: &mut issuer_gateway::config::Config, port: u16, timeout_ms: u64) {
     c.email.provider = issuer_gateway::config::EmailProvider::Smtp;
     c.email.host = "127.0.0.1".into();
     c.email.port = port;
@@ -608,7 +609,7 @@ fn smtp(c: &mut issuer_gateway::config::Config, port: u16, timeout_ms: u64) {
 }
 
 /// Headers (unfolded) and the decoded body of a received message.
-fn parse_message(data: &str) -> (Vec<(String, String)>, String) {
+pub(crate) fn parse_message(data: &str) -> (Vec<(String, String)>, String) {
     let (head, body) = data.split_once("\r\n\r\n").expect("header/body separator");
     let mut headers: Vec<(String, String)> = Vec::new();
     for l in head.split("\r\n") {

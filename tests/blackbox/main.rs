@@ -11,6 +11,7 @@
 
 mod common;
 
+mod activation_notice;
 mod activations;
 mod admin;
 mod cli;
@@ -20,6 +21,7 @@ mod crash;
 mod delivery;
 mod enrolment;
 mod errors;
+mod fallback;
 mod lifecycle;
 mod logs;
 mod malformed_requests;

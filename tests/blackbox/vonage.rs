@@ -11,7 +11,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 on_both_backends!(an_otp_goes_out_through_vonage);
 
-fn use_vonage(c: &mut Config, server: &MockServer) {
+pub(crate) fn use_vonage(c: &mut Config, server: &MockServer) {
     c.sms.provider = SmsProvider::Vonage;
     c.sms.base_url = server.uri();
     c.sms.api_key = "key-1".into();
