@@ -31,6 +31,8 @@ pub struct Application {
     admin_listener: TcpListener,
     /// Sends the life-cycle operations to TSH; `None` while `tsh.base_url` is unset.
     sender: Option<crate::lifecycle::Sender>,
+    /// Delivers the webhook events; `None` without `[[webhooks]]`.
+    webhooks: Option<crate::webhooks::Sender>,
 }
 
 impl Application {
@@ -80,6 +82,8 @@ impl Application {
             &config.issuer.id,
             clock.clone(),
         )?;
+        let webhooks =
+            crate::webhooks::Sender::new(store.clone(), &config.webhooks, clock.clone()).await?;
         let delivery = Delivery::from_config(&config)?;
         let sim_swap = crate::controls::sim_swap::SimSwap::from_config(&config.sim_swap)
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -113,6 +117,7 @@ impl Application {
             api_listener,
             admin_listener,
             sender,
+            webhooks,
         })
     }
 
@@ -206,6 +211,7 @@ impl Application {
             rx.clone(),
         ));
         let sender_task = crate::lifecycle::sender::start(&state, self.sender, rx.clone()).await;
+        let webhook_task = crate::webhooks::sender::start(self.webhooks, rx.clone());
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
         let _ = tx.send(true);
@@ -214,6 +220,9 @@ impl Application {
             let _ = admin_task.await;
             let _ = purge_task.await;
             if let Some(t) = sender_task {
+                let _ = t.await;
+            }
+            if let Some(t) = webhook_task {
                 let _ = t.await;
             }
         })

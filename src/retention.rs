@@ -36,6 +36,7 @@ pub fn cutoff(config: &RetentionConfig, table: PurgeTable, now: Millis) -> Milli
         PurgeTable::Sends => config.sends_days,
         PurgeTable::Enrolments => config.enrolments_days,
         PurgeTable::Operations => config.operations_days,
+        PurgeTable::Events => config.events_days,
     };
     now.minus(Millis(i64::from(days) * 86_400_000))
 }

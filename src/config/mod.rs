@@ -26,6 +26,7 @@ mod sim_swap;
 mod sms;
 mod templates;
 mod tsh;
+mod webhooks;
 
 pub use admin::AdminConfig;
 pub use controls::ControlsConfig;
@@ -45,6 +46,7 @@ pub use sim_swap::{SimSwapConfig, SimSwapOnError};
 pub use sms::{SmsConfig, SmsProvider};
 pub use templates::TemplatesConfig;
 pub use tsh::{FpanEncoding, TshConfig};
+pub use webhooks::{EVENT_TYPES, SigningKey, WebhookConfig, decode_secret, new_secret};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -106,6 +108,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub sim_swap: SimSwapConfig,
     pub tsh: TshConfig,
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -130,6 +133,7 @@ struct ConfigFile {
     retention: RetentionConfig,
     sim_swap: sim_swap::SimSwapFile,
     tsh: TshConfig,
+    webhooks: Vec<webhooks::WebhookFile>,
 }
 
 impl ConfigFile {
@@ -156,6 +160,7 @@ impl ConfigFile {
             retention: self.retention,
             sim_swap: self.sim_swap.parse(&mut p),
             tsh: self.tsh,
+            webhooks: webhooks::parse_all(self.webhooks, &mut p),
         };
         (config, p)
     }
@@ -282,6 +287,7 @@ impl Config {
         self.retention.validate(&mut p);
         self.sim_swap.validate(request_timeout_ms, &mut p);
         self.tsh.validate(&mut p);
+        webhooks::validate(&self.webhooks, &mut p);
         if self.server.require_real_channels {
             let outbox = [
                 ("sms.provider", self.sms.provider == SmsProvider::Outbox),

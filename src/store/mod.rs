@@ -318,6 +318,8 @@ impl Store {
 // The write statements of each operation are macros of their table's file (used on a
 // transaction or a savepoint, by `Store::record` and by the group commit): declared first.
 #[macro_use]
+mod events;
+#[macro_use]
 mod operations;
 #[macro_use]
 mod sends;
@@ -339,6 +341,7 @@ pub use cards::{CardRow, Keep, NewCard, UpdateCardSeal, Upserted};
 pub use enrolments::{
     CallRecord, CallRow, DecisionRecord, EnrolmentRow, MethodRecord, MethodRow, Write, Written,
 };
+pub use events::{ClaimedDelivery, DeliveryRow, DeliveryVerdict, EndpointStats, EventRow};
 pub use operations::{
     Attempt, AttemptRow, AttemptVerdict, NewOperation, OperationRow, OperationStats,
     new_correlation_id,

@@ -123,6 +123,7 @@ macro_rules! finish_send_in {
             .bind(f.latency_ms)
             .execute(&mut *$tx)
             .await?;
+            emit_send_event_in!($tx, id, call, f.outcome);
             insert_call!($tx, call);
             Ok::<(), StoreError>(())
         }
