@@ -40,6 +40,11 @@ pub struct WebhookConfig {
 pub struct SigningKey(Vec<u8>);
 
 impl SigningKey {
+    /// The key of a Standard Webhooks secret (`whsec_` + base64 of at least 24 bytes).
+    pub fn from_secret(secret: &str) -> Result<SigningKey, String> {
+        decode_secret(secret).map(SigningKey)
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.0
     }
