@@ -17,12 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ADMIN_TOKEN: &str = "webhooks-admin-token";
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const WALLET: &str = "GOOGLE_PAY";
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Got {
+pub(crate) struct Got {
     id: String,
     verified: bool,
     /// What the receiver answered.
@@ -42,13 +42,13 @@ struct ReceiverState {
 /// A bank's receiver: verifies the signature with the official library (401 when it does not
 /// verify), then answers 204 when up, 503 when down.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     state: Arc<ReceiverState>,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Receiver {
-    async fn start(secret: &str, up: bool) -> Receiver {
+    pub(crate) async fn start(secret: &str, up: bool) -> Receiver {
         let state = Arc::new(ReceiverState {
             verifier: standardwebhooks::Webhook::new(secret).unwrap(),
             up: AtomicBool::new(up),
@@ -76,7 +76,7 @@ impl Receiver {
     }
 
     /// The events it accepted (answered 2xx), in the order they came.
-    fn accepted(&self) -> Vec<Got> {
+    pub(crate) fn accepted(&self) -> Vec<Got> {
         self.got()
             .into_iter()
             .filter(|g| (200..300).contains(&g.answered))
@@ -121,7 +121,12 @@ async fn receive(
 }
 
 /// A `[[webhooks]]` entry to `url`, signing with `secrets` (the first is the new one).
-fn hook(name: &str, url: &str, secrets: &[&str], give_up_after_minutes: u32) -> WebhookConfig {
+pub(crate) fn hook(
+    name: &str,
+    url: &str,
+    secrets: &[&str],
+    give_up_after_minutes: u32,
+) -> WebhookConfig {
     WebhookConfig {
         name: name.into(),
         url: url.into(),
@@ -552,7 +557,7 @@ async fn dead_letters_are_listed_and_redelivered(backend: Backend) {
     app.gw.stop().await;
 }
 
-fn pans(n: usize) -> Vec<String> {
+pub(crate) fn pans(n: usize) -> Vec<String> {
     // Luhn-valid test numbers from one BIN.
     (0..n)
         .map(|i| {
