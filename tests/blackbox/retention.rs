@@ -299,3 +299,132 @@ fn purge_dry_run_prints_the_count_per_table() {
     let help = bin().args(["purge", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("--dry-run"));
 }
+
+/// The measurement docs/retention.md quotes: eligibility latency (p50, p99, max) with and
+/// without a large purge running (200,000 call records and 100,000 enrolments past their
+/// time). Figures, not a pass mark: run on demand with
+/// `cargo test --release --test blackbox retention::purge_latency -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run on demand"]
+async fn purge_latency_sqlite() {
+    purge_latency(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run on demand"]
+async fn purge_latency_postgres() {
+    if let Some(b) = Backend::postgres() {
+        purge_latency(b).await;
+    }
+}
+
+async fn purge_latency(backend: Backend) {
+    const CALLS: i64 = 200_000;
+    const ENROLMENTS: i64 = 100_000;
+    let postgres = matches!(backend, Backend::Postgres(_));
+    let app = TestApp::spawn(backend).await;
+    let first = app
+        .tsh()
+        .check_eligibility("lat-0", ALICE.pan, ALICE.exp, "APPLE_PAY")
+        .await
+        .unwrap();
+    let card_ref = first.str("issuerCardRefId").unwrap().to_owned();
+    let old = app.gw.state.clock.now_ms().0 - 500 * DAY_MS;
+    let series = |n: i64| {
+        if postgres {
+            format!("generate_series(1, {n}) AS n(i)")
+        } else {
+            format!(
+                "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) SELECT i FROM n)"
+            )
+        }
+    };
+    let loaded = std::time::Instant::now();
+    app.fx
+        .sql(
+            &format!(
+                "INSERT INTO calls (correlation_id, operation, card_ref, response_code, outcome, detail, duration_ms, at) \
+                 SELECT 'bulk-' || i, 'checkCardEligibility', $1, 200, 'eligible', NULL, 3, {old} FROM {}",
+                series(CALLS)
+            ),
+            &[&card_ref],
+        )
+        .await;
+    app.fx
+        .sql(
+            &format!(
+                "INSERT INTO enrolments (correlation_id, card_ref, wallet_provider_id, state, created_at, updated_at) \
+                 SELECT 'bulk-' || i, $1, 'APPLE_PAY', 'started', {old}, {old} FROM {}",
+                series(ENROLMENTS)
+            ),
+            &[&card_ref],
+        )
+        .await;
+    eprintln!(
+        "loaded {CALLS} calls and {ENROLMENTS} enrolments in {:?}",
+        loaded.elapsed()
+    );
+    let client = reqwest::Client::new();
+    let url = app.gw.url("checkCardEligibility");
+    let body = serde_json::json!({"issuerCardRefId": card_ref, "walletProviderId": "APPLE_PAY"})
+        .to_string();
+    let call = |i: String| {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let resp = client
+                .post(&url)
+                .header("x-correlation-id", i)
+                .header("x-issuer-id", ISSUER_ID)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let _ = resp.bytes().await.unwrap();
+            started.elapsed()
+        }
+    };
+    let report = |what: &str, mut l: Vec<std::time::Duration>| {
+        l.sort();
+        let at = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
+        eprintln!(
+            "{what}: {} calls, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            l.len(),
+            at(0.50).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3,
+            l[l.len() - 1].as_secs_f64() * 1e3
+        );
+    };
+    // Warm-up, then without a purge.
+    for i in 0..200 {
+        call(format!("warm-{i}")).await;
+    }
+    let mut quiet = Vec::new();
+    for i in 0..2_000 {
+        quiet.push(call(format!("quiet-{i}")).await);
+    }
+    report("without a purge", quiet);
+    let store = app.gw.state.store.clone();
+    let config = app.gw.config.retention.clone();
+    let now = app.gw.state.clock.now_ms();
+    let started = std::time::Instant::now();
+    let purge = tokio::spawn(async move { retention::purge(&store, &config, now, false).await });
+    let mut busy = Vec::new();
+    let mut i = 0;
+    while !purge.is_finished() {
+        busy.push(call(format!("busy-{i}")).await);
+        i += 1;
+    }
+    let took = started.elapsed();
+    let purged = purge.await.unwrap().unwrap();
+    eprintln!(
+        "purge: {} rows in {:?} ({:?})",
+        purged.total(),
+        took,
+        counts(&purged)
+    );
+    report("during the purge", busy);
+    app.gw.stop().await;
+}
