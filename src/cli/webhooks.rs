@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum WebhooksCommand {
-    /// Print a new signing secret for a [[webhooks]] entry: whsec_ + base64 of 32 random bytes.
+    /// Print a new signing secret for a `[[webhooks]]` entry: whsec_ + base64 of 32 random bytes.
     ///
     /// Put it in the entry's `secret` (or first in `secrets = [new, old]` during a rotation: every
     /// secret listed signs, so the receiver may switch at its own pace) and give the same value
