@@ -258,7 +258,7 @@ pub struct EndpointStats {
 
 const CLAIM_SQLITE: &str = "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $2, updated_at = $1 \
      WHERE id IN (SELECT d.id FROM webhook_deliveries d WHERE d.state = 'waiting' AND d.next_attempt_at <= $1 \
-       AND d.endpoint IN (SELECT name FROM webhook_endpoints) \
+       AND d.endpoint = $4 \
        AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = d.endpoint AND p.card_ref = d.card_ref \
          AND p.state = 'waiting' AND p.id < d.id) \
        ORDER BY d.id LIMIT $3) \
@@ -267,7 +267,7 @@ const CLAIM_SQLITE: &str = "UPDATE webhook_deliveries SET attempts = attempts + 
 /// PostgreSQL: `FOR UPDATE SKIP LOCKED`, so that instances claiming at once take different
 /// deliveries; a row another claim updated meanwhile is checked again (no longer due) and left.
 const CLAIM_POSTGRES: &str = "WITH due AS (SELECT d.id FROM webhook_deliveries d WHERE d.state = 'waiting' AND d.next_attempt_at <= $1 \
-       AND d.endpoint IN (SELECT name FROM webhook_endpoints) \
+       AND d.endpoint = $4 \
        AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = d.endpoint AND p.card_ref = d.card_ref \
          AND p.state = 'waiting' AND p.id < d.id) \
        ORDER BY d.id LIMIT $3 FOR UPDATE OF d SKIP LOCKED) \
@@ -316,10 +316,11 @@ impl Store {
         })
     }
 
-    /// Claims up to `limit` due deliveries, each the head of its card's queue at its endpoint,
-    /// and pushes their next attempt to `lease_until`. Oldest first.
+    /// Claims up to `limit` due deliveries to `endpoint`, each the head of its card's queue
+    /// there, and pushes their next attempt to `lease_until`. Oldest first.
     pub async fn claim_deliveries(
         &self,
+        endpoint: &str,
         now: Millis,
         lease_until: Millis,
         limit: i64,
@@ -333,6 +334,7 @@ impl Store {
                 .bind(now)
                 .bind(lease_until)
                 .bind(limit)
+                .bind(endpoint)
                 .fetch_all(pool)
                 .await?;
             let mut claimed = Vec::with_capacity(rows.len());
@@ -519,5 +521,37 @@ impl Store {
             }
             Ok(stats)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_type_timestamp_and_data_with_the_card() {
+        let body = event_body(
+            "otp.sent",
+            Millis(1_767_225_600_123),
+            "cr-1",
+            Some("0123"),
+            serde_json::json!({"channel": "sms"}),
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["type"], "otp.sent");
+        assert_eq!(v["timestamp"], "2026-01-01T00:00:00.123Z");
+        assert_eq!(
+            v["data"],
+            serde_json::json!({"channel": "sms", "issuerCardRefId": "cr-1", "last4": "0123"})
+        );
+    }
+
+    #[test]
+    fn message_ids_are_letters_only_and_differ() {
+        let (a, b) = (new_message_id(), new_message_id());
+        assert_ne!(a, b);
+        assert!(a.starts_with("msg_") && a.len() == 28);
+        let letters = a.strip_prefix("msg_").unwrap();
+        assert!(letters.chars().all(|c| c.is_ascii_lowercase()));
     }
 }

@@ -1,7 +1,8 @@
 //! The sender: claims due deliveries (each the head of its card's queue at its endpoint), posts
 //! them signed, records what each attempt came to. Runs in every `serve` instance with
-//! `[[webhooks]]` configured; instances sharing one PostgreSQL database never take the same
-//! attempt (claims with a lease, `FOR UPDATE SKIP LOCKED`).
+//! `[[webhooks]]` configured, one loop per endpoint (a receiver that is slow or down delays
+//! only its own events); instances sharing one PostgreSQL database never take the same attempt
+//! (claims with a lease, `FOR UPDATE SKIP LOCKED`).
 
 use super::signing;
 use crate::clock::Clock;
@@ -9,7 +10,6 @@ use crate::config::WebhookConfig;
 use crate::domain::Millis;
 use crate::domain::lifecycle::backoff_ms;
 use crate::store::{ClaimedDelivery, DeliveryVerdict, Store};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,13 +26,12 @@ struct Endpoint {
     client: reqwest::Client,
 }
 
-/// The webhook sender of one instance.
+/// The webhook sender of one instance: a loop per endpoint.
 #[derive(Clone)]
 pub struct Sender {
     store: Store,
-    endpoints: Arc<HashMap<String, Endpoint>>,
+    endpoints: Vec<Arc<Endpoint>>,
     clock: Clock,
-    lease_ms: i64,
 }
 
 /// What one attempt came to.
@@ -63,7 +62,7 @@ impl Sender {
         if hooks.is_empty() {
             return Ok(None);
         }
-        let mut endpoints = HashMap::new();
+        let mut endpoints = Vec::new();
         for h in hooks {
             let timeout = Duration::from_millis(h.timeout_ms);
             let client = reqwest::Client::builder()
@@ -74,36 +73,49 @@ impl Sender {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| anyhow::anyhow!("webhooks ({}): HTTP client: {e}", h.name))?;
-            endpoints.insert(
-                h.name.clone(),
-                Endpoint {
-                    config: h.clone(),
-                    client,
-                },
-            );
+            endpoints.push(Arc::new(Endpoint {
+                config: h.clone(),
+                client,
+            }));
         }
-        let longest = hooks.iter().map(|h| h.timeout_ms).max().unwrap_or(0);
         Ok(Some(Sender {
             store,
-            endpoints: Arc::new(endpoints),
+            endpoints,
             clock,
-            lease_ms: i64::try_from(longest).unwrap_or(i64::MAX / 2) + LEASE_MARGIN_MS,
         }))
     }
 
-    /// Delivers until `stop` turns true; the attempts in flight then finish (each within its
-    /// entry's `timeout_ms`) before this returns.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// Delivers until `stop` turns true, a loop per endpoint; the attempts in flight then
+    /// finish (each within its entry's `timeout_ms`) before this returns.
+    pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
+        let mut loops = tokio::task::JoinSet::new();
+        for endpoint in &self.endpoints {
+            loops.spawn(self.clone().run_endpoint(endpoint.clone(), stop.clone()));
+        }
+        while loops.join_next().await.is_some() {}
+    }
+
+    async fn run_endpoint(
+        self,
+        endpoint: Arc<Endpoint>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let lease_ms =
+            i64::try_from(endpoint.config.timeout_ms).unwrap_or(i64::MAX / 2) + LEASE_MARGIN_MS;
         loop {
             if *stop.borrow() {
                 return;
             }
             let now = self.clock.now_ms();
-            let lease = Millis(now.0 + self.lease_ms);
-            let claimed = match self.store.claim_deliveries(now, lease, BATCH).await {
+            let lease = Millis(now.0 + lease_ms);
+            let claimed = match self
+                .store
+                .claim_deliveries(&endpoint.config.name, now, lease, BATCH)
+                .await
+            {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::error!(error = %e, "webhook sender: cannot claim deliveries");
+                    tracing::error!(endpoint = %endpoint.config.name, error = %e, "webhook sender: cannot claim deliveries");
                     Vec::new()
                 }
             };
@@ -116,20 +128,15 @@ impl Sender {
             }
             let mut inflight = tokio::task::JoinSet::new();
             for d in claimed {
-                let me = self.clone();
-                inflight.spawn(async move { me.attempt(d).await });
+                let (me, endpoint) = (self.clone(), endpoint.clone());
+                inflight.spawn(async move { me.attempt(&endpoint, d).await });
             }
             while inflight.join_next().await.is_some() {}
         }
     }
 
     /// One attempt of a claimed delivery, recorded.
-    async fn attempt(&self, d: ClaimedDelivery) {
-        let Some(endpoint) = self.endpoints.get(&d.endpoint) else {
-            // Another instance configures an endpoint this one does not: its lease runs out
-            // and that instance takes it.
-            return;
-        };
+    async fn attempt(&self, endpoint: &Endpoint, d: ClaimedDelivery) {
         let outcome = self.post(endpoint, &d).await;
         let at = self.clock.now_ms();
         let verdict = if outcome.kind == "delivered" {
@@ -244,7 +251,7 @@ pub fn start(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let sender = sender?;
-    for e in sender.endpoints.values() {
+    for e in &sender.endpoints {
         if e.config.url.trim().starts_with("http://") {
             tracing::warn!(endpoint = %e.config.name, "webhooks: plain http:// (allow_http): for a receiver on the same host only");
         }
