@@ -745,3 +745,56 @@ async fn sigkill_loses_no_event() {
     }
     served.stop();
 }
+
+/// `webhooks new-secret` prints a secret the configuration and the official library accept, a
+/// new one each time; `--help` says what to do with it.
+#[test]
+fn new_secret_prints_a_usable_secret() {
+    let run = || {
+        let out = bin().args(["webhooks", "new-secret"]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (a, b) = (run(), run());
+    assert_ne!(a, b);
+    assert!(a.starts_with("whsec_"), "{a}");
+    assert_eq!(SigningKey::from_secret(&a).unwrap().bytes().len(), 32);
+    assert!(standardwebhooks::Webhook::new(&a).is_ok());
+    for args in [
+        vec!["webhooks", "--help"],
+        vec!["webhooks", "new-secret", "--help"],
+    ] {
+        let out = bin().args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage") && text.contains("secret"), "{text}");
+    }
+}
+
+/// `serve` refuses a `[[webhooks]]` entry it cannot use, naming the entry and the key, and
+/// never quoting a secret.
+#[test]
+fn serve_refuses_a_bad_entry_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = keyed_config(dir.path());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[webhooks]]\nname = \"core\"\nurl = \"http://events.bank.example/tsh\"\nsecret = \"whsec_c2hvcnQ=\"\nevents = [\"otp.lost\"]\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "webhooks[0].url: must be https://",
+        "webhooks[0].secret: holds 5 bytes",
+        "webhooks[0].events: 'otp.lost' is not an event type",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle} in {stderr}");
+    }
+    assert!(!stderr.contains("c2hvcnQ"), "the secret is never quoted");
+}
