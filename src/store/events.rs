@@ -8,13 +8,30 @@
 //! moves `next_attempt_at` beyond the attempt's deadline, so that no other claim (another
 //! instance, or this one after a restart) takes the same attempt while it may still run.
 //!
+//! A delivery made while an earlier one of its card waits at its endpoint is *parked*
+//! (`next_attempt_at` = [`PARKED`]) and unparked, due at once, in the transaction that finishes
+//! the one before it: a receiver that is down leaves one due delivery per card to look at, not
+//! the whole backlog at every poll (on SQLite the claim holds the writer while it looks). The
+//! writes that park and unpark a card's deliveries take the card's event lock (PostgreSQL), so
+//! that none parks behind a delivery finishing at the same moment, and a card's events get their
+//! ids in the order of their commits.
+//!
 //! An event is written only when some configured endpoint takes its type (the table
 //! `webhook_endpoints`, written at start from `[[webhooks]]`): without webhooks, nothing grows.
 
-use super::{Backend, Store, StoreError};
+use super::operations::BeginWrite;
+use super::{Backend, LockKey, Store, StoreError};
 use crate::domain::Millis;
 use serde::Serialize;
 use sqlx::Row;
+
+/// The `next_attempt_at` of a parked delivery (one that waits for an earlier one of its card).
+pub const PARKED: Millis = Millis(i64::MAX);
+
+/// The advisory lock of a card's webhook events (PostgreSQL).
+pub fn card_lock(card_ref: &str) -> String {
+    format!("webhook-card:{card_ref}")
+}
 
 /// A new message id (the `webhook-id` header): `msg_` and 24 random lowercase letters (no
 /// digits, so that it can never look like a card number).
@@ -70,6 +87,7 @@ macro_rules! emit_event_in {
         if takers > 0 {
             let card_ref: &str = $card_ref;
             let at: $crate::domain::Millis = $at;
+            $tx.lock_key(&$crate::store::events::card_lock(card_ref)).await?;
             let last4: Option<(String,)> =
                 sqlx::query_as("SELECT last4 FROM cards WHERE card_ref = $1")
                     .bind(card_ref)
@@ -98,13 +116,17 @@ macro_rules! emit_event_in {
             sqlx::query(
                 "INSERT INTO webhook_deliveries (event_id, endpoint, card_ref, state, attempts, next_attempt_at, \
                  queued_at, created_at, updated_at) \
-                 SELECT $1, name, $2, 'waiting', 0, $3, $3, $3, $3 FROM webhook_endpoints \
+                 SELECT $1, name, $2, 'waiting', 0, \
+                 CASE WHEN EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = webhook_endpoints.name \
+                   AND p.card_ref = $2 AND p.state = 'waiting') THEN $5 ELSE $3 END, \
+                 $3, $3, $3 FROM webhook_endpoints \
                  WHERE events = '*' OR events LIKE $4",
             )
             .bind(event_id)
             .bind(card_ref)
             .bind(at)
             .bind(format!("%,{event_type},%"))
+            .bind($crate::store::events::PARKED)
             .execute(&mut *$tx)
             .await?;
         }
@@ -224,7 +246,10 @@ pub struct DeliveryRow {
     pub endpoint: String,
     pub state: String,
     pub attempts: i64,
-    pub next_attempt_at: Millis,
+    /// When it is tried next (`None` while parked, or once finished: see `state`).
+    pub next_attempt_at: Option<Millis>,
+    /// Waiting for an earlier event of its card to be delivered (or dead-lettered) first.
+    pub parked: bool,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
     pub created_at: Millis,
@@ -274,8 +299,10 @@ const CLAIM_POSTGRES: &str = "WITH due AS (SELECT d.id FROM webhook_deliveries d
      UPDATE webhook_deliveries w SET attempts = w.attempts + 1, next_attempt_at = $2, updated_at = $1 \
      FROM due WHERE w.id = due.id RETURNING w.id, w.event_id, w.endpoint, w.card_ref, w.attempts, w.queued_at";
 
+/// (`9223372036854775807` is [`PARKED`].)
 const DELIVERY_SELECT: &str = "SELECT e.message_id, e.type AS event_type, d.card_ref, d.endpoint, d.state, d.attempts, \
-     d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.delivered_at, d.finished_at \
+     CASE WHEN d.next_attempt_at = 9223372036854775807 THEN NULL ELSE d.next_attempt_at END AS next_attempt_at, \
+     (d.next_attempt_at = 9223372036854775807) AS parked, d.last_status, d.last_error, d.created_at, d.delivered_at, d.finished_at \
      FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id";
 
 impl Store {
@@ -288,7 +315,7 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM webhook_endpoints")
                 .fetch_all(&mut *tx)
                 .await?;
@@ -361,11 +388,14 @@ impl Store {
         })
     }
 
-    /// Records what attempt number `attempt` of delivery `id` came to. Changes the delivery
-    /// only if it is still that attempt's (not redelivered or claimed again meanwhile).
+    /// Records what attempt number `attempt` of delivery `id` (of card `card_ref`) came to.
+    /// Changes the delivery only if it is still that attempt's (not redelivered or claimed again
+    /// meanwhile); one that is delivered or dead unparks the card's next delivery.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_delivery(
         &self,
         id: i64,
+        card_ref: &str,
         attempt: i64,
         at: Millis,
         status: Option<u16>,
@@ -381,6 +411,8 @@ impl Store {
             DeliveryVerdict::Retry { next, .. } => ("waiting", next),
         };
         with_pool!(self, write, |pool| {
+            let mut tx = pool.begin_write().await?;
+            tx.lock_key(&card_lock(card_ref)).await?;
             let changed = sqlx::query(
                 "UPDATE webhook_deliveries SET state = $3, next_attempt_at = $4, last_status = $5, last_error = $6, \
                  updated_at = $7, delivered_at = CASE WHEN $3 = 'delivered' THEN $7 ELSE delivered_at END, \
@@ -394,10 +426,41 @@ impl Store {
             .bind(status.map(i64::from))
             .bind(error)
             .bind(at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+            if changed == 1 && state != "waiting" {
+                // The card's next delivery at this endpoint, parked behind this one, is due now.
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE next_attempt_at = $3 AND id = \
+                     (SELECT MIN(n.id) FROM webhook_deliveries n JOIN webhook_deliveries f \
+                      ON f.id = $1 AND n.endpoint = f.endpoint AND n.card_ref = f.card_ref WHERE n.state = 'waiting')",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(PARKED)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
             Ok(changed == 1)
+        })
+    }
+
+    /// Makes due every parked delivery with no earlier one of its card waiting (at start: a
+    /// safety net; the transactions that finish deliveries unpark the next one themselves).
+    pub async fn unpark_webhook_heads(&self, now: Millis) -> Result<u64, StoreError> {
+        with_pool!(self, write, |pool| {
+            Ok(sqlx::query(
+                "UPDATE webhook_deliveries SET next_attempt_at = $1 WHERE state = 'waiting' AND next_attempt_at = $2 \
+                 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint = webhook_deliveries.endpoint \
+                 AND p.card_ref = webhook_deliveries.card_ref AND p.state = 'waiting' AND p.id < webhook_deliveries.id)",
+            )
+            .bind(now)
+            .bind(PARKED)
+            .execute(pool)
+            .await?
+            .rows_affected())
         })
     }
 
@@ -459,7 +522,7 @@ impl Store {
         now: Millis,
     ) -> Result<Option<u64>, StoreError> {
         with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let found: Option<(i64,)> =
                 sqlx::query_as("SELECT id FROM webhook_events WHERE message_id = $1")
                     .bind(message_id)

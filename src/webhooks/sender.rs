@@ -88,6 +88,14 @@ impl Sender {
     /// Delivers until `stop` turns true, a loop per endpoint; the attempts in flight then
     /// finish (each within its entry's `timeout_ms`) before this returns.
     pub async fn run(self, stop: tokio::sync::watch::Receiver<bool>) {
+        match self.store.unpark_webhook_heads(self.clock.now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                deliveries = n,
+                "webhooks: deliveries left parked with nothing before them are due now"
+            ),
+            Err(e) => tracing::error!(error = %e, "webhooks: cannot check the parked deliveries"),
+        }
         let mut loops = tokio::task::JoinSet::new();
         for endpoint in &self.endpoints {
             loops.spawn(self.clone().run_endpoint(endpoint.clone(), stop.clone()));
@@ -164,6 +172,7 @@ impl Sender {
             .store
             .finish_delivery(
                 d.id,
+                &d.card_ref,
                 d.attempts,
                 at,
                 outcome.status,

@@ -339,6 +339,11 @@ async fn every_event_type_arrives_once_in_order_after_the_receiver_was_down(back
     .await;
     let waiting = deliveries(&app.gw, "waiting").await;
     assert_eq!(waiting.len(), 6, "{waiting:?}");
+    // The head waits for its next attempt; the five behind it are parked (not looked at by the
+    // sender until the head is delivered).
+    let parked: Vec<bool> = waiting.iter().rev().map(|d| d["parked"] == true).collect();
+    assert_eq!(parked, [false, true, true, true, true, true], "{waiting:?}");
+    assert!(waiting[0]["nextAttemptAt"].is_null());
     assert!(receiver.got().iter().all(|g| g.answered == 503));
     assert!(
         receiver
