@@ -26,10 +26,11 @@ pub struct WebhookConfig {
     pub name: String,
     pub url: String,
     pub allow_http: bool,
-    /// The signing keys (the secrets' decoded bytes), newest first: every one signs.
-    #[serde(skip)]
+    /// The signing keys (the secrets' decoded bytes), newest first: every one signs. Printed
+    /// as `secrets = ["[redacted]", ...]`.
+    #[serde(rename = "secrets", serialize_with = "redacted")]
     pub keys: Vec<SigningKey>,
-    /// The event types it takes; empty means every type (`["*"]`).
+    /// The event types it takes: `["*"]` (or empty) for every type.
     pub events: Vec<String>,
     pub timeout_ms: u64,
     pub give_up_after_minutes: u32,
@@ -56,15 +57,23 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+fn redacted<S: serde::Serializer>(keys: &[SigningKey], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(keys.iter().map(|_| "[redacted]"))
+}
+
 impl WebhookConfig {
+    fn every_type(&self) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == "*")
+    }
+
     /// Whether this endpoint takes events of type `ty`.
     pub fn takes(&self, ty: &str) -> bool {
-        self.events.is_empty() || self.events.iter().any(|e| e == ty)
+        self.every_type() || self.events.iter().any(|e| e == ty)
     }
 
     /// The filter as the store keeps it: `*`, or the types between commas.
     pub fn events_filter(&self) -> String {
-        if self.events.is_empty() {
+        if self.every_type() {
             "*".into()
         } else {
             format!(",{},", self.events.join(","))
@@ -165,7 +174,7 @@ impl WebhookFile {
                     at("events")
                 ));
             }
-            Vec::new()
+            vec!["*".into()]
         } else {
             if self.events.is_empty() {
                 p.push(format!(
@@ -292,6 +301,10 @@ mod tests {
         assert_eq!(h.keys.len(), 1);
         assert_eq!(h.events_filter(), "*");
         assert_eq!(format!("{:?}", h.keys), "[[redacted]]");
+        let printed = toml::to_string(h).unwrap();
+        assert!(printed.contains("secrets = [\"[redacted]\"]"), "{printed}");
+        assert!(printed.contains("events = [\"*\"]"), "{printed}");
+        assert!(!printed.contains("MfKQ"), "{printed}");
     }
 
     #[test]
