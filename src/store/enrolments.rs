@@ -132,10 +132,7 @@ macro_rules! record_decision_in {
                     .execute(&mut *$tx)
                     .await?;
             }
-            emit_event_in!($tx, "enrolment.decided", call.card_ref.unwrap_or_default(), call.at, serde_json::json!({
-                "correlationId": call.correlation_id, "walletProviderId": call.wallet, "decision": &d.decision, "rule": &d.rule,
-                "methods": d.methods.iter().map(|m| serde_json::json!({"id": &m.method_id, "type": &m.method_type, "channel": m.channel.as_str(), "value": &m.masked_value})).collect::<Vec<_>>(),
-            }));
+            emit_decision_event_in!($tx, call, d);
             insert_call!($tx, call);
             Ok::<(), StoreError>(())
         }

@@ -133,6 +133,68 @@ macro_rules! emit_event_in {
     }};
 }
 
+/// `enrolment.decided` for the decision `$d` of call `$call`, in transaction `$tx`: the
+/// decision, its rule and the methods offered (masked values).
+macro_rules! emit_decision_event_in {
+    ($tx:ident, $call:expr, $d:expr) => {{
+        let (call, d) = ($call, $d);
+        emit_event_in!($tx, "enrolment.decided", call.card_ref.unwrap_or_default(), call.at, {
+            let methods: Vec<serde_json::Value> = d
+                .methods
+                .iter()
+                .map(|m| {
+                    serde_json::json!({"id": &m.method_id, "type": &m.method_type,
+                        "channel": m.channel.as_str(), "value": &m.masked_value})
+                })
+                .collect();
+            serde_json::json!({
+                "correlationId": call.correlation_id,
+                "walletProviderId": call.wallet,
+                "decision": &d.decision,
+                "rule": &d.rule,
+                "methods": methods,
+            })
+        });
+    }};
+}
+
+/// `token.state_changed` for the notice `$n` of call `$call`, in transaction `$tx`, when it
+/// changed the token's state (`$before` -> `$after`).
+macro_rules! emit_token_event_in {
+    ($tx:ident, $call:expr, $n:expr, $before:expr, $after:expr) => {{
+        let (call, n): (&$crate::store::CallRecord<'_>, &$crate::store::NoticeRecord) = ($call, $n);
+        let (before, after): (&Option<String>, &String) = ($before, $after);
+        if before.as_deref() != Some(after.as_str()) {
+            emit_event_in!($tx, "token.state_changed", &n.card_ref, call.at, {
+                serde_json::json!({
+                    "virtualCardId": &n.virtual_card_id,
+                    "walletProviderId": &n.wallet_provider_id,
+                    "tokenStorageId": &n.token_storage_id,
+                    "action": n.action.as_str(),
+                    "source": &n.source,
+                    "stateBefore": before,
+                    "stateAfter": after,
+                    "correlationId": call.correlation_id,
+                })
+            });
+        }
+    }};
+}
+
+/// `card.status_changed` for card `$card_ref` going from `$old` to `$new`, in transaction
+/// `$tx`, with the life-cycle operations the change made (`$made`, their labels).
+macro_rules! emit_status_event_in {
+    ($tx:ident, $card_ref:expr, $old:expr, $new:expr, $now:expr, $made:expr) => {{
+        let (old, new): ($crate::domain::CardStatus, $crate::domain::CardStatus) = ($old, $new);
+        if old != new {
+            let made: &Vec<String> = $made;
+            emit_event_in!($tx, "card.status_changed", $card_ref, $now, {
+                serde_json::json!({"statusBefore": old.as_str(), "statusAfter": new.as_str(), "operations": made})
+            });
+        }
+    }};
+}
+
 /// `otp.sent` (accepted by the provider) or `otp.failed` (anything else) for the claimed send
 /// `$id`, in transaction `$tx`: channel, method and masked destination, never the OTP.
 macro_rules! emit_send_event_in {

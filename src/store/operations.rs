@@ -283,9 +283,7 @@ macro_rules! status_change_operations {
                     .await?;
             }
         }
-        if $old != $new {
-            emit_event_in!($tx, "card.status_changed", card_ref, now, serde_json::json!({"statusBefore": $old.as_str(), "statusAfter": $new.as_str(), "operations": &made}));
-        }
+        emit_status_event_in!($tx, card_ref, $old, $new, now, &made);
         made
     }};
 }

@@ -146,9 +146,7 @@ macro_rules! apply_notice_in {
             .bind(!failed && matches!(n.action, crate::domain::Action::Update))
             .execute(&mut *$tx)
             .await?;
-            if before.as_deref() != Some(after.as_str()) {
-                emit_event_in!($tx, "token.state_changed", &n.card_ref, call.at, serde_json::json!({"virtualCardId": &n.virtual_card_id, "walletProviderId": &n.wallet_provider_id, "tokenStorageId": &n.token_storage_id, "action": n.action.as_str(), "source": &n.source, "stateBefore": &before, "stateAfter": &after, "correlationId": call.correlation_id}));
-            }
+            emit_token_event_in!($tx, call, n, &before, &after);
             upsert_enrolment!($tx, call);
             // The life-cycle operation this notice answers, if any, is confirmed.
             confirm_operation!(
