@@ -33,6 +33,8 @@ pub struct Application {
     app_listener: Option<crate::app_api::Listener>,
     /// Sends the life-cycle operations to TSH; `None` while `tsh.base_url` is unset.
     sender: Option<crate::lifecycle::Sender>,
+    /// Delivers the webhook events; `None` without `[[webhooks]]`.
+    webhooks: Option<crate::webhooks::Sender>,
 }
 
 impl Application {
@@ -82,6 +84,8 @@ impl Application {
             &config.issuer.id,
             clock.clone(),
         )?;
+        let webhooks =
+            crate::webhooks::Sender::new(store.clone(), &config.webhooks, clock.clone()).await?;
         let delivery = Delivery::from_config(&config)?;
         let sim_swap = crate::controls::sim_swap::SimSwap::from_config(&config.sim_swap)
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -120,6 +124,7 @@ impl Application {
             admin_listener,
             app_listener,
             sender,
+            webhooks,
         })
     }
 
@@ -237,6 +242,7 @@ impl Application {
         ));
         let sender_task = crate::lifecycle::sender::start(&state, self.sender, rx.clone()).await;
         let notice_task = crate::notices::start(state.clone(), rx.clone());
+        let webhook_task = crate::webhooks::sender::start(self.webhooks, rx.clone());
         shutdown.await;
         tracing::info!("shutting down: draining in-flight calls");
         let _ = tx.send(true);
@@ -249,6 +255,9 @@ impl Application {
             let _ = purge_task.await;
             let _ = notice_task.await;
             if let Some(t) = sender_task {
+                let _ = t.await;
+            }
+            if let Some(t) = webhook_task {
                 let _ = t.await;
             }
         })

@@ -34,6 +34,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod tsh;
+pub mod webhooks;
 
 /// Installs the process-wide TLS crypto provider (aws-lc-rs) once. Every TLS client or server
 /// (the SMS gateway client, SMTP, the simulator) calls this before building its configuration.

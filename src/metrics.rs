@@ -40,6 +40,14 @@ fn describe() {
         "calls' writes those transactions held"
     );
     metrics::describe_counter!(
+        "issuer_gateway_webhook_deliveries_total",
+        "webhook attempts by endpoint and outcome (delivered, failed: retried later, dead: given up)"
+    );
+    metrics::describe_gauge!(
+        "issuer_gateway_webhook_lag_seconds",
+        "how long the oldest waiting webhook delivery of the endpoint has waited"
+    );
+    metrics::describe_counter!(
         "issuer_gateway_purged_rows_total",
         "rows removed by the retention purge, by table"
     );
@@ -300,4 +308,18 @@ pub fn record_operation_stats(stats: &crate::store::OperationStats) {
         .set(stats.unconfirmed as f64);
     metrics::gauge!("issuer_gateway_lifecycle_oldest_waiting_seconds")
         .set(stats.oldest_waiting_ms as f64 / 1000.0);
+}
+
+/// The webhook deliveries, read when the metrics are, per endpoint: waiting, dead-lettered, and
+/// the lag (how long the oldest waiting delivery has waited). Delivered and failed attempts are
+/// counted as they happen (`issuer_gateway_webhook_deliveries_total`).
+pub fn record_webhook_stats(stats: &[crate::store::EndpointStats]) {
+    for s in stats {
+        let e = s.endpoint.clone();
+        metrics::gauge!("issuer_gateway_webhook_waiting", "endpoint" => e.clone())
+            .set(s.waiting as f64);
+        metrics::gauge!("issuer_gateway_webhook_dead", "endpoint" => e.clone()).set(s.dead as f64);
+        metrics::gauge!("issuer_gateway_webhook_lag_seconds", "endpoint" => e)
+            .set(s.lag_ms as f64 / 1000.0);
+    }
 }

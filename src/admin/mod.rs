@@ -14,11 +14,13 @@
 //! | `GET /enrolments?stuck[_after_minutes=N]` | enrolments answered yellow, not activated |
 //! | `POST /cards/{ref}/token-actions`, `POST /devices/{tokenStorageId}/token-actions` | operators' token actions (see `operations.rs`) |
 //! | `GET /operations[?state=...]`, `GET /operations/{id}`, `POST /operations/{id}/cancel`, `/retry` | the life-cycle operation log |
+//! | `GET /webhooks/events`, `GET /webhooks/events/{id}`, `POST /webhooks/events/{id}/redeliver` | the webhook event log (see `webhooks.rs`) |
 //!
 //! Every answer is JSON and never holds a PAN, an OTP or an unmasked destination.
 
 mod operations;
 mod views;
+mod webhooks;
 
 use crate::state::SharedState;
 use axum::Router;
@@ -52,6 +54,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/operations/{id}", get(operations::one))
         .route("/operations/{id}/cancel", post(operations::cancel))
         .route("/operations/{id}/retry", post(operations::retry))
+        .route("/webhooks/events", get(webhooks::list))
+        .route("/webhooks/events/{id}", get(webhooks::one))
+        .route("/webhooks/events/{id}/redeliver", post(webhooks::redeliver))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
@@ -179,6 +184,7 @@ async fn health(State(state): State<SharedState>) -> Response {
         "backend": state.store.backend_name(),
         "pkcs7_keys": keys,
         "operations": operations::health_detail(&state).await,
+        "webhooks": webhooks::health_detail(&state).await,
         // Channels whose messages are written to files, not delivered (development only).
         "outbox_channels": state.delivery.outbox_channels().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         // Every delivery provider and its circuit breaker (closed, open, half_open).
@@ -221,6 +227,7 @@ async fn prometheus(State(state): State<SharedState>) -> Response {
     crate::metrics::record_breakers(&breakers);
     // The operation log's gauges, read now.
     let _ = operations::health_detail(&state).await;
+    let _ = webhooks::health_detail(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),

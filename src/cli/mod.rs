@@ -2,6 +2,7 @@
 
 pub mod policy;
 pub mod tokens;
+pub mod webhooks;
 
 use crate::config::{Config, ConfigErrors};
 use clap::builder::TypedValueParser;
@@ -56,10 +57,10 @@ pub enum Command {
     Simulate(Box<SimulateArgs>),
     /// Remove the records past their retention now (`serve` also does it every hour).
     ///
-    /// Removes, in small batches, the call records, OTP send records, enrolments and finished
-    /// life-cycle operations older than retention.calls_days, retention.sends_days,
-    /// retention.enrolments_days and retention.operations_days; tokens, cards and token events
-    /// are kept. Prints the count per table. On PostgreSQL, while another
+    /// Removes, in small batches, the call records, OTP send records, enrolments, finished
+    /// life-cycle operations and delivered webhook events older than retention.calls_days,
+    /// retention.sends_days, retention.enrolments_days, retention.operations_days and
+    /// retention.events_days; tokens, cards and token events are kept. Prints the count per table. On PostgreSQL, while another
     /// instance is purging, stops and says so.
     Purge {
         /// Configuration file (default: ./issuer-gateway.toml when present).
@@ -69,6 +70,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Webhooks to the bank's own systems: make a signing secret.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 #[derive(Debug, Args)]
@@ -395,6 +399,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        Command::Webhooks(cmd) => webhooks::run(cmd),
         Command::Purge { config, dry_run } => {
             let config = match load_config(config.as_deref()) {
                 Ok(c) => c,

@@ -29,6 +29,7 @@ mod sim_swap;
 mod sms;
 mod templates;
 mod tsh;
+mod webhooks;
 
 pub use admin::AdminConfig;
 pub use app_api::{AppApiConfig, AppTlsConfig};
@@ -50,6 +51,7 @@ pub use sim_swap::{SimSwapConfig, SimSwapOnError};
 pub use sms::{SmsConfig, SmsProvider};
 pub use templates::TemplatesConfig;
 pub use tsh::{FpanEncoding, TshConfig};
+pub use webhooks::{EVENT_TYPES, SigningKey, WebhookConfig, decode_secret, new_secret};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -115,6 +117,7 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app: Option<AppApiConfig>,
     pub notices: NoticesConfig,
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -142,6 +145,7 @@ struct ConfigFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     app: Option<app_api::AppFile>,
     notices: NoticesConfig,
+    webhooks: Vec<webhooks::WebhookFile>,
 }
 
 impl ConfigFile {
@@ -170,6 +174,7 @@ impl ConfigFile {
             tsh: self.tsh,
             app: self.app.map(|a| a.parse(&mut p)),
             notices: self.notices,
+            webhooks: webhooks::parse_all(self.webhooks, &mut p),
         };
         (config, p)
     }
@@ -301,6 +306,7 @@ impl Config {
             app.validate(&mut p);
         }
         self.notices.validate(&mut p);
+        webhooks::validate(&self.webhooks, &mut p);
         if self.server.require_real_channels {
             let outbox = [
                 ("sms.provider", self.sms.provider == SmsProvider::Outbox),

@@ -13,6 +13,9 @@ pub struct RetentionConfig {
     pub enrolments_days: u32,
     /// Finished life-cycle operations (confirmed, failed, refused, cancelled) and their attempts.
     pub operations_days: u32,
+    /// Webhook events delivered to every endpoint they went to (by their last delivery), with
+    /// those deliveries. Events still waiting or dead-lettered are kept.
+    pub events_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -22,6 +25,7 @@ impl Default for RetentionConfig {
             sends_days: 400,
             enrolments_days: 400,
             operations_days: 400,
+            events_days: 400,
         }
     }
 }
@@ -33,6 +37,7 @@ impl RetentionConfig {
             ("retention.sends_days", self.sends_days),
             ("retention.enrolments_days", self.enrolments_days),
             ("retention.operations_days", self.operations_days),
+            ("retention.events_days", self.events_days),
         ] {
             // At least a day: the rate limits count sends over windows of up to a day, and an
             // enrolment lives for minutes to hours.

@@ -139,6 +139,7 @@ macro_rules! record_decision_in {
                     .execute(&mut *$tx)
                     .await?;
             }
+            emit_decision_event_in!($tx, call, d);
             insert_call!($tx, call);
             Ok::<(), StoreError>(())
         }

@@ -247,6 +247,7 @@ impl Store {
                 "must start with sqlite:// or postgres://".into(),
             ));
         };
+        store.note_webhook_endpoints().await?;
         Ok(store)
     }
 
@@ -318,6 +319,8 @@ impl Store {
 // The write statements of each operation are macros of their table's file (used on a
 // transaction or a savepoint, by `Store::record` and by the group commit): declared first.
 #[macro_use]
+mod events;
+#[macro_use]
 mod cardholder_notices;
 #[macro_use]
 mod operations;
@@ -344,6 +347,7 @@ pub use cards::{CardRow, Keep, NewCard, UpdateCardSeal, Upserted};
 pub use enrolments::{
     CallRecord, CallRow, DecisionRecord, EnrolmentRow, MethodRecord, MethodRow, Write, Written,
 };
+pub use events::{ClaimedDelivery, DeliveryRow, DeliveryVerdict, EndpointStats, EventRow};
 pub use operations::{
     Attempt, AttemptRow, AttemptVerdict, NewOperation, OperationRow, OperationStats,
     new_correlation_id,

@@ -283,6 +283,7 @@ macro_rules! status_change_operations {
                     .await?;
             }
         }
+        emit_status_event_in!($tx, card_ref, $old, $new, now, &made);
         made
     }};
 }
@@ -437,7 +438,7 @@ impl Store {
             .bind(a.duration_ms)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
+            let changed = sqlx::query(
                 "UPDATE lifecycle_operations SET state = $3, next_attempt_at = $4, \
                  sent_at = COALESCE($5, sent_at), finished_at = COALESCE($6, finished_at), last_error = $7, \
                  fpan_details = CASE WHEN $3 = 'waiting' THEN fpan_details ELSE NULL END, updated_at = $8 \
@@ -452,7 +453,11 @@ impl Store {
             .bind(&a.error)
             .bind(a.at)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                emit_operation_failed_in!(tx, id, state, a.at, a.error.as_deref());
+            }
             tx.commit().await?;
             Ok(())
         })

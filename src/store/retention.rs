@@ -16,14 +16,18 @@ pub enum PurgeTable {
     Enrolments,
     /// Finished life-cycle operations (by when they finished), with their attempts.
     Operations,
+    /// Webhook events every delivery of which was delivered (by the last delivery), with
+    /// their deliveries.
+    Events,
 }
 
 impl PurgeTable {
-    pub const ALL: [PurgeTable; 4] = [
+    pub const ALL: [PurgeTable; 5] = [
         PurgeTable::Calls,
         PurgeTable::Sends,
         PurgeTable::Enrolments,
         PurgeTable::Operations,
+        PurgeTable::Events,
     ];
 
     pub fn name(self) -> &'static str {
@@ -32,6 +36,7 @@ impl PurgeTable {
             PurgeTable::Sends => "sends",
             PurgeTable::Enrolments => "enrolments",
             PurgeTable::Operations => "operations",
+            PurgeTable::Events => "events",
         }
     }
 
@@ -43,6 +48,11 @@ impl PurgeTable {
             PurgeTable::Operations => {
                 "SELECT COUNT(*) FROM lifecycle_operations WHERE finished_at < $1 \
                  AND state IN ('confirmed', 'failed', 'refused', 'cancelled')"
+            }
+            PurgeTable::Events => {
+                "SELECT COUNT(*) FROM webhook_events e WHERE e.created_at < $1 AND NOT EXISTS \
+                 (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id \
+                 AND (d.state <> 'delivered' OR d.finished_at >= $1))"
             }
         }
     }
@@ -79,6 +89,17 @@ impl PurgeTable {
                 "DELETE FROM lifecycle_operations WHERE id IN (SELECT id FROM lifecycle_operations \
                  WHERE finished_at < $1 AND state IN ('confirmed', 'failed', 'refused', 'cancelled') \
                  ORDER BY id LIMIT $2)",
+            ],
+            // An event goes once every delivery of it was delivered before the cutoff: its
+            // deliveries first, then the event (the same batch: the same condition and order;
+            // once its deliveries are gone, an event of the batch still meets it).
+            PurgeTable::Events => &[
+                "DELETE FROM webhook_deliveries WHERE event_id IN (SELECT e.id FROM webhook_events e \
+                 WHERE e.created_at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id \
+                 AND (d.state <> 'delivered' OR d.finished_at >= $1)) ORDER BY e.id LIMIT $2)",
+                "DELETE FROM webhook_events WHERE id IN (SELECT e.id FROM webhook_events e \
+                 WHERE e.created_at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id \
+                 AND (d.state <> 'delivered' OR d.finished_at >= $1)) ORDER BY e.id LIMIT $2)",
             ],
         }
     }

@@ -133,6 +133,7 @@ macro_rules! finish_send_in {
             .bind(&f.attempts)
             .execute(&mut *$tx)
             .await?;
+            emit_send_event_in!($tx, id, call, f.outcome);
             insert_call!($tx, call);
             Ok::<(), StoreError>(())
         }

@@ -169,6 +169,7 @@ macro_rules! apply_notice_in {
             .bind(!failed && matches!(n.action, crate::domain::Action::Update))
             .execute(&mut *$tx)
             .await?;
+            emit_token_event_in!($tx, call, n, &before, &after);
             upsert_enrolment!($tx, call);
             // The life-cycle operation this notice answers, if any, is confirmed.
             confirm_operation!(

@@ -36,3 +36,4 @@ mod sim_swap;
 mod templates;
 mod tls;
 mod vonage;
+mod webhooks;

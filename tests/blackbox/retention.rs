@@ -1,6 +1,8 @@
-//! Retention: the purge removes exactly the rows past their time (calls, sends, enrolments),
-//! keeps cards, tokens and token events, counts without removing on a dry run, works in
-//! batches, and leaves the TSH-facing calls answering while it runs.
+//! Retention: the purge removes exactly the rows past their time (calls, sends, enrolments,
+//! finished operations, delivered webhook events), keeps cards, tokens, token events and
+//! webhook events not delivered everywhere yet, counts without removing on a dry run, works in
+//! batches, and leaves the TSH-facing calls answering while it runs (and how fast: the ignored
+//! measurement below, whose figures docs/retention.md quotes).
 
 use crate::common::*;
 use crate::on_both_backends;
@@ -15,6 +17,22 @@ on_both_backends!(
 );
 
 const DAY_MS: i64 = 86_400_000;
+
+/// Polls `cond` (waits for what the test expects, or fails after 30 s).
+async fn wait_for<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
 
 fn counts(p: &retention::Purged) -> Vec<(&'static str, u64)> {
     p.tables.iter().map(|(t, n)| (t.name(), *n)).collect()
@@ -38,11 +56,21 @@ async fn enrol(app: &TestApp, cid: &str, vcid: &str) -> String {
 }
 
 async fn the_purge_removes_exactly_what_is_past_its_time(backend: Backend) {
+    use crate::webhooks::{Receiver, SECRET, hook};
+    // Webhooks: one receiver takes every event, another (down) only card status changes.
+    let up = Receiver::start(SECRET, true).await;
+    let down = Receiver::start(SECRET, false).await;
+    let (up_url, down_url) = (up.url.clone(), down.url.clone());
     let app = TestApp::spawn_with(backend, |c| {
         c.retention.calls_days = 30;
         c.retention.sends_days = 60;
         c.retention.enrolments_days = 30;
         c.retention.operations_days = 30;
+        c.retention.events_days = 30;
+        c.admin.token = issuer_gateway::config::Secret::new("retention-token");
+        let mut statuses = hook("statuses", &down_url, &[SECRET], 1440);
+        statuses.events = vec!["card.status_changed".into()];
+        c.webhooks = vec![hook("all", &up_url, &[SECRET], 1440), statuses];
     })
     .await;
     let store = &app.gw.state.store;
@@ -69,10 +97,39 @@ async fn the_purge_removes_exactly_what_is_past_its_time(backend: Backend) {
         .unwrap()
         .unwrap();
     assert!(done, "{cancelled:?}");
+    // A status change of another card: its event is delivered to `all`, never to `statuses`
+    // (down), so it is kept however old.
+    let other = crate::webhooks::pans(1).remove(0);
+    app.fx
+        .import(&format!(
+            "pan,exp,status,product_id,issuer_card_ref_id\n{other},1230,active,P1,ref-keep\n"
+        ))
+        .await;
+    let resp = reqwest::Client::new()
+        .patch(format!("http://{}/cards/ref-keep", app.gw.admin))
+        .bearer_auth("retention-token")
+        .json(&serde_json::json!({"status": "blocked"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let delivered = |n: usize| {
+        let store = store.clone();
+        async move {
+            store
+                .webhook_deliveries("delivered", "all", "", 1000)
+                .await
+                .unwrap()
+                .len()
+                == n
+        }
+    };
+    wait_for("the old events delivered", || delivered(4)).await;
     // 45 days later: the old enrolment's calls and the enrolment are past 30 days, its send
     // (60 days) is not.
     app.fx.clock_ms.fetch_add(45 * DAY_MS, Ordering::SeqCst);
     enrol(&app, "new-1", "vc-new-1").await;
+    wait_for("the new events delivered", || delivered(7)).await;
     let now = app.gw.state.clock.now_ms();
 
     let dry = retention::purge(store, &config, now, true).await.unwrap();
@@ -82,7 +139,8 @@ async fn the_purge_removes_exactly_what_is_past_its_time(backend: Backend) {
             ("calls", 4),
             ("sends", 0),
             ("enrolments", 1),
-            ("operations", 1)
+            ("operations", 1),
+            ("events", 3)
         ],
         "{dry:?}"
     );
@@ -108,6 +166,15 @@ async fn the_purge_removes_exactly_what_is_past_its_time(backend: Backend) {
     assert!(store.card_by_ref(&card_ref).await.unwrap().is_some());
     let tokens = store.tokens_of_card(&card_ref).await.unwrap();
     assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert_eq!(
+        store
+            .webhook_deliveries("", "", "", 1000)
+            .await
+            .unwrap()
+            .len(),
+        3 + 2,
+        "the new enrolment's three events and the status change's two deliveries"
+    );
 
     // 31 more days: the new enrolment's calls and the enrolment are past 30 days, the old send
     // past 60; a second purge finds nothing else.
@@ -120,10 +187,15 @@ async fn the_purge_removes_exactly_what_is_past_its_time(backend: Backend) {
             ("calls", 4),
             ("sends", 1),
             ("enrolments", 1),
-            ("operations", 0)
+            ("operations", 0),
+            ("events", 3)
         ],
         "{later:?}"
     );
+    // The status change's event, still waiting for `statuses`, is kept with its deliveries.
+    let kept = store.webhook_deliveries("", "", "", 1000).await.unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.iter().all(|d| d.event_type == "card.status_changed"));
     let again = retention::purge(store, &config, now, false).await.unwrap();
     assert_eq!(again.total(), 0, "{again:?}");
     assert_eq!(store.tokens_of_card(&card_ref).await.unwrap().len(), 2);
@@ -216,7 +288,7 @@ fn purge_dry_run_prints_the_count_per_table() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for table in ["calls", "sends", "enrolments", "operations"] {
+    for table in ["calls", "sends", "enrolments", "operations", "events"] {
         assert!(
             stdout
                 .lines()
@@ -226,4 +298,133 @@ fn purge_dry_run_prints_the_count_per_table() {
     }
     let help = bin().args(["purge", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("--dry-run"));
+}
+
+/// The measurement docs/retention.md quotes: eligibility latency (p50, p99, max) with and
+/// without a large purge running (200,000 call records and 100,000 enrolments past their
+/// time). Figures, not a pass mark: run on demand with
+/// `cargo test --release --test blackbox retention::purge_latency -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run on demand"]
+async fn purge_latency_sqlite() {
+    purge_latency(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run on demand"]
+async fn purge_latency_postgres() {
+    if let Some(b) = Backend::postgres() {
+        purge_latency(b).await;
+    }
+}
+
+async fn purge_latency(backend: Backend) {
+    const CALLS: i64 = 200_000;
+    const ENROLMENTS: i64 = 100_000;
+    let postgres = matches!(backend, Backend::Postgres(_));
+    let app = TestApp::spawn(backend).await;
+    let first = app
+        .tsh()
+        .check_eligibility("lat-0", ALICE.pan, ALICE.exp, "APPLE_PAY")
+        .await
+        .unwrap();
+    let card_ref = first.str("issuerCardRefId").unwrap().to_owned();
+    let old = app.gw.state.clock.now_ms().0 - 500 * DAY_MS;
+    let series = |n: i64| {
+        if postgres {
+            format!("generate_series(1, {n}) AS n(i)")
+        } else {
+            format!(
+                "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) SELECT i FROM n)"
+            )
+        }
+    };
+    let loaded = std::time::Instant::now();
+    app.fx
+        .sql(
+            &format!(
+                "INSERT INTO calls (correlation_id, operation, card_ref, response_code, outcome, detail, duration_ms, at) \
+                 SELECT 'bulk-' || i, 'checkCardEligibility', $1, 200, 'eligible', NULL, 3, {old} FROM {}",
+                series(CALLS)
+            ),
+            &[&card_ref],
+        )
+        .await;
+    app.fx
+        .sql(
+            &format!(
+                "INSERT INTO enrolments (correlation_id, card_ref, wallet_provider_id, state, created_at, updated_at) \
+                 SELECT 'bulk-' || i, $1, 'APPLE_PAY', 'started', {old}, {old} FROM {}",
+                series(ENROLMENTS)
+            ),
+            &[&card_ref],
+        )
+        .await;
+    eprintln!(
+        "loaded {CALLS} calls and {ENROLMENTS} enrolments in {:?}",
+        loaded.elapsed()
+    );
+    let client = reqwest::Client::new();
+    let url = app.gw.url("checkCardEligibility");
+    let body = serde_json::json!({"issuerCardRefId": card_ref, "walletProviderId": "APPLE_PAY"})
+        .to_string();
+    let call = |i: String| {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            let started = std::time::Instant::now();
+            let resp = client
+                .post(&url)
+                .header("x-correlation-id", i)
+                .header("x-issuer-id", ISSUER_ID)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let _ = resp.bytes().await.unwrap();
+            started.elapsed()
+        }
+    };
+    let report = |what: &str, mut l: Vec<std::time::Duration>| {
+        l.sort();
+        let at = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
+        eprintln!(
+            "{what}: {} calls, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            l.len(),
+            at(0.50).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3,
+            l[l.len() - 1].as_secs_f64() * 1e3
+        );
+    };
+    // Warm-up, then without a purge.
+    for i in 0..200 {
+        call(format!("warm-{i}")).await;
+    }
+    let mut quiet = Vec::new();
+    for i in 0..2_000 {
+        quiet.push(call(format!("quiet-{i}")).await);
+    }
+    report("without a purge", quiet);
+    let store = app.gw.state.store.clone();
+    let config = app.gw.config.retention.clone();
+    let now = app.gw.state.clock.now_ms();
+    let started = std::time::Instant::now();
+    let purge = tokio::spawn(async move { retention::purge(&store, &config, now, false).await });
+    let mut busy = Vec::new();
+    let mut i = 0;
+    while !purge.is_finished() {
+        busy.push(call(format!("busy-{i}")).await);
+        i += 1;
+    }
+    let took = started.elapsed();
+    let purged = purge.await.unwrap().unwrap();
+    eprintln!(
+        "purge: {} rows in {:?} ({:?})",
+        purged.total(),
+        took,
+        counts(&purged)
+    );
+    report("during the purge", busy);
+    app.gw.stop().await;
 }
