@@ -27,6 +27,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Application {
     state: SharedState,
     tls: Option<crate::tls::Reloadable>,
+    /// TLS on the admin listener (`admin.tls`), reloaded on SIGHUP with the other.
+    admin_tls: Option<crate::tls::Reloadable>,
     api_listener: TcpListener,
     admin_listener: TcpListener,
     /// Sends the life-cycle operations to TSH; `None` while `tsh.base_url` is unset.
@@ -90,6 +92,13 @@ impl Application {
             }
             None => None,
         };
+        let admin_tls = match &config.admin.tls {
+            Some(files) => Some(
+                crate::tls::Reloadable::of(crate::tls::TlsFiles::admin(files))
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            None => None,
+        };
         let api_listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
@@ -110,6 +119,7 @@ impl Application {
         Ok(Application {
             state,
             tls,
+            admin_tls,
             api_listener,
             admin_listener,
             sender,
@@ -182,7 +192,7 @@ impl Application {
         );
         let (tx, rx) = tokio::sync::watch::channel(false);
         tracing::info!(api = %self.api_addr(), admin = %self.admin_addr(), backend = state.store.backend_name(), "issuer-gateway listening");
-        spawn_reload_on_sighup(self.tls.clone());
+        spawn_reload_on_sighup(self.tls.iter().chain(&self.admin_tls).cloned().collect());
         let api_task = tokio::spawn(crate::serve::serve(
             self.api_listener,
             self.tls.clone(),
@@ -193,7 +203,7 @@ impl Application {
         ));
         let admin_task = tokio::spawn(crate::serve::serve(
             self.admin_listener,
-            None,
+            self.admin_tls.clone(),
             admin,
             crate::serve::Limits::admin(&state.config),
             "admin",
@@ -318,7 +328,7 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
 
 /// Reloads the TLS files on every SIGHUP (Unix); a failed reload keeps the running files.
 /// Without TLS, SIGHUP is logged and ignored (it must never stop the gateway undrained).
-fn spawn_reload_on_sighup(tls: Option<crate::tls::Reloadable>) {
+fn spawn_reload_on_sighup(tls: Vec<crate::tls::Reloadable>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -327,14 +337,21 @@ fn spawn_reload_on_sighup(tls: Option<crate::tls::Reloadable>) {
             return;
         };
         while hup.recv().await.is_some() {
-            match &tls {
-                None => tracing::info!("SIGHUP: nothing to reload (server.tls is not set)"),
-                Some(tls) => match tls.reload() {
-                    Ok(()) => tracing::info!("TLS certificate, key and client CA reloaded"),
+            if tls.is_empty() {
+                tracing::info!(
+                    "SIGHUP: nothing to reload (neither server.tls nor admin.tls is set)"
+                );
+            }
+            for tls in &tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!(
+                        section = tls.section(),
+                        "TLS certificate, key and client CA reloaded"
+                    ),
                     Err(e) => {
-                        tracing::error!(error = %e, "TLS reload failed; the previous files stay in use")
+                        tracing::error!(section = tls.section(), error = %e, "TLS reload failed; the previous files stay in use")
                     }
-                },
+                }
             }
         }
     });

@@ -14,6 +14,7 @@
 //! | `GET /enrolments?stuck[_after_minutes=N]` | enrolments answered yellow, not activated |
 //! | `POST /cards/{ref}/token-actions`, `POST /devices/{tokenStorageId}/token-actions` | operators' token actions (see `operations.rs`) |
 //! | `GET /operations[?state=...]`, `GET /operations/{id}`, `POST /operations/{id}/cancel`, `/retry` | the life-cycle operation log |
+//! | `/console/...` | the operator console (HTML, its own login: see `console`) |
 //!
 //! Every answer is JSON and never holds a PAN, an OTP or an unmasked destination.
 
@@ -61,6 +62,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/openapi.yaml", get(openapi_yaml))
         .merge(protected)
+        // The operator console: people log in as themselves (the bearer token does not open it).
+        .nest_service("/console", crate::console::router(state.clone()))
+        .route(
+            "/console",
+            get(|| async { axum::response::Redirect::to("/console/") }),
+        )
         .fallback(|| async { AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }

@@ -8,6 +8,7 @@
 //! the defaults live there) and a typed form; the others are read as they are.
 
 mod admin;
+mod console;
 mod controls;
 mod database;
 mod email;
@@ -27,7 +28,8 @@ mod sms;
 mod templates;
 mod tsh;
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, AdminTlsConfig};
+pub use console::ConsoleConfig;
 pub use controls::ControlsConfig;
 pub use database::DatabaseConfig;
 pub use email::{EmailConfig, EmailProvider, SmtpTls};
@@ -106,6 +108,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub sim_swap: SimSwapConfig,
     pub tsh: TshConfig,
+    pub console: ConsoleConfig,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -130,6 +133,7 @@ struct ConfigFile {
     retention: RetentionConfig,
     sim_swap: sim_swap::SimSwapFile,
     tsh: TshConfig,
+    console: ConsoleConfig,
 }
 
 impl ConfigFile {
@@ -156,6 +160,7 @@ impl ConfigFile {
             retention: self.retention,
             sim_swap: self.sim_swap.parse(&mut p),
             tsh: self.tsh,
+            console: self.console,
         };
         (config, p)
     }
@@ -282,6 +287,7 @@ impl Config {
         self.retention.validate(&mut p);
         self.sim_swap.validate(request_timeout_ms, &mut p);
         self.tsh.validate(&mut p);
+        self.console.validate(&mut p);
         if self.server.require_real_channels {
             let outbox = [
                 ("sms.provider", self.sms.provider == SmsProvider::Outbox),
