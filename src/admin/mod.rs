@@ -64,10 +64,6 @@ pub fn router(state: SharedState) -> Router {
         .merge(protected)
         // The operator console: people log in as themselves (the bearer token does not open it).
         .nest_service("/console", crate::console::router(state.clone()))
-        .route(
-            "/console",
-            get(|| async { axum::response::Redirect::to("/console/") }),
-        )
         .fallback(|| async { AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }

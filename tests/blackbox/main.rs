@@ -14,6 +14,7 @@ mod common;
 mod admin;
 mod cli;
 mod connections;
+mod console;
 mod controls;
 mod crash;
 mod delivery;
