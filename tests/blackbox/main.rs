@@ -15,6 +15,7 @@ mod admin;
 mod cli;
 mod connections;
 mod console;
+mod console_browser;
 mod controls;
 mod crash;
 mod delivery;
