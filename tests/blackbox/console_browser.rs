@@ -10,11 +10,11 @@
 //! (`CI=true`), where it fails. A screenshot of each page goes to docs/console/ when
 //! IG_CONSOLE_SCREENSHOTS=1 (to regenerate the documentation's), else to a temporary folder.
 
+use crate::common::webdriver::Browser;
 use crate::common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
 use issuer_gateway::config::Secret;
 use issuer_gateway::sim::tsh::InboundSim;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -74,21 +74,16 @@ async fn start_driver() -> Driver {
     driver
 }
 
-async fn browser(driver: &Driver) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("chrome"));
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
+async fn browser(driver: &Driver) -> Browser {
+    let caps = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
             "binary": CHROMIUM,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--window-size=1280,1000", "--lang=en-GB"],
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&driver.url)
+        },
+    });
+    Browser::start(&driver.url, caps)
         .await
         .expect("a browser session")
 }
@@ -106,14 +101,14 @@ fn screenshot_dir(tmp: &Path) -> PathBuf {
 
 /// What the test keeps of every page it visits: the sources, and a screenshot of some.
 struct Visit {
-    client: Client,
+    client: Browser,
     sources: Vec<(String, String)>,
     shots: PathBuf,
 }
 
 impl Visit {
     async fn keep(&mut self) -> String {
-        let url = self.client.current_url().await.unwrap().to_string();
+        let url = self.client.url().await.unwrap();
         let source = self.client.source().await.unwrap();
         self.sources.push((url, source.clone()));
         source
@@ -135,7 +130,7 @@ impl Visit {
     async fn wait_for_path(&self, path: &str) {
         let c = &self.client;
         until(&format!("the browser to reach {path}"), || async {
-            c.current_url().await.is_ok_and(|u| u.path() == path)
+            c.path().await.is_ok_and(|p| p == path)
         })
         .await;
     }
@@ -151,25 +146,25 @@ impl Visit {
     async fn login(&mut self, base: &str, op: &TestOperator, now_ms: i64) {
         self.goto(&format!("{base}/console/login")).await;
         let c = &self.client;
-        c.find(Locator::Id("name"))
+        c.find("#name")
             .await
             .unwrap()
             .send_keys(&op.name)
             .await
             .unwrap();
-        c.find(Locator::Id("password"))
+        c.find("#password")
             .await
             .unwrap()
             .send_keys(&op.password)
             .await
             .unwrap();
-        c.find(Locator::Id("code"))
+        c.find("#code")
             .await
             .unwrap()
             .send_keys(&op.code(now_ms))
             .await
             .unwrap();
-        c.find(Locator::Css("form.card button[type=submit]"))
+        c.find("form.card button[type=submit]")
             .await
             .unwrap()
             .click()
@@ -288,14 +283,14 @@ async fn the_console_in_a_real_browser() {
     // Search by BIN + last 4, open the card.
     v.goto(&format!("{base}/console/search")).await;
     v.client
-        .find(Locator::Id("q"))
+        .find("#q")
         .await
         .unwrap()
         .send_keys("411111 1111")
         .await
         .unwrap();
     v.client
-        .find(Locator::Css("form.search button"))
+        .find("form.search button")
         .await
         .unwrap()
         .click()
@@ -304,9 +299,7 @@ async fn the_console_in_a_real_browser() {
     v.wait_for_text("card(s) with BIN 411111").await;
     v.shot("search").await;
     v.client
-        .find(Locator::Css(&format!(
-            "a[href=\"/console/cards/{card_ref}\"]"
-        )))
+        .find(&format!("a[href=\"/console/cards/{card_ref}\"]"))
         .await
         .unwrap()
         .click()
@@ -322,14 +315,14 @@ async fn the_console_in_a_real_browser() {
     // Suspend the token, with a reason: the operation reaches the simulated TSH, and its notice
     // comes back and changes the token's state.
     v.client
-        .find(Locator::Id("reason-SUSPEND-VC-BROWSER-1"))
+        .find("#reason-SUSPEND-VC-BROWSER-1 option[value=CARD_LOST]")
         .await
         .unwrap()
-        .select_by_value("CARD_LOST")
+        .click()
         .await
         .unwrap();
     v.client
-        .find(Locator::Css("button[name=go][value=SUSPEND]"))
+        .find("button[name=go][value=SUSPEND]")
         .await
         .unwrap()
         .click()
@@ -370,7 +363,7 @@ async fn the_console_in_a_real_browser() {
          add('csrf', document.querySelector('input[name=csrf]').value); add('action', 'DELETE');
          add('token', 'VC-BROWSER-1'); add('reason', 'FRAUD_SUSPECTED'); document.body.appendChild(f); f.submit();"
     );
-    v.client.execute(&script, vec![]).await.unwrap();
+    v.client.execute(&script).await.unwrap();
     v.wait_for_text("Not allowed").await;
     let refused = v.shot("refused").await;
     assert!(
@@ -383,12 +376,11 @@ async fn the_console_in_a_real_browser() {
     v.client
         .execute(
             "document.querySelector('button[name=go][value=RESUME]').form.querySelector('input[name=csrf]').remove();",
-            vec![],
         )
         .await
         .unwrap();
     v.client
-        .find(Locator::Css("button[name=go][value=RESUME]"))
+        .find("button[name=go][value=RESUME]")
         .await
         .unwrap()
         .click()
@@ -408,9 +400,7 @@ async fn the_console_in_a_real_browser() {
     // The enrolment's timeline.
     v.goto(&format!("{base}/console/cards/{card_ref}")).await;
     v.client
-        .find(Locator::Css(&format!(
-            "a[href=\"/console/enrolments/{cid}\"]"
-        )))
+        .find(&format!("a[href=\"/console/enrolments/{cid}\"]"))
         .await
         .unwrap()
         .click()
@@ -467,8 +457,7 @@ async fn the_console_in_a_real_browser() {
         }
     }
     assert!(v.sources.len() >= 12, "{} pages visited", v.sources.len());
-    v.client.clone().close().await.unwrap();
+    v.client.close().await.unwrap();
     drop(driver);
     gw.stop().await;
-    let _: Option<Value> = None;
 }

@@ -8,6 +8,7 @@
 //! - `postgres`: the database a test runs on (a SQLite file, or a fresh PostgreSQL database when
 //!   IG_TEST_POSTGRES_URL is set), and the macro that runs a scenario on both;
 //! - `console`: the operator console's operators and a cookie-keeping HTTP client;
+//! - `webdriver`: a small W3C WebDriver client, for the console's browser tests;
 //! - `http`: raw requests to the TSH-facing API and reading its answers.
 //!
 //! Everything is re-exported here: test modules `use crate::common::*;`.
@@ -20,6 +21,7 @@ mod console;
 mod http;
 mod postgres;
 mod process;
+pub mod webdriver;
 
 pub use app::*;
 pub use cards::*;
