@@ -389,7 +389,81 @@ async fn the_audit_log_is_chained_and_covers_the_admin_api(backend: Backend) {
     app.gw.stop().await;
 }
 
+async fn option_d_activation_records_how_the_caller_was_verified(backend: Backend) {
+    let (app, card_ref) = start(backend).await;
+    // A token TSH told of without activating it: waiting (ours: pending).
+    let body = json!({
+        "issuerCardRefId": card_ref, "virtualCardId": "VC-WAITING-1", "walletProviderId": "APPLE_PAY",
+        "tokenStorageId": "DEV-CONSOLE-2", "action": "RENEW",
+    });
+    let n = app
+        .tsh()
+        .call("notifyVirtualCardChange", "console-enrol-2", &body)
+        .await
+        .unwrap();
+    assert_eq!(n.status, 200, "{:?}", n.body);
+    let agent = add_operator(&app.gw, "cara", "agent").await;
+    let mut web = ConsoleClient::new(&app.gw);
+    assert_eq!(web.login(&agent, now(&app.fx)).await.status, 303);
+    let page = web.get(&format!("/console/cards/{card_ref}")).await;
+    assert!(
+        page.body.contains("Activate (caller verified)"),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let path = format!("/console/cards/{card_ref}/actions");
+    let p = web
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("action", "ACTIVATE"),
+                ("token", "VC-WAITING-1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 400, "the verification is required");
+    let p = web
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("action", "ACTIVATE"),
+                ("token", "VC-WAITING-1"),
+                ("verification", "security questions, 3 of 3"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let ops = app
+        .gw
+        .state
+        .store
+        .operations_of_card(&card_ref)
+        .await
+        .unwrap();
+    assert_eq!(ops.len(), 1);
+    let op = &ops[0];
+    assert_eq!(
+        (
+            op.action.as_deref(),
+            op.reason.as_deref(),
+            op.verification.as_deref(),
+            op.operator.as_deref()
+        ),
+        (
+            Some("RESUME"),
+            Some("CARDHOLDER_VERIFIED"),
+            Some("security questions, 3 of 3"),
+            Some("cara")
+        )
+    );
+    app.gw.stop().await;
+}
+
 on_both_backends!(
+    option_d_activation_records_how_the_caller_was_verified,
     login_pages_and_logout,
     idle_timeout_ends_the_session,
     forms_need_their_csrf_token_and_the_role,
@@ -586,4 +660,52 @@ async fn operators_commands_make_working_accounts() {
 /// A console client for a gateway run as a process (its admin address as `host:port`).
 fn console_client_at(admin: &str) -> ConsoleClient {
     ConsoleClient::at(&format!("http://{admin}"))
+}
+
+/// The admin listener speaking TLS (`admin.tls.*`): the console answers over HTTPS only, and
+/// its cookies are `Secure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_console_cookies_are_secure() {
+    use rcgen::{CertificateParams, KeyPair};
+    issuer_gateway::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let chain = dir.path().join("admin.pem");
+    let private = dir.path().join("admin-key.pem");
+    std::fs::write(&chain, cert.pem()).unwrap();
+    issuer_gateway::data_keys::write_private_file(&private, key.serialize_pem().as_bytes())
+        .unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.admin.tls = Some(issuer_gateway::config::AdminTlsConfig {
+            cert_chain: chain.clone(),
+            private_key: private.clone(),
+            client_ca: None,
+        });
+    })
+    .await;
+    let op = add_operator(&app.gw, "tess", "viewer").await;
+    let trust = reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap();
+    let mut web = ConsoleClient::with(
+        &format!("https://localhost:{}", app.gw.admin.port()),
+        reqwest::Client::builder()
+            .add_root_certificate(trust)
+            .resolve("localhost", app.gw.admin),
+    );
+    let p = web.login(&op, now(&app.fx)).await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let cookie = p
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("ig_console="))
+        .unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert_eq!(web.get("/console/overview").await.status, 200);
+    // Plain HTTP gets no answer.
+    let plain = reqwest::get(format!("http://{}/console/login", app.gw.admin)).await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    app.gw.stop().await;
 }

@@ -95,9 +95,14 @@ impl ConsoleClient {
 
     /// A client of the console at `base` (`http://host:port`).
     pub fn at(base: &str) -> ConsoleClient {
+        Self::with(base, reqwest::Client::builder())
+    }
+
+    /// A client of the console at `base` built from `builder` (e.g. trusting a test CA).
+    pub fn with(base: &str, builder: reqwest::ClientBuilder) -> ConsoleClient {
         ConsoleClient {
             base: base.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
+            http: builder
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
