@@ -43,3 +43,18 @@ CREATE TABLE audit_log (
     hash            TEXT NOT NULL
 );
 CREATE INDEX audit_log_at ON audit_log (at);
+
+-- Actions that need a second supervisor (deleting every token of a card): requested by one,
+-- carried out when another approves, within the hour.
+CREATE TABLE console_approvals (
+    id            BIGSERIAL PRIMARY KEY,
+    card_ref      TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    requested_by  TEXT NOT NULL,
+    requested_at  BIGINT NOT NULL,
+    approved_by   TEXT,
+    approved_at   BIGINT,
+    operation_id  BIGINT
+);
+CREATE INDEX console_approvals_card ON console_approvals (card_ref);

@@ -729,12 +729,14 @@ pub async fn card(
         }
         Err(e) => return internal(e),
     };
+    let since = Millis(c.app.clock.now_ms().0 - APPROVAL_MS);
     let loaded = tokio::try_join!(
         store.tokens_of_card(&card_ref),
         store.operations_of_card(&card_ref),
         store.admin_enrolments_of_card(&card_ref, 20),
+        store.pending_approvals(&card_ref, since),
     );
-    let (tokens, ops, enrolments) = match loaded {
+    let (tokens, ops, enrolments, approvals) = match loaded {
         Ok(v) => v,
         Err(e) => return internal(e),
     };
@@ -770,6 +772,16 @@ pub async fn card(
             tokens: &token_views,
             pending: &pending,
             enrolments: &enrolment_lines,
+            approvals: &approvals
+                .iter()
+                .map(|a| super::views::ApprovalView {
+                    id: a.id,
+                    action: Safe::new(&a.action),
+                    reason: Safe::new(&a.reason),
+                    requested_by: Safe::new(&a.requested_by),
+                    at: super::views::At(a.requested_at),
+                })
+                .collect::<Vec<_>>(),
             notice: notice.as_deref(),
         },
     ))
@@ -899,24 +911,40 @@ pub async fn card_action(
             );
         }
         None if action == TokenAction::Delete => {
-            let _ = audit(
+            // Every token of the card: a second supervisor approves it first.
+            let now = c.app.clock.now_ms();
+            let id = match store
+                .request_approval(&card_ref, "DELETE", &reason, &who.name, now)
+                .await
+            {
+                Ok(id) => id,
+                Err(e) => return internal(e),
+            };
+            let detail = format!("approval request {id}");
+            if let Err(r) = audit(
                 &c,
                 AuditEntry {
                     actor: &who.name,
                     channel: "console",
-                    action: "token DELETE (every token)",
-                    outcome: "refused: needs approval",
+                    action: "token DELETE (every token) requested",
+                    outcome: "waiting for a second supervisor",
                     card_ref: Some(&card_ref),
+                    reason: Some(&reason),
+                    detail: Some(&detail),
                     ..AuditEntry::default()
                 },
             )
-            .await;
-            return refuse(
-                Some(&who),
-                StatusCode::FORBIDDEN,
-                "Not allowed",
-                "Deleting every token of a card needs a second supervisor's approval: delete the tokens one by one.",
-            );
+            .await
+            {
+                return r;
+            }
+            return see_other(&format!(
+                "/console/cards/{}?done={}",
+                enc(&card_ref),
+                enc(
+                    "deletion of every token requested: another supervisor must approve it within the hour"
+                )
+            ));
         }
         None => None,
     };
@@ -962,6 +990,114 @@ pub async fn card_action(
         "/console/cards/{}?done={}",
         enc(&card_ref),
         enc(&format!("{label}, operation {}", id.unwrap_or_default()))
+    ))
+}
+
+/// How long a request for a second supervisor's approval stays open.
+const APPROVAL_MS: i64 = 3_600_000;
+
+/// `POST /console/cards/{ref}/approvals/{id}`: a second supervisor approves a request; the
+/// operation is made then.
+pub async fn approve(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path((card_ref, id)): Path<(String, String)>,
+    form: Fields,
+) -> Response {
+    let (who, _) = match form_session(&c, &headers, &form).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Err(r) = need_role(
+        &c,
+        &who,
+        Role::Supervisor,
+        "approve deletions",
+        Some(&card_ref),
+    )
+    .await
+    {
+        return r;
+    }
+    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
+        return refuse(
+            Some(&who),
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No such request.",
+        );
+    };
+    let now = c.app.clock.now_ms();
+    let store = &c.app.store;
+    let request = match store
+        .approve(id, &who.name, Millis(now.0 - APPROVAL_MS), now)
+        .await
+    {
+        Ok(Some(r)) if r.card_ref == card_ref => r,
+        Ok(_) => {
+            return refuse(
+                Some(&who),
+                StatusCode::CONFLICT,
+                "Not possible",
+                "There is no open request with this id on this card that you may approve: a request is approved by another supervisor than the one who made it, within the hour, once.",
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    let mut op = operator_op(
+        &card_ref,
+        None,
+        TokenAction::Delete,
+        &request.reason,
+        &who,
+        None,
+    );
+    op.operator = Some(format!(
+        "{}, approved by {}",
+        request.requested_by, who.name
+    ));
+    let ids = match store
+        .create_operations(std::slice::from_ref(&op), now)
+        .await
+    {
+        Ok(ids) => ids,
+        Err(e) => return internal(e),
+    };
+    let op_id = ids.first().copied();
+    if let Some(o) = op_id {
+        if let Err(e) = store.set_approval_operation(id, o).await {
+            return internal(e);
+        }
+    }
+    let detail = format!(
+        "approval request {id}, requested by {}",
+        request.requested_by
+    );
+    if let Err(r) = audit(
+        &c,
+        AuditEntry {
+            actor: &who.name,
+            channel: "console",
+            action: "token DELETE (every token) approved",
+            outcome: "ok",
+            card_ref: Some(&card_ref),
+            operation_id: op_id,
+            reason: Some(&request.reason),
+            detail: Some(&detail),
+            ..AuditEntry::default()
+        },
+    )
+    .await
+    {
+        return r;
+    }
+    see_other(&format!(
+        "/console/cards/{}?done={}",
+        enc(&card_ref),
+        enc(&format!(
+            "token DELETE of every token, operation {}",
+            op_id.unwrap_or_default()
+        ))
     ))
 }
 

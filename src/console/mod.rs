@@ -20,6 +20,7 @@
 //! | `GET /console/overview` | the last 24 hours, as charts and numbers linking to their lists |
 //! | `GET /console/search?q=` | by issuerCardRefId, correlation id, virtualCardId, or BIN + last 4 |
 //! | `GET /console/cards/{ref}`, `POST .../actions`, `POST .../block` | a card, its tokens and enrolments; token actions |
+//! | `POST /console/cards/{ref}/approvals/{id}` | a second supervisor approves deleting every token of the card |
 //! | `POST /console/devices/actions` | every token on one device |
 //! | `GET /console/enrolments/{id}`, `GET /console/enrolments?...` | an enrolment's timeline; lists |
 //! | `GET /console/operations?state=`, `POST /console/operations/{id}/retry\|cancel` | the operation log |
@@ -106,6 +107,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/cards/{card_ref}", get(handlers::card))
         .route("/cards/{card_ref}/actions", post(handlers::card_action))
         .route("/cards/{card_ref}/block", post(handlers::block_card))
+        .route("/cards/{card_ref}/approvals/{id}", post(handlers::approve))
         .route("/devices/actions", post(handlers::device_action))
         .route("/enrolments", get(handlers::enrolments))
         .route("/enrolments/{correlation_id}", get(handlers::enrolment))

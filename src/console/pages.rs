@@ -4,7 +4,8 @@
 use super::auth::Role;
 use super::session::Who;
 use super::views::{
-    AuditLine, Bar, CardView, EnrolmentLine, OperationView, Safe, TimelineLine, TokenView,
+    ApprovalView, AuditLine, Bar, CardView, EnrolmentLine, OperationView, Safe, TimelineLine,
+    TokenView,
 };
 use maud::{DOCTYPE, Markup, html};
 
@@ -248,6 +249,7 @@ pub struct CardPage<'a> {
     pub tokens: &'a [TokenView],
     pub pending: &'a [OperationView],
     pub enrolments: &'a [EnrolmentLine],
+    pub approvals: &'a [ApprovalView],
     pub notice: Option<&'a str>,
 }
 
@@ -285,6 +287,30 @@ pub fn card_page(chrome: &Chrome<'_>, p: &CardPage<'_>) -> Markup {
                         (csrf(chrome))
                         (reason_field("reason-block"))
                         button type="submit" { "Block the card" }
+                    }
+                    @if supervisor {
+                        form.action method="post" action={"/console/cards/" (card) "/actions"} {
+                            (csrf(chrome))
+                            input type="hidden" name="action" value="DELETE";
+                            (reason_field("reason-delete-all"))
+                            button type="submit" { "Delete every token (a second supervisor approves)" }
+                        }
+                    }
+                }
+            }
+            @if !p.approvals.is_empty() {
+                section.approvals aria-label="Waiting for a second supervisor" {
+                    h2 { "Waiting for a second supervisor" }
+                    @for a in p.approvals {
+                        p {
+                            (a.action) " of every token, reason " (a.reason) ", requested by " (a.requested_by) " at " (a.at)
+                            @if supervisor && a.requested_by.as_str() != chrome.name {
+                                form.action method="post" action={"/console/cards/" (card) "/approvals/" (a.id)} {
+                                    (csrf(chrome))
+                                    button type="submit" { "Approve" }
+                                }
+                            }
+                        }
                     }
                 }
             }

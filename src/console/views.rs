@@ -280,6 +280,15 @@ impl AuditLine {
     }
 }
 
+/// A request waiting for a second supervisor.
+pub struct ApprovalView {
+    pub id: i64,
+    pub action: Safe,
+    pub reason: Safe,
+    pub requested_by: Safe,
+    pub at: At,
+}
+
 /// A bar of a chart: its label, its count, the list it links to.
 pub struct Bar {
     pub label: Safe,

@@ -348,7 +348,7 @@ pub use operations::{
     Attempt, AttemptRow, AttemptVerdict, NewOperation, OperationRow, OperationStats,
     new_correlation_id,
 };
-pub use operators::{NewOperator, OperatorRow, SessionRow};
+pub use operators::{ApprovalRow, NewOperator, OperatorRow, SessionRow};
 pub use retention::PurgeTable;
 pub use sends::{Claim, LimitScope, SendClaim, SendFinish, SendLimit, SendRow};
 pub use tokens::{NoticeOutcome, NoticeRecord, TokenEventRow, TokenRow};

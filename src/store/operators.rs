@@ -301,3 +301,95 @@ impl Store {
         })
     }
 }
+
+/// An action waiting for a second supervisor.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApprovalRow {
+    pub id: i64,
+    pub card_ref: String,
+    pub action: String,
+    pub reason: String,
+    pub requested_by: String,
+    pub requested_at: Millis,
+}
+
+impl Store {
+    /// Records a request for a second supervisor's approval; returns its id.
+    pub async fn request_approval(
+        &self,
+        card_ref: &str,
+        action: &str,
+        reason: &str,
+        by: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        with_pool!(self, write, |pool| {
+            let (id,): (i64,) = sqlx::query_as(
+                "INSERT INTO console_approvals (card_ref, action, reason, requested_by, requested_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(card_ref)
+            .bind(action)
+            .bind(reason)
+            .bind(by)
+            .bind(now)
+            .fetch_one(pool)
+            .await?;
+            Ok(id)
+        })
+    }
+
+    /// The card's requests not approved yet, made since `since`.
+    pub async fn pending_approvals(
+        &self,
+        card_ref: &str,
+        since: Millis,
+    ) -> Result<Vec<ApprovalRow>, StoreError> {
+        with_pool!(self, read, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT id, card_ref, action, reason, requested_by, requested_at FROM console_approvals \
+                 WHERE card_ref = $1 AND approved_by IS NULL AND requested_at >= $2 ORDER BY id",
+            )
+            .bind(card_ref)
+            .bind(since)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Approves a request made since `since` by someone other than `by`, once: the request, or
+    /// `None` when there is no such request (unknown, already approved, too old, or `by`'s own).
+    pub async fn approve(
+        &self,
+        id: i64,
+        by: &str,
+        since: Millis,
+        now: Millis,
+    ) -> Result<Option<ApprovalRow>, StoreError> {
+        with_pool!(self, write, |pool| {
+            Ok(sqlx::query_as(
+                "UPDATE console_approvals SET approved_by = $2, approved_at = $4 \
+                 WHERE id = $1 AND approved_by IS NULL AND requested_by <> $2 AND requested_at >= $3 \
+                 RETURNING id, card_ref, action, reason, requested_by, requested_at",
+            )
+            .bind(id)
+            .bind(by)
+            .bind(since)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
+    /// The operation an approved request made.
+    pub async fn set_approval_operation(&self, id: i64, operation: i64) -> Result<(), StoreError> {
+        with_pool!(self, write, |pool| {
+            sqlx::query("UPDATE console_approvals SET operation_id = $2 WHERE id = $1")
+                .bind(id)
+                .bind(operation)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+}

@@ -462,7 +462,97 @@ async fn option_d_activation_records_how_the_caller_was_verified(backend: Backen
     app.gw.stop().await;
 }
 
+async fn deleting_every_token_needs_a_second_supervisor(backend: Backend) {
+    let (app, card_ref) = start(backend).await;
+    let first = add_operator(&app.gw, "sam", "supervisor").await;
+    let second = add_operator(&app.gw, "sue", "supervisor").await;
+    let ops = || async {
+        app.gw
+            .state
+            .store
+            .operations_of_card(&card_ref)
+            .await
+            .unwrap()
+    };
+    let mut a = ConsoleClient::new(&app.gw);
+    assert_eq!(a.login(&first, now(&app.fx)).await.status, 303);
+    let csrf = a.get(&format!("/console/cards/{card_ref}")).await.csrf();
+    let p = a
+        .post(
+            &format!("/console/cards/{card_ref}/actions"),
+            &[
+                ("csrf", &csrf),
+                ("action", "DELETE"),
+                ("reason", "FRAUD_SUSPECTED"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(
+        ops().await.is_empty(),
+        "nothing is deleted on one supervisor's word"
+    );
+    let page = a.get(&format!("/console/cards/{card_ref}")).await;
+    assert!(
+        page.body.contains("Waiting for a second supervisor"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("/approvals/"),
+        "the requester is offered no approval"
+    );
+    // Not by the one who asked, even by hand.
+    let p = a
+        .post(
+            &format!("/console/cards/{card_ref}/approvals/1"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 409, "{}", p.body);
+    assert!(ops().await.is_empty());
+
+    let mut b = ConsoleClient::new(&app.gw);
+    assert_eq!(b.login(&second, now(&app.fx)).await.status, 303);
+    let page = b.get(&format!("/console/cards/{card_ref}")).await;
+    assert!(
+        page.body
+            .contains(&format!("/console/cards/{card_ref}/approvals/1")),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let p = b
+        .post(
+            &format!("/console/cards/{card_ref}/approvals/1"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let list = ops().await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (
+            list[0].action.as_deref(),
+            list[0].virtual_card_id.as_deref(),
+            list[0].operator.as_deref()
+        ),
+        (Some("DELETE"), None, Some("sam, approved by sue"))
+    );
+    // Once only.
+    let p = b
+        .post(
+            &format!("/console/cards/{card_ref}/approvals/1"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(p.status, 409);
+    assert_eq!(ops().await.len(), 1);
+    app.gw.stop().await;
+}
+
 on_both_backends!(
+    deleting_every_token_needs_a_second_supervisor,
     option_d_activation_records_how_the_caller_was_verified,
     login_pages_and_logout,
     idle_timeout_ends_the_session,
