@@ -340,6 +340,11 @@ pub async fn login(
         }
         Err(e) => return internal(e),
     }
+    // Sessions past their absolute timeout are removed as new ones are made.
+    let stale = Millis(now.0 - i64::from(cfg.absolute_timeout_hours) * 3_600_000);
+    if let Err(e) = store.end_sessions_before(stale).await {
+        return internal(e);
+    }
     let token = auth::new_session_token();
     if let Err(e) = store
         .create_session(&auth::token_digest(&token), &op.name, &source, now)
@@ -609,7 +614,7 @@ pub async fn overview(State(c): State<Shared>, headers: HeaderMap) -> Response {
         .map(|g| Bar {
             label: Safe::new(&format!("sendOTP refused, code {}", g.key)),
             count: g.count,
-            href: "/console/operations?state=refused".to_owned(),
+            href: format!("/console/enrolments?refused_code={}", enc(&g.key)),
             tone: "red",
         })
         .collect();
@@ -1291,7 +1296,7 @@ pub async fn enrolments(State(c): State<Shared>, headers: HeaderMap, Query(q): P
                 rows.iter()
                     .map(|r| EnrolmentLine {
                         correlation_id: Safe::new(&r.correlation_id),
-                        card_ref: Safe::opt(r.card_ref.as_deref()),
+                        card_ref: super::views::CardRef::opt(r.card_ref.as_deref()),
                         wallet: Safe::opt(r.wallet_provider_id.as_deref()),
                         state: Safe::new(&r.state),
                         decision: Some(Safe::new("yellow")),
@@ -1307,6 +1312,8 @@ pub async fn enrolments(State(c): State<Shared>, headers: HeaderMap, Query(q): P
             EnrolmentFilter::Outcome(o.clone())
         } else if let Some(r) = q.get("rule") {
             EnrolmentFilter::Rule(r.clone())
+        } else if let Some(code) = q.get("refused_code").and_then(|c| c.parse::<i64>().ok()) {
+            EnrolmentFilter::RefusedSend(code)
         } else if let (Some(ch), Some(out)) = (q.get("channel"), q.get("send_outcome")) {
             EnrolmentFilter::Send {
                 channel: ch.clone(),
@@ -1320,6 +1327,9 @@ pub async fn enrolments(State(c): State<Shared>, headers: HeaderMap, Query(q): P
             EnrolmentFilter::Rule(r) => format!("Enrolments of the last 24 hours decided by {r}"),
             EnrolmentFilter::Send { channel, outcome } => {
                 format!("Enrolments of the last 24 hours with a {channel} send {outcome}")
+            }
+            EnrolmentFilter::RefusedSend(code) => {
+                format!("Enrolments of the last 24 hours with a sendOTP refused ({code})")
             }
         };
         match store.console_enrolments(&filter, since, LIST_LIMIT).await {
@@ -1420,7 +1430,7 @@ pub async fn enrolment(
         })
         .collect();
     let cid = Safe::new(&e.correlation_id);
-    let card_ref = Safe::opt(e.card_ref.as_deref());
+    let card_ref = super::views::CardRef::opt(e.card_ref.as_deref());
     let wallet = Safe::opt(e.wallet_provider_id.as_deref());
     let state = Safe::new(&e.state);
     let decision = e.decision.map(|d| Safe::new(&d.to_string()));

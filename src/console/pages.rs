@@ -4,8 +4,8 @@
 use super::auth::Role;
 use super::session::Who;
 use super::views::{
-    ApprovalView, AuditLine, Bar, CardView, EnrolmentLine, OperationView, Safe, TimelineLine,
-    TokenView,
+    ApprovalView, AuditLine, Bar, CardRef, CardView, EnrolmentLine, OperationView, Safe,
+    TimelineLine, TokenView,
 };
 use maud::{DOCTYPE, Markup, html};
 
@@ -436,7 +436,7 @@ pub fn enrolments_page(chrome: &Chrome<'_>, title: &str, list: &[EnrolmentLine])
 
 pub struct EnrolmentPage<'a> {
     pub correlation_id: &'a Safe,
-    pub card_ref: Option<&'a Safe>,
+    pub card_ref: Option<&'a CardRef>,
     pub wallet: Option<&'a Safe>,
     pub state: &'a Safe,
     pub decision: Option<&'a Safe>,

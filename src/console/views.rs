@@ -10,14 +10,18 @@ use crate::store::{
 };
 use maud::{Markup, Render, html};
 
-/// Text safe to show: any run of 12 or more digits (a PAN where text belongs) replaced by its
+/// Text safe to show: any run of digits that may hold a card number (a Luhn-valid window of 12
+/// to 19 digits, the rule the gateway applies to every identifier it is given) replaced by its
 /// length, so even a mistake upstream cannot put a card number on a page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Safe(String);
 
 impl Safe {
     pub fn new(s: &str) -> Safe {
-        Safe(crate::domain::log_safe(s))
+        Safe(crate::domain::pan::replace_runs(s, |run, _| {
+            run.may_hold_pan()
+                .then(|| format!("[{} digits]", run.digits.len()))
+        }))
     }
     pub fn opt(s: Option<&str>) -> Option<Safe> {
         s.map(Safe::new)
@@ -28,6 +32,30 @@ impl Safe {
 }
 
 impl Render for Safe {
+    fn render(&self) -> Markup {
+        html! { (self.0) }
+    }
+}
+
+/// A card's `issuerCardRefId` as stored: the gateway's own random reference, or the issuer's,
+/// which the card file refuses when it holds a card number. Shown as it is (it names the card in
+/// links), and only ever made from the stored column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRef(String);
+
+impl CardRef {
+    pub fn new(stored: &str) -> CardRef {
+        CardRef(stored.to_owned())
+    }
+    pub fn opt(stored: Option<&str>) -> Option<CardRef> {
+        stored.map(CardRef::new)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Render for CardRef {
     fn render(&self) -> Markup {
         html! { (self.0) }
     }
@@ -75,7 +103,7 @@ impl Render for At {
 
 /// A card: BIN and last 4, masked destinations.
 pub struct CardView {
-    pub card_ref: Safe,
+    pub card_ref: CardRef,
     pub bin: Safe,
     pub last4: Safe,
     pub exp: Safe,
@@ -93,7 +121,7 @@ pub struct CardView {
 impl CardView {
     pub fn of(c: &CardRow) -> CardView {
         CardView {
-            card_ref: Safe::new(&c.card_ref),
+            card_ref: CardRef::new(&c.card_ref),
             // A BIN is at most 8 digits and a last 4 is 4: both shown as they are.
             bin: Safe::new(c.bin.get(..8).unwrap_or(&c.bin)),
             last4: Safe::new(c.last4.get(c.last4.len().saturating_sub(4)..).unwrap_or("")),
@@ -168,7 +196,7 @@ pub struct OperationView {
     pub id: i64,
     pub kind: Safe,
     pub action: Option<Safe>,
-    pub card_ref: Safe,
+    pub card_ref: CardRef,
     pub virtual_card_id: Option<Safe>,
     pub reason: Option<Safe>,
     pub operator: Option<Safe>,
@@ -186,7 +214,7 @@ impl OperationView {
             id: o.id,
             kind: Safe::new(&o.kind),
             action: Safe::opt(o.action.as_deref()),
-            card_ref: Safe::new(&o.card_ref),
+            card_ref: CardRef::new(&o.card_ref),
             virtual_card_id: Safe::opt(o.virtual_card_id.as_deref()),
             reason: Safe::opt(o.reason.as_deref()),
             operator: Safe::opt(o.operator.as_deref()),
@@ -205,7 +233,7 @@ impl OperationView {
 /// An enrolment in a list.
 pub struct EnrolmentLine {
     pub correlation_id: Safe,
-    pub card_ref: Option<Safe>,
+    pub card_ref: Option<CardRef>,
     pub wallet: Option<Safe>,
     pub state: Safe,
     pub decision: Option<Safe>,
@@ -217,7 +245,7 @@ impl EnrolmentLine {
     pub fn of_summary(e: &EnrolmentSummaryRow, card_ref: &str) -> EnrolmentLine {
         EnrolmentLine {
             correlation_id: Safe::new(&e.correlation_id),
-            card_ref: Some(Safe::new(card_ref)),
+            card_ref: Some(CardRef::new(card_ref)),
             wallet: Safe::opt(e.wallet_provider_id.as_deref()),
             state: Safe::new(&e.state),
             decision: e.decision.map(|d| Safe::new(&d.to_string())),
@@ -228,7 +256,7 @@ impl EnrolmentLine {
     pub fn of_list(e: &EnrolmentListRow) -> EnrolmentLine {
         EnrolmentLine {
             correlation_id: Safe::new(&e.correlation_id),
-            card_ref: Safe::opt(e.card_ref.as_deref()),
+            card_ref: CardRef::opt(e.card_ref.as_deref()),
             wallet: Safe::opt(e.wallet_provider_id.as_deref()),
             state: Safe::new(&e.state),
             decision: e.decision.map(|d| Safe::new(&d.to_string())),
@@ -255,7 +283,7 @@ pub struct AuditLine {
     pub channel: Safe,
     pub action: Safe,
     pub outcome: Safe,
-    pub card_ref: Option<Safe>,
+    pub card_ref: Option<CardRef>,
     pub virtual_card_id: Option<Safe>,
     pub operation_id: Option<i64>,
     pub reason: Option<Safe>,
@@ -271,7 +299,7 @@ impl AuditLine {
             channel: Safe::new(&r.channel),
             action: Safe::new(&r.action),
             outcome: Safe::new(&r.outcome),
-            card_ref: Safe::opt(r.card_ref.as_deref()),
+            card_ref: CardRef::opt(r.card_ref.as_deref()),
             virtual_card_id: Safe::opt(r.virtual_card_id.as_deref()),
             operation_id: r.operation_id,
             reason: Safe::opt(r.reason.as_deref().or(r.detail.as_deref())),
@@ -317,5 +345,10 @@ mod tests {
                 .contains("4111111111111111")
         );
         assert_eq!(Safe::new("CARD-123").as_str(), "CARD-123");
+        // A long run of digits that cannot hold a card number (no Luhn-valid window) stays.
+        assert_eq!(
+            Safe::new("ref-0000000000000000").as_str(),
+            "ref-0000000000000000"
+        );
     }
 }

@@ -36,6 +36,8 @@ pub enum EnrolmentFilter {
     Rule(String),
     /// Those with a send on this channel with this outcome.
     Send { channel: String, outcome: String },
+    /// Those with a sendOTP refused with this response code (limits, fraud controls).
+    RefusedSend(i64),
 }
 
 /// One enrolment of a list.
@@ -123,6 +125,10 @@ impl Store {
         const SELECT: &str = "SELECT correlation_id, card_ref, wallet_provider_id, state, \
             decision, decision_rule, created_at FROM enrolments e";
         with_pool!(self, read, |pool| {
+            let code_text = match filter {
+                EnrolmentFilter::RefusedSend(code) => code.to_string(),
+                _ => String::new(),
+            };
             let (sql, a, b) = match filter {
                 EnrolmentFilter::Outcome(o) => (
                     format!(
@@ -149,6 +155,16 @@ impl Store {
                     ),
                     channel.as_str(),
                     outcome.as_str(),
+                ),
+                EnrolmentFilter::RefusedSend(_) => (
+                    format!(
+                        "{SELECT} WHERE EXISTS (SELECT 1 FROM calls c WHERE c.correlation_id = \
+                         e.correlation_id AND c.at >= $1 AND c.operation = 'sendOTP' \
+                         AND c.outcome = 'refused' AND CAST(c.response_code AS TEXT) = $2) \
+                         AND $3 = '' ORDER BY created_at DESC LIMIT $4"
+                    ),
+                    code_text.as_str(),
+                    "",
                 ),
             };
             let q = sqlx::query_as(&sql).bind(since).bind(a).bind(b).bind(limit);

@@ -291,6 +291,17 @@ impl Store {
         })
     }
 
+    /// Removes the sessions made before `before` (past the absolute timeout).
+    pub async fn end_sessions_before(&self, before: Millis) -> Result<(), StoreError> {
+        with_pool!(self, write, |pool| {
+            sqlx::query("DELETE FROM console_sessions WHERE created_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
     pub async fn end_session(&self, token_hash: &str) -> Result<(), StoreError> {
         with_pool!(self, write, |pool| {
             sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")

@@ -127,6 +127,21 @@ async fn login_pages_and_logout(backend: Backend) {
     );
     let p = web.get("/console/audit").await;
     assert_eq!(p.status, 403, "the audit log is for supervisors");
+    // Every list the overview links to answers, on both backends.
+    for list in [
+        "/console/enrolments?outcome=yellow",
+        "/console/enrolments?rule=step-up",
+        "/console/enrolments?channel=sms&send_outcome=accepted",
+        "/console/enrolments?refused_code=102",
+        "/console/enrolments?stuck=1",
+        "/console/operations?state=unconfirmed",
+        "/console/enrolments/console-enrol",
+    ] {
+        let p = web.get(list).await;
+        assert_eq!(p.status, 200, "{list}: {}", p.body);
+    }
+    assert_eq!(web.get("/console/operations?state=nope").await.status, 400);
+    assert_eq!(web.get("/console/no-such-page").await.status, 404);
 
     let csrf = web.get("/console/overview").await.csrf();
     let p = web.post("/console/logout", &[("csrf", &csrf)]).await;
