@@ -814,3 +814,63 @@ async fn over_tls_the_console_cookies_are_secure() {
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
     app.gw.stop().await;
 }
+
+/// Unusable `admin.tls` files stop the start, each problem naming its setting; a reload (SIGHUP)
+/// takes new files and refuses unusable ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_admin_tls_files_name_their_setting() {
+    let fx = Fixture::new(&Backend::Sqlite).await;
+    let dir = fx.path().to_owned();
+    let mut config = fx.config.clone();
+    config.admin.tls = Some(issuer_gateway::config::AdminTlsConfig {
+        cert_chain: dir.join("missing.pem"),
+        private_key: dir.join("missing-key.pem"),
+        client_ca: None,
+    });
+    let err = issuer_gateway::app::Application::build(config.clone())
+        .await
+        .err()
+        .expect("the start is refused");
+    assert!(err.to_string().contains("admin.tls.cert_chain"), "{err:#}");
+    // Reloading (what SIGHUP does): new files are taken, unusable ones refused naming the setting.
+    let files = |n: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![n.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("admin.pem"), cert.pem()).unwrap();
+        let _ = std::fs::remove_file(dir.join("admin-key.pem"));
+        issuer_gateway::data_keys::write_private_file(
+            &dir.join("admin-key.pem"),
+            key.serialize_pem().as_bytes(),
+        )
+        .unwrap();
+    };
+    files("one.test");
+    let tls = issuer_gateway::config::AdminTlsConfig {
+        cert_chain: dir.join("admin.pem"),
+        private_key: dir.join("admin-key.pem"),
+        client_ca: None,
+    };
+    let live =
+        issuer_gateway::tls::Reloadable::of(issuer_gateway::tls::TlsFiles::admin(&tls)).unwrap();
+    files("two.test");
+    live.reload().unwrap();
+    std::fs::write(dir.join("admin.pem"), "not a certificate").unwrap();
+    let e = live.reload().unwrap_err();
+    assert!(e.starts_with("admin.tls.cert_chain:"), "{e}");
+    let mut p = Vec::new();
+    config.admin.tls = Some(issuer_gateway::config::AdminTlsConfig::default());
+    config.admin.validate(&mut p);
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("admin.tls.cert_chain: required")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("admin.tls.private_key: required")),
+        "{p:?}"
+    );
+}
