@@ -446,7 +446,7 @@ pub async fn retry(
 }
 
 /// An audit log entry of an admin API action (the console's audit log; see `store::audit`).
-fn api_entry() -> crate::store::AuditEntry<'static> {
+pub(super) fn api_entry() -> crate::store::AuditEntry<'static> {
     crate::store::AuditEntry {
         channel: "admin-api",
         outcome: "ok",
@@ -455,7 +455,7 @@ fn api_entry() -> crate::store::AuditEntry<'static> {
 }
 
 /// Writes an audit entry; the action is done already, so a failure is logged, not answered.
-async fn audit(state: &SharedState, entry: &crate::store::AuditEntry<'_>) {
+pub(super) async fn audit(state: &SharedState, entry: &crate::store::AuditEntry<'_>) {
     let at = state.clock.now_ms();
     if let Err(e) = state.store.append_audit(&state.data_keys, entry, at).await {
         tracing::error!(error = %e, action = entry.action, "admin: cannot write the audit log");

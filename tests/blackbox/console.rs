@@ -372,9 +372,26 @@ async fn the_audit_log_is_chained_and_covers_the_admin_api(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
+    let r = client
+        .patch(format!("http://{}/cards/{card_ref}", app.gw.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"phone": "+447700900999"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let mut web = ConsoleClient::new(&app.gw);
     assert_eq!(web.login(&op, now(&app.fx)).await.status, 303);
     let p = web.get("/console/audit").await;
+    assert!(
+        p.body.contains("card update") && p.body.contains("phone"),
+        "{}",
+        p.body
+    );
+    assert!(
+        !p.body.contains("7700900999"),
+        "a destination never reaches the audit log"
+    );
     assert_eq!(p.status, 200);
     assert!(
         p.body.contains("api-desk") && p.body.contains("admin-api") && p.body.contains("CARD_LOST"),
