@@ -216,6 +216,7 @@ async fn the_console_in_a_real_browser() {
         .await
         .unwrap();
     let card_ref = a.str("issuerCardRefId").unwrap().to_owned();
+    fx.advance_ms(1_500);
     let d = gw
         .tsh
         .request_digitization(
@@ -232,6 +233,7 @@ async fn the_console_in_a_real_browser() {
         .into_iter()
         .find(|m| m.1 == "SMS" || m.1.to_lowercase().contains("sms"))
         .unwrap_or_else(|| methods(&d.body)[0].clone());
+    fx.advance_ms(4_000);
     let s = gw
         .tsh
         .send_otp(cid, &card_ref, OTP, Some(&sms.0), WALLET)
@@ -242,6 +244,7 @@ async fn the_console_in_a_real_browser() {
         fx.outbox().iter().any(|m| m.contains(OTP)),
         "the OTP went out"
     );
+    fx.advance_ms(45_000);
     let body = json!({
         "issuerCardRefId": card_ref, "virtualCardId": "VC-BROWSER-1", "walletProviderId": WALLET,
         "tokenStorageId": "DEV-BROWSER-1", "isPrimary": true, "action": "ACTIVATE",
