@@ -84,6 +84,17 @@ async fn form_session(
         }
     };
     if !who.csrf_ok(fields.get("csrf")) {
+        audit(
+            c,
+            AuditEntry {
+                actor: &who.name,
+                channel: "console",
+                action: "form",
+                outcome: "refused: no valid CSRF token",
+                ..AuditEntry::default()
+            },
+        )
+        .await?;
         return Err(refuse(
             Some(&who),
             StatusCode::FORBIDDEN,

@@ -324,6 +324,14 @@ async fn forms_need_their_csrf_token_and_the_role(backend: Backend) {
         seen.contains(&("arno".into(), "token SUSPEND".into(), "ok".into())),
         "{seen:?}"
     );
+    assert!(
+        seen.contains(&(
+            "arno".into(),
+            "form".into(),
+            "refused: no valid CSRF token".into()
+        )),
+        "{seen:?}"
+    );
     app.gw.stop().await;
 }
 
