@@ -756,10 +756,28 @@ pub async fn card(
         Ok(v) => v,
         Err(e) => return internal(e),
     };
+    // Thales's own states, when asked (`?refresh=1`): the INACTIVE tokens Option D activates.
+    let (thales, thales_problem) = if q.get("refresh").is_some_and(|r| r == "1") {
+        match thales_states(&c, &card_ref).await {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
+    };
     let mut token_views = Vec::with_capacity(tokens.len());
     for t in &tokens {
         match store.token_events(&t.virtual_card_id).await {
-            Ok(ev) => token_views.push(TokenView::of(t, &ev)),
+            Ok(ev) => {
+                let mut view = TokenView::of(t, &ev);
+                view.thales = thales.as_ref().map(|m| {
+                    Safe::new(
+                        m.get(&t.virtual_card_id)
+                            .map_or("not known to TSH", String::as_str),
+                    )
+                });
+                token_views.push(view);
+            }
             Err(e) => return internal(e),
         }
     }
@@ -773,13 +791,13 @@ pub async fn card(
         .iter()
         .map(|e| EnrolmentLine::of_summary(e, &card_ref))
         .collect();
-    let notice = q.get("done").map(|d| {
+    let notice = thales_problem.map(|p| format!("TSH could not be asked: {p}.")).or_else(|| q.get("done").map(|d| {
         format!(
             "Done: {} (operation{} sent to TSH by the life-cycle sender, shown below until confirmed).",
             Safe::new(d.chars().take(80).collect::<String>().as_str()).as_str(),
             if d.contains(',') { "s" } else { "" }
         )
-    });
+    }));
     let view = CardView::of(&card);
     ok(pages::card_page(
         &Chrome::of(&who),
@@ -801,6 +819,49 @@ pub async fn card(
             notice: notice.as_deref(),
         },
     ))
+}
+
+/// Thales's own state of each token of the card, asked now (`getCardInfo`), by stored token id.
+async fn thales_states(
+    c: &Shared,
+    card_ref: &str,
+) -> Result<std::collections::BTreeMap<String, String>, &'static str> {
+    let config = &c.app.config;
+    if !config.tsh.configured() {
+        return Err("tsh.base_url is not set");
+    }
+    let client = crate::tsh::TshClient::new(&config.tsh, &config.issuer.id)
+        .map_err(|_| "the TSH client cannot be made (see the gateway's log)")?;
+    let sent = client
+        .post(
+            "getCardInfo",
+            &crate::store::new_correlation_id(),
+            &serde_json::json!({ "issuerCardRefId": card_ref }),
+        )
+        .await;
+    match sent.reply {
+        crate::tsh::Reply::Answered {
+            status: 200, body, ..
+        } => Ok(body
+            .get("virtualCardList")
+            .and_then(serde_json::Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|t| {
+                        Some((
+                            c.app
+                                .data_keys
+                                .safe_identifier(t.get("virtualCardId")?.as_str()?),
+                            t.get("status")?.as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()),
+        crate::tsh::Reply::Answered { .. } => Err("getCardInfo was refused by TSH"),
+        crate::tsh::Reply::TimedOut => Err("getCardInfo: no answer within tsh.timeout_ms"),
+        crate::tsh::Reply::NoConnection(_) => Err("getCardInfo: TSH cannot be reached"),
+    }
 }
 
 fn operator_op(

@@ -315,10 +315,14 @@ pub fn card_page(chrome: &Chrome<'_>, p: &CardPage<'_>) -> Markup {
                 }
             }
             h2 { "Tokens" }
+            p { a href={"/console/cards/" (card) "?refresh=1"} { "Ask TSH for the tokens' own states (getCardInfo)" } }
             @if p.tokens.is_empty() { p { "No token." } }
             @for t in p.tokens {
                 section.token aria-label={"Token " (t.virtual_card_id.as_str())} {
-                    h3 { (t.virtual_card_id) " · " (t.wallet) " · " span.state { (t.state) } }
+                    h3 {
+                        (t.virtual_card_id) " · " (t.wallet) " · " span.state { (t.state) }
+                        @if let Some(th) = &t.thales { " · " span.thales { "Thales: " (th) } }
+                    }
                     p {
                         "Device " @if let Some(d) = &t.device { (d) } @else { "-" }
                         " · DPAN " @if let Some(d) = &t.dpan_last4 { "•••• " (d) } @else { "-" }

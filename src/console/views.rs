@@ -163,6 +163,8 @@ pub struct TokenView {
     pub dpan_last4: Option<Masked>,
     pub created: At,
     pub history: Vec<EventView>,
+    /// Thales's own state (`getCardInfo`), when it was asked.
+    pub thales: Option<Safe>,
 }
 
 impl TokenView {
@@ -177,6 +179,7 @@ impl TokenView {
                 .as_deref()
                 .map(|d| Masked::new(d.get(d.len().saturating_sub(4)..).unwrap_or(""))),
             created: At(t.created_at),
+            thales: None,
             history: events
                 .iter()
                 .map(|e| EventView {

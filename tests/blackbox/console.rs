@@ -115,6 +115,15 @@ async fn login_pages_and_logout(backend: Backend) {
         p.body.contains("411111") && p.body.contains("1111") && p.body.contains("VC-CONSOLE-1")
     );
     assert!(!p.body.contains(ALICE.pan) && !p.body.contains("7700900123"));
+    let p = web
+        .get(&format!("/console/cards/{card_ref}?refresh=1"))
+        .await;
+    assert!(
+        p.body
+            .contains("TSH could not be asked: tsh.base_url is not set."),
+        "{}",
+        p.body
+    );
     // A viewer sees no action.
     assert!(!p.body.contains("Suspend"), "a viewer is offered no action");
     let p = web.get("/console/search?q=411111+1111").await;

@@ -351,6 +351,11 @@ async fn the_console_in_a_real_browser() {
                 .is_ok_and(|s| s.contains("<span class=\"state\">suspended</span>"))
     })
     .await;
+    // Thales's own state beside ours (getCardInfo), as an agent checks before an Option D
+    // activation.
+    v.goto(&format!("{base}/console/cards/{card_ref}?refresh=1"))
+        .await;
+    v.wait_for_text("Thales: SUSPENDED").await;
     let card = v.shot("card").await;
     assert!(card.contains("Resume"), "a suspended token offers Resume");
     assert!(
