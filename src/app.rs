@@ -27,6 +27,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Application {
     state: SharedState,
     tls: Option<crate::tls::Reloadable>,
+    /// TLS on the admin listener (`admin.tls`), reloaded on SIGHUP with the other.
+    admin_tls: Option<crate::tls::Reloadable>,
     api_listener: TcpListener,
     admin_listener: TcpListener,
     /// The app API's listener (Option C), when `[app]` is configured.
@@ -96,6 +98,13 @@ impl Application {
             }
             None => None,
         };
+        let admin_tls = match &config.admin.tls {
+            Some(files) => Some(
+                crate::tls::Reloadable::of(crate::tls::TlsFiles::admin(files))
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            ),
+            None => None,
+        };
         let api_listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
@@ -120,6 +129,7 @@ impl Application {
         Ok(Application {
             state,
             tls,
+            admin_tls,
             api_listener,
             admin_listener,
             app_listener,
@@ -199,7 +209,15 @@ impl Application {
         );
         let (tx, rx) = tokio::sync::watch::channel(false);
         tracing::info!(api = %self.api_addr(), admin = %self.admin_addr(), backend = state.store.backend_name(), "issuer-gateway listening");
-        spawn_reload_on_sighup(self.tls.clone());
+        let app_tls = self.app_listener.as_ref().and_then(|l| l.tls.clone());
+        spawn_reload_on_sighup(
+            self.tls
+                .iter()
+                .chain(&self.admin_tls)
+                .chain(&app_tls)
+                .cloned()
+                .collect(),
+        );
         let api_task = tokio::spawn(crate::serve::serve(
             self.api_listener,
             self.tls.clone(),
@@ -210,7 +228,7 @@ impl Application {
         ));
         let admin_task = tokio::spawn(crate::serve::serve(
             self.admin_listener,
-            None,
+            self.admin_tls.clone(),
             admin,
             crate::serve::Limits::admin(&state.config),
             "admin",
@@ -224,7 +242,6 @@ impl Application {
                     "app.tls is not set: the app API speaks plain HTTP (use TLS termination in front, or set app.tls.*)"
                 );
             }
-            spawn_reload_app_tls_on_sighup(l.tls.clone());
             tokio::spawn(crate::serve::serve(
                 l.listener,
                 l.tls,
@@ -362,7 +379,7 @@ pub fn load_key_ring(config: &Config) -> anyhow::Result<KeyRing> {
 
 /// Reloads the TLS files on every SIGHUP (Unix); a failed reload keeps the running files.
 /// Without TLS, SIGHUP is logged and ignored (it must never stop the gateway undrained).
-fn spawn_reload_on_sighup(tls: Option<crate::tls::Reloadable>) {
+fn spawn_reload_on_sighup(tls: Vec<crate::tls::Reloadable>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -371,41 +388,24 @@ fn spawn_reload_on_sighup(tls: Option<crate::tls::Reloadable>) {
             return;
         };
         while hup.recv().await.is_some() {
-            match &tls {
-                None => tracing::info!("SIGHUP: nothing to reload (server.tls is not set)"),
-                Some(tls) => match tls.reload() {
-                    Ok(()) => tracing::info!("TLS certificate, key and client CA reloaded"),
-                    Err(e) => {
-                        tracing::error!(error = %e, "TLS reload failed; the previous files stay in use")
-                    }
-                },
+            if tls.is_empty() {
+                tracing::info!(
+                    "SIGHUP: nothing to reload (none of server.tls, admin.tls, app.tls is set)"
+                );
             }
-        }
-    });
-    #[cfg(not(unix))]
-    let _ = tls;
-}
-
-/// Reloads the app listener's TLS files (`app.tls.*`) on every SIGHUP, like the server's.
-fn spawn_reload_app_tls_on_sighup(tls: Option<crate::tls::Reloadable>) {
-    #[cfg(unix)]
-    if let Some(tls) = tls {
-        tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                return;
-            };
-            while hup.recv().await.is_some() {
+            for tls in &tls {
                 match tls.reload() {
-                    Ok(()) => tracing::info!("app.tls certificate and key reloaded"),
+                    Ok(()) => tracing::info!(
+                        section = tls.section(),
+                        "TLS certificate, key and client CA reloaded"
+                    ),
                     Err(e) => {
-                        tracing::error!(error = %e, "app.tls reload failed; the previous files stay in use")
+                        tracing::error!(section = tls.section(), error = %e, "TLS reload failed; the previous files stay in use")
                     }
                 }
             }
-        });
-    }
+        }
+    });
     #[cfg(not(unix))]
     let _ = tls;
 }

@@ -12,6 +12,7 @@ pub mod cert_expiry;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod controls;
 pub mod data_keys;
 pub mod decision;

@@ -167,7 +167,15 @@ impl Connection {
             // connection) stands.
             .max_headers(MAX_HEADERS_PARSED)
             .keep_alive(true);
-        let service = TowerToHyperService::new(self.router.clone());
+        // The peer's address, for the handlers that need it (the console's login throttle).
+        let peer = axum::extract::ConnectInfo(self.peer);
+        let service = TowerToHyperService::new(tower::util::MapRequest::new(
+            self.router.clone(),
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer);
+                req
+            },
+        ));
         let conn = builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         tokio::select! {

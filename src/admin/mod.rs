@@ -15,6 +15,7 @@
 //! | `POST /cards/{ref}/token-actions`, `POST /devices/{tokenStorageId}/token-actions` | operators' token actions (see `operations.rs`) |
 //! | `GET /operations[?state=...]`, `GET /operations/{id}`, `POST /operations/{id}/cancel`, `/retry` | the life-cycle operation log |
 //! | `GET /webhooks/events`, `GET /webhooks/events/{id}`, `POST /webhooks/events/{id}/redeliver` | the webhook event log (see `webhooks.rs`) |
+//! | `/console/...` | the operator console (HTML, its own login: see `console`) |
 //!
 //! Every answer is JSON and never holds a PAN, an OTP or an unmasked destination.
 
@@ -66,6 +67,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(prometheus))
         .route("/openapi.yaml", get(openapi_yaml))
         .merge(protected)
+        // The operator console: people log in as themselves (the bearer token does not open it).
+        .nest_service("/console", crate::console::router(state.clone()))
         .fallback(|| async { AdminError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }

@@ -238,6 +238,21 @@ pub async fn card_action(
             ids.first().copied().unwrap_or_default()
         }
     };
+    let label = format!("token {}", a.action);
+    audit(
+        &state,
+        &crate::store::AuditEntry {
+            actor: &a.operator,
+            action: &label,
+            card_ref: Some(&card_ref),
+            virtual_card_id: op.virtual_card_id.as_deref(),
+            operation_id: Some(id),
+            reason: Some(&a.reason),
+            detail: a.verification.as_deref(),
+            ..api_entry()
+        },
+    )
+    .await;
     tracing::info!(operation_id = id, card_ref = %card_ref, action = %a.action, operator = %crate::domain::log_safe(&a.operator), "admin: token action");
     Ok(accepted(json!({ "operationId": id })))
 }
@@ -305,6 +320,22 @@ pub async fn device_action(
         .store
         .create_operations(&ops, state.clock.now_ms())
         .await?;
+    let label = format!("device token {}", a.action);
+    for (op, id) in ops.iter().zip(&ids) {
+        audit(
+            &state,
+            &crate::store::AuditEntry {
+                actor: &a.operator,
+                action: &label,
+                card_ref: Some(&op.card_ref),
+                virtual_card_id: op.virtual_card_id.as_deref(),
+                operation_id: Some(*id),
+                reason: Some(&a.reason),
+                ..api_entry()
+            },
+        )
+        .await;
+    }
     tracing::info!(operations = ids.len(), action = %a.action, operator = %crate::domain::log_safe(&a.operator), "admin: device token action");
     Ok(accepted(json!({ "operationIds": ids })))
 }
@@ -406,6 +437,17 @@ pub async fn cancel(
             ),
         ));
     }
+    audit(
+        &state,
+        &crate::store::AuditEntry {
+            actor: operator,
+            action: "operation cancel",
+            card_ref: Some(&op.card_ref),
+            operation_id: Some(id),
+            ..api_entry()
+        },
+    )
+    .await;
     tracing::info!(operation_id = id, operator = %crate::domain::log_safe(operator), "admin: operation cancelled");
     let attempts = state.store.operation_attempts(id).await?;
     Ok(Json(operation_view(
@@ -437,12 +479,40 @@ pub async fn retry(
             ),
         ));
     }
+    audit(
+        &state,
+        &crate::store::AuditEntry {
+            actor: "admin-api",
+            action: "operation retry",
+            card_ref: Some(&op.card_ref),
+            operation_id: Some(id),
+            ..api_entry()
+        },
+    )
+    .await;
     let attempts = state.store.operation_attempts(id).await?;
     Ok(Json(operation_view(
         &op,
         &attempts,
         unconfirmed_before(&state),
     )))
+}
+
+/// An audit log entry of an admin API action (the console's audit log; see `store::audit`).
+pub(super) fn api_entry() -> crate::store::AuditEntry<'static> {
+    crate::store::AuditEntry {
+        channel: "admin-api",
+        outcome: "ok",
+        ..crate::store::AuditEntry::default()
+    }
+}
+
+/// Writes an audit entry; the action is done already, so a failure is logged, not answered.
+pub(super) async fn audit(state: &SharedState, entry: &crate::store::AuditEntry<'_>) {
+    let at = state.clock.now_ms();
+    if let Err(e) = state.store.append_audit(&state.data_keys, entry, at).await {
+        tracing::error!(error = %e, action = entry.action, "admin: cannot write the audit log");
+    }
 }
 
 /// The operation log's part of `/health` (and the gauges of `/metrics`).

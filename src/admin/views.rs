@@ -121,6 +121,19 @@ pub async fn update_card(
         .await?
         .ok_or_else(|| AdminError::not_found("no card with this issuerCardRefId"))?;
     let fields: Vec<&str> = map.keys().map(String::as_str).collect();
+    // Key names only in the audit log too (never a destination).
+    let detail = crate::domain::log_safe(&fields.join(","));
+    super::operations::audit(
+        &state,
+        &crate::store::AuditEntry {
+            actor: "admin-api",
+            action: "card update",
+            card_ref: Some(&card.card_ref),
+            detail: Some(&detail),
+            ..super::operations::api_entry()
+        },
+    )
+    .await;
     tracing::info!(
         card_ref = %card.card_ref,
         // Key names only (never values), with any long digit run masked: a key is caller input.

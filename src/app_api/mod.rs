@@ -197,8 +197,11 @@ impl Listener {
             Some(files) => {
                 let files = files.clone();
                 Some(
-                    crate::tls::Reloadable::from_builder(Arc::new(move || server_config(&files)))
-                        .map_err(|e| anyhow::anyhow!(e))?,
+                    crate::tls::Reloadable::from_builder(
+                        "app.tls",
+                        Arc::new(move || server_config(&files)),
+                    )
+                    .map_err(|e| anyhow::anyhow!(e))?,
                 )
             }
             None => None,

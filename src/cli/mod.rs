@@ -1,5 +1,6 @@
 //! The subcommands.
 
+pub mod operators;
 pub mod policy;
 pub mod tokens;
 pub mod webhooks;
@@ -40,6 +41,10 @@ pub enum Command {
     /// by a running serve, in order with the card's other operations.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Manage the operator console's accounts (add, list, disable, enable, set-role,
+    /// reset-password), or export its audit log (audit-export).
+    #[command(subcommand)]
+    Operators(operators::OperatorsCommand),
     /// Check the decision policy, or explain a decision, offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -406,6 +411,23 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(code) => return code,
             };
             purge(&config, dry_run).await
+        }
+        Command::Operators(cmd) => {
+            let config = match load_config(cmd.config()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::telemetry::init(config.log.format, "warn");
+            match operators::run(&config, cmd).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: operators: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Tokens(cmd) => {
             use crate::domain::lifecycle::TokenAction;

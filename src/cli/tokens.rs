@@ -119,6 +119,19 @@ pub async fn action(
     };
     let now = crate::clock::Clock::system().now_ms();
     let ids = store.create_operations(&[op], now).await?;
+    let label = format!("token {action}");
+    let entry = crate::store::AuditEntry {
+        actor: &operator,
+        channel: "cli",
+        action: &label,
+        outcome: "ok",
+        card_ref: Some(&a.card),
+        virtual_card_id: token.as_deref(),
+        operation_id: ids.first().copied(),
+        reason: Some(&a.reason),
+        ..crate::store::AuditEntry::default()
+    };
+    store.append_audit(&keys, &entry, now).await?;
     store.close().await;
     let what = token.map_or("every token of the card".to_owned(), |t| {
         format!("token {t}")

@@ -3,6 +3,18 @@
 use super::{Secret, parse_addr};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// TLS on the admin listener (`[admin.tls]`): the chain and key, and optionally a CA whose
+/// client certificates alone are accepted (mutual TLS).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminTlsConfig {
+    pub cert_chain: PathBuf,
+    pub private_key: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AdminConfig {
@@ -13,6 +25,9 @@ pub struct AdminConfig {
     pub stuck_after_minutes: u32,
     /// Connections open at once on the admin listener; beyond it new ones are closed at once.
     pub max_connections: usize,
+    /// TLS on the admin listener (the console's cookie is then `Secure`); plain HTTP without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<AdminTlsConfig>,
 }
 
 /// `[admin]` as written.
@@ -23,6 +38,8 @@ pub(super) struct AdminFile {
     token: Secret,
     stuck_after_minutes: u32,
     max_connections: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<AdminTlsConfig>,
 }
 
 impl Default for AdminFile {
@@ -32,6 +49,7 @@ impl Default for AdminFile {
             token: Secret::default(),
             stuck_after_minutes: 30,
             max_connections: 64,
+            tls: None,
         }
     }
 }
@@ -43,6 +61,7 @@ impl AdminFile {
             token: self.token,
             stuck_after_minutes: self.stuck_after_minutes,
             max_connections: self.max_connections,
+            tls: self.tls,
         }
     }
 }
@@ -57,6 +76,14 @@ impl AdminConfig {
         }
         if self.max_connections == 0 {
             p.push("admin.max_connections: must be above 0".into());
+        }
+        if let Some(tls) = &self.tls {
+            if tls.cert_chain.as_os_str().is_empty() {
+                p.push("admin.tls.cert_chain: required with [admin.tls]".into());
+            }
+            if tls.private_key.as_os_str().is_empty() {
+                p.push("admin.tls.private_key: required with [admin.tls]".into());
+            }
         }
     }
 }

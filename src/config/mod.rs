@@ -9,6 +9,7 @@
 
 mod admin;
 mod app_api;
+mod console;
 mod controls;
 mod database;
 mod email;
@@ -31,8 +32,9 @@ mod templates;
 mod tsh;
 mod webhooks;
 
-pub use admin::AdminConfig;
+pub use admin::{AdminConfig, AdminTlsConfig};
 pub use app_api::{AppApiConfig, AppTlsConfig};
+pub use console::ConsoleConfig;
 pub use controls::ControlsConfig;
 pub use database::DatabaseConfig;
 pub use email::{EmailConfig, EmailProvider, SmtpTls};
@@ -118,6 +120,7 @@ pub struct Config {
     pub app: Option<AppApiConfig>,
     pub notices: NoticesConfig,
     pub webhooks: Vec<WebhookConfig>,
+    pub console: ConsoleConfig,
 }
 
 /// The configuration as written (file and environment), before its values are parsed.
@@ -146,6 +149,7 @@ struct ConfigFile {
     app: Option<app_api::AppFile>,
     notices: NoticesConfig,
     webhooks: Vec<webhooks::WebhookFile>,
+    console: ConsoleConfig,
 }
 
 impl ConfigFile {
@@ -175,6 +179,7 @@ impl ConfigFile {
             app: self.app.map(|a| a.parse(&mut p)),
             notices: self.notices,
             webhooks: webhooks::parse_all(self.webhooks, &mut p),
+            console: self.console,
         };
         (config, p)
     }
@@ -307,6 +312,7 @@ impl Config {
         }
         self.notices.validate(&mut p);
         webhooks::validate(&self.webhooks, &mut p);
+        self.console.validate(&mut p);
         if self.server.require_real_channels {
             let outbox = [
                 ("sms.provider", self.sms.provider == SmsProvider::Outbox),

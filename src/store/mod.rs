@@ -332,18 +332,23 @@ mod tokens;
 mod enrolments;
 mod activations;
 mod admin;
+mod audit;
 mod cards;
 mod columns;
+mod console;
 mod group_commit;
+mod operators;
 mod retention;
 
 pub use activations::{Activated, ActivationRow, NewActivation, OfferedEnrolmentRow};
 pub use admin::{
     CardUpdate, ContactUpdate, EnrolmentSummaryRow, NoticeRow, PoolStat, StuckEnrolmentRow,
 };
+pub use audit::{AUDIT_GENESIS, AuditEntry, AuditRow, verify_chain};
 pub use cardholder_notices::{CardholderNoticeRow, NoticeAttempt, TOKEN_ACTIVATED};
 pub use cards::new_card_ref;
 pub use cards::{CardRow, Keep, NewCard, UpdateCardSeal, Upserted};
+pub use console::{EnrolmentFilter, EnrolmentListRow, GroupCount, Overview};
 pub use enrolments::{
     CallRecord, CallRow, DecisionRecord, EnrolmentRow, MethodRecord, MethodRow, Write, Written,
 };
@@ -352,6 +357,7 @@ pub use operations::{
     Attempt, AttemptRow, AttemptVerdict, NewOperation, OperationRow, OperationStats,
     new_correlation_id,
 };
+pub use operators::{ApprovalRow, NewOperator, OperatorRow, SessionRow};
 pub use retention::PurgeTable;
 pub use sends::{Claim, LimitScope, SendClaim, SendFinish, SendLimit, SendRow};
 pub use tokens::{NoticeOutcome, NoticeRecord, TokenEventRow, TokenRow};

@@ -16,6 +16,8 @@ mod activations;
 mod admin;
 mod cli;
 mod connections;
+mod console;
+mod console_browser;
 mod controls;
 mod crash;
 mod delivery;
