@@ -124,6 +124,15 @@ pub struct SimulateArgs {
     /// Load run: only checkCardEligibility calls (measures the envelope-opening bound).
     #[arg(long, requires = "count")]
     pub eligibility_only: bool,
+    /// Load run: start this many enrolments per second in all (paced, open loop) instead of
+    /// as fast as the connections allow: latency at a given load, e.g. half the peak.
+    #[arg(long, value_name = "PER_SECOND", requires = "count", value_parser = positive_rate)]
+    pub rate: Option<f64>,
+    /// Instead of calling the gateway: write --count checkCardEligibility request bodies, one
+    /// JSON object per line, each with card data sealed afresh, for an external load client
+    /// (benches/wrk-eligibility.lua). Nothing is sent to --target.
+    #[arg(long, value_name = "FILE", requires = "count")]
+    pub write_requests: Option<PathBuf>,
     /// For a gateway speaking mutual TLS: the client certificate chain to present (PEM).
     #[arg(long, value_name = "CERT.pem", requires = "client_key")]
     pub client_cert: Option<PathBuf>,
@@ -342,6 +351,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                 count: args.count,
                 concurrency: usize::try_from(args.concurrency).unwrap_or(1),
                 eligibility_only: args.eligibility_only,
+                rate: args.rate,
+                write_requests: args.write_requests,
                 client_cert: args.client_cert,
                 client_key: args.client_key,
                 ca: args.ca,
@@ -595,5 +606,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `--rate`: a positive number of enrolments per second.
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a positive number of enrolments per second"
+        )),
     }
 }

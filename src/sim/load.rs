@@ -27,6 +27,9 @@ pub struct LoadOptions {
     pub count: u64,
     pub concurrency: usize,
     pub eligibility_only: bool,
+    /// Enrolments started per second in all (paced: enrolment `i` starts at `i / rate` seconds
+    /// into the run, whatever the answers' times); `None`: as fast as the workers go.
+    pub rate: Option<f64>,
     /// A random number naming the run (correlation ids, tokens).
     pub run: u32,
     pub target: String,
@@ -179,6 +182,9 @@ pub async fn run(tsh: &Tsh, cards: &[SimCard], o: LoadOptions) -> anyhow::Result
         o.concurrency,
         cards.iter().filter(|c| c.usable).count()
     );
+    if let Some(rate) = o.rate {
+        eprintln!("simulate: paced at {rate} enrolments/s");
+    }
     if plan.downgraded > 0 {
         eprintln!(
             "simulate: {} yellow enrolments played green instead: the card file has too few cards with that destination to stay within {SEND_BUDGET} sends per card and per destination",
@@ -228,6 +234,8 @@ pub async fn run(tsh: &Tsh, cards: &[SimCard], o: LoadOptions) -> anyhow::Result
         let next = next.clone();
         let progress = progress.clone();
         let run = o.run;
+        let rate = o.rate;
+        let start = tokio::time::Instant::from_std(started);
         workers.push(tokio::spawn(async move {
             let mut stats = Stats::default();
             loop {
@@ -235,6 +243,11 @@ pub async fn run(tsh: &Tsh, cards: &[SimCard], o: LoadOptions) -> anyhow::Result
                 let Some(p) = usize::try_from(i).ok().and_then(|i| jobs.get(i)).copied() else {
                     break;
                 };
+                if let Some(rate) = rate {
+                    // Paced load: this enrolment's start time in the schedule.
+                    tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate))
+                        .await;
+                }
                 let Some(card) = cards.get(p.card as usize) else {
                     break;
                 };

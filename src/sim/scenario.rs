@@ -11,7 +11,7 @@
 use super::{Answer, Tsh};
 use crate::domain::{CardStatus, Pan};
 use serde_json::{Value, json};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The command line of `simulate`.
@@ -24,6 +24,10 @@ pub struct SimulateOptions {
     pub count: Option<u64>,
     pub concurrency: usize,
     pub eligibility_only: bool,
+    /// `--rate`: enrolments started per second, paced.
+    pub rate: Option<f64>,
+    /// `--write-requests`: write eligibility bodies instead of calling the gateway.
+    pub write_requests: Option<PathBuf>,
     /// Mutual TLS: the client certificate chain and key to present, and extra CAs to trust.
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
@@ -506,6 +510,9 @@ pub async fn simulate(o: SimulateOptions) -> anyhow::Result<bool> {
         );
     }
     let run = u32::from_be_bytes(crate::data_keys::random_bytes::<4>());
+    if let (Some(path), Some(count)) = (&o.write_requests, o.count) {
+        return write_requests(&tsh, &cards, path, count).map(|()| true);
+    }
     match o.count {
         Some(count) => {
             super::load::run(
@@ -515,6 +522,7 @@ pub async fn simulate(o: SimulateOptions) -> anyhow::Result<bool> {
                     count,
                     concurrency: o.concurrency.max(1),
                     eligibility_only: o.eligibility_only,
+                    rate: o.rate,
                     run,
                     target: base,
                 },
@@ -673,6 +681,41 @@ fn print_results(results: &[CallResult]) -> bool {
         }
     }
     ok
+}
+
+/// `--write-requests`: `count` checkCardEligibility bodies, one JSON object per line, taking
+/// the usable cards in turn, each envelope sealed afresh (as TSH seals every call).
+fn write_requests(tsh: &Tsh, cards: &[SimCard], path: &Path, count: u64) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let usable: Vec<&SimCard> = cards.iter().filter(|c| c.usable).collect();
+    if usable.is_empty() {
+        anyhow::bail!("the card file holds no active card to seal");
+    }
+    let file = std::fs::File::create(path)
+        .map_err(|e| anyhow::anyhow!("--write-requests {}: {e}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for i in 0..count {
+        let Some(card) = usize::try_from(i)
+            .ok()
+            .and_then(|i| usable.get(i % usable.len()))
+        else {
+            break;
+        };
+        let body = serde_json::json!({
+            "cipheredCardInfo": tsh.card_info(card.pan.expose_digits(), Some(&card.exp))?,
+            "walletProviderId": card.wallet(i),
+            "captureMethod": "MANUAL",
+        });
+        writeln!(out, "{body}")
+            .map_err(|e| anyhow::anyhow!("--write-requests {}: {e}", path.display()))?;
+    }
+    out.flush()
+        .map_err(|e| anyhow::anyhow!("--write-requests {}: {e}", path.display()))?;
+    eprintln!(
+        "simulate: wrote {count} checkCardEligibility bodies to {}",
+        path.display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

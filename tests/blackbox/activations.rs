@@ -627,6 +627,8 @@ async fn simulate_plays_both_options(backend: Backend) {
         count: None,
         concurrency: 1,
         eligibility_only: false,
+        rate: None,
+        write_requests: None,
         client_cert: None,
         client_key: None,
         ca: None,

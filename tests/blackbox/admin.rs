@@ -673,6 +673,64 @@ async fn simulate_plays_enrolments_and_reports_percentiles() {
     }
     assert!(stderr.contains("12 enrolments"), "{stderr}");
 
+    // Paced: the same load at a set rate (latency at a given load, e.g. half the peak).
+    let out = run(&["--count", "8", "--concurrency", "2", "--rate", "400"])
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("paced at 400 enrolments/s"), "{stderr}");
+    assert!(stdout.contains("errors: none"), "{stdout}");
+    let out = run(&["--count", "3", "--rate", "0"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a positive number"));
+
+    // Request bodies for an external load client: distinct envelopes that the gateway opens,
+    // no card number in clear, nothing sent meanwhile.
+    let bodies = app.fx.path().join("eligibility.jsonl");
+    let out = {
+        let (cards, cert, target, bodies) =
+            (cards.clone(), cert.clone(), target.clone(), bodies.clone());
+        tokio::task::spawn_blocking(move || {
+            bin()
+                .args(["simulate", "--target", &target, "--issuer-id", ISSUER_ID])
+                .args(["--count", "6", "--write-requests"])
+                .arg(&bodies)
+                .arg("--cert")
+                .arg(&cert)
+                .arg("--cards")
+                .arg(&cards)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&bodies).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6);
+    let distinct: std::collections::HashSet<&str> = lines.iter().copied().collect();
+    assert_eq!(distinct.len(), 6, "every envelope sealed afresh");
+    for pan in [ALICE.pan, BOB.pan, CLAIRE.pan, DAN.pan] {
+        assert!(!text.contains(pan));
+    }
+    let tsh = app.tsh();
+    for (i, line) in lines.iter().enumerate() {
+        let body: serde_json::Value = serde_json::from_str(line).unwrap();
+        let a = tsh
+            .call("checkCardEligibility", &format!("sim-written-{i}"), &body)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        assert!(a.str("issuerCardRefId").is_some(), "{:?}", a.body);
+    }
+
     // A gateway that is not there: non-zero exit, and the errors counted.
     let out = tokio::task::spawn_blocking(move || {
         bin()
