@@ -8,7 +8,10 @@
 # "1 2 4 8 16 32 64"), IG_BENCH_ENROLMENTS (full load, default 10000), IG_BENCH_BEFORE (complete
 # enrolments per second measured before group commit on this machine, for the 2x target; default
 # 218, the figure of the issue that asked for it), IG_BENCH_OUT (folder for the figures, default a
-# temporary one). Needs: a release build (built here), openssl, wrk, python3.
+# temporary one), IG_BENCH_GATEWAY_BIN (the gateway binary to measure, e.g. one built from an
+# earlier commit for a before/after comparison; the load always comes from this checkout's
+# simulator), IG_BENCH_PERF=1 (a `perf record -g` of the gateway during the 32-connection wrk
+# run, into the figures folder). Needs: a release build (built here), openssl, wrk, python3.
 #
 # What it does, in order: the RSA bound (`openssl speed -multi $(nproc) rsa2048`); a fresh gateway
 # with 10,000 cards; wrk rotating 20,000 distinct sealed envelopes at each connection count; the
@@ -42,6 +45,7 @@ backend=$([ -n "$pg_url" ] && echo postgres || echo sqlite)
 echo "benchmark: building the release binary" >&2
 cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-$root/target}/release/issuer-gateway"
+gw_bin=${IG_BENCH_GATEWAY_BIN:-$bin}
 
 work=$(mktemp -d)
 gw_pid=""
@@ -55,7 +59,7 @@ rsa=$(openssl speed -multi "$(nproc)" -seconds 5 rsa2048 2>/dev/null |
 rsa=${rsa%.*}
 echo "benchmark: RSA-2048 private-key operations: $rsa/s on $(nproc) CPUs" >&2
 
-"$bin" keys generate --out keys >/dev/null
+"$gw_bin" keys generate --out keys >/dev/null
 python3 - > cards.csv <<'EOF'
 def luhn(body):
     s = 0
@@ -104,8 +108,8 @@ subprocess.run(["psql", "-q", sys.argv[1], "-c",
   "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"], check=True, capture_output=True)
 EOF
   fi
-  "$bin" cards import cards.csv >/dev/null 2>&1
-  "$bin" serve > gateway.log 2>&1 &
+  "$gw_bin" cards import cards.csv >/dev/null 2>&1
+  "$gw_bin" serve > gateway.log 2>&1 &
   gw_pid=$!
   for _ in $(seq 1 100); do
     python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:19090/health')" \
@@ -125,9 +129,15 @@ echo "connections,calls_per_s,p50_ms,p90_ms,p99_ms,non200,gateway_cpus" > "$out/
 for c in $connections; do
   threads=$(( c < 2 ? 1 : 2 ))
   t0=$(cpu_ticks)
+  perf_pid=""
+  if [ "${IG_BENCH_PERF:-0}" = 1 ] && [ "$c" = 32 ]; then
+    perf record -g -q -o "$out/perf.data" -p "$gw_pid" -- sleep "$seconds" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   BODIES=bodies.jsonl ISSUER_ID=BENCHBANK1 wrk -t"$threads" -c"$c" -d"${seconds}s" --latency \
     -s "$root/benches/wrk-eligibility.lua" "$target" > "wrk-$c.txt"
   t1=$(cpu_ticks)
+  [ -n "$perf_pid" ] && wait "$perf_pid"
   rps=$(awk '/^Requests\/sec/ { print $2 }' "wrk-$c.txt")
   p50=$(awk '/^latency p50/ { print $3 }' "wrk-$c.txt")
   p90=$(awk '/^latency p90/ { print $3 }' "wrk-$c.txt")
