@@ -22,6 +22,12 @@ pub fn configured(config: &Config) -> Vec<Expiry> {
     if let Some(tls) = &config.server.tls {
         files.push(("server.tls.cert_chain", &tls.cert_chain));
     }
+    if let Some(tls) = &config.admin.tls {
+        files.push(("admin.tls.cert_chain", &tls.cert_chain));
+    }
+    if let Some(tls) = config.app.as_ref().and_then(|a| a.tls.as_ref()) {
+        files.push(("app.tls.cert_chain", &tls.cert_chain));
+    }
     for c in &config.keys.pkcs7_certificates {
         files.push(("keys.pkcs7_certificates", c));
     }
@@ -146,5 +152,35 @@ mod tests {
         assert!(soon(&list, now).is_empty());
         assert_eq!(soon(&list, Millis(after.0 - 86_400_000)).len(), 1);
         assert_eq!(first_not_after(b"not a certificate"), None);
+    }
+
+    /// The admin and app listeners' certificates are watched like the TSH-facing one's.
+    #[test]
+    fn lists_every_listener_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = crate::envelope::generate_key_pair(2048, "listener").unwrap();
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, &pair.certificate_pem).unwrap();
+        let file = dir.path().join("gateway.toml");
+        let c = cert.display();
+        std::fs::write(
+            &file,
+            format!(
+                "[admin.tls]\ncert_chain = \"{c}\"\nprivate_key = \"{c}\"\n\
+                 [app]\ntoken = \"0123456789abcdef0123\"\n\
+                 [app.tls]\ncert_chain = \"{c}\"\nprivate_key = \"{c}\"\n"
+            ),
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), Vec::new()).unwrap();
+        let list = configured(&config);
+        for setting in ["admin.tls.cert_chain", "app.tls.cert_chain"] {
+            let e = list.iter().find(|e| e.setting == setting);
+            assert!(
+                e.is_some_and(|e| e.not_after.is_some()),
+                "{setting} in {:?}",
+                list.iter().map(|e| e.setting).collect::<Vec<_>>()
+            );
+        }
     }
 }
