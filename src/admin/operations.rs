@@ -567,44 +567,18 @@ pub async fn thales_states(
             "refresh needs tsh.base_url",
         ));
     }
-    let client = crate::tsh::TshClient::new(&state.config.tsh, &state.config.issuer.id)
+    let tokens = crate::tsh::card_tokens(&state.config.tsh, &state.config.issuer.id, card_ref)
+        .await
         .map_err(|e| unavailable(e.to_string()))?;
-    let sent = client
-        .post(
-            "getCardInfo",
-            &crate::store::new_correlation_id(),
-            &json!({ "issuerCardRefId": card_ref }),
-        )
-        .await;
-    match sent.reply {
-        crate::tsh::Reply::Answered {
-            status: 200, body, ..
-        } => Ok(body
-            .get("virtualCardList")
-            .and_then(Value::as_array)
-            .map(|l| {
-                l.iter()
-                    .filter_map(|t| {
-                        Some((
-                            state
-                                .data_keys
-                                .safe_identifier(t.get("virtualCardId")?.as_str()?),
-                            t.get("status")?.as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()),
-        crate::tsh::Reply::Answered { status, .. } => {
-            Err(unavailable(format!("getCardInfo answered HTTP {status}")))
-        }
-        crate::tsh::Reply::TimedOut => Err(unavailable(
-            "getCardInfo: no answer within tsh.timeout_ms".into(),
-        )),
-        crate::tsh::Reply::NoConnection(_) => {
-            Err(unavailable("getCardInfo: cannot reach TSH".into()))
-        }
-    }
+    Ok(tokens
+        .into_iter()
+        .map(|t| {
+            (
+                state.data_keys.safe_identifier(&t.virtual_card_id),
+                t.status,
+            )
+        })
+        .collect())
 }
 
 /// The configured certificates expiring within `cert_expiry::WARN_DAYS` (for `/health`).

@@ -323,46 +323,19 @@ async fn inactive_tokens(
             "no token is known for the enrolment and tsh.base_url is not set to ask TSH: give virtualCardId".into(),
         ));
     }
-    let client = crate::tsh::TshClient::new(&state.config.tsh, &state.config.issuer.id)
-        .map_err(|e| unavailable(format!("tsh: {e}")))?;
-    let sent = client
-        .post(
-            "getCardInfo",
-            &crate::store::new_correlation_id(),
-            &json!({ "issuerCardRefId": card_ref }),
-        )
-        .await;
-    match sent.reply {
-        crate::tsh::Reply::Answered {
-            status: 200, body, ..
-        } => Ok(body
-            .get("virtualCardList")
-            .and_then(Value::as_array)
-            .map(|l| {
-                l.iter()
-                    .filter(|t| {
-                        t.get("walletProviderId")
-                            .and_then(Value::as_str)
-                            .is_some_and(|w| w.eq_ignore_ascii_case(wallet))
-                            && t.get("status")
-                                .and_then(Value::as_str)
-                                .is_some_and(|s| s.eq_ignore_ascii_case("INACTIVE"))
-                    })
-                    .filter_map(|t| t.get("virtualCardId").and_then(Value::as_str))
-                    .map(|v| state.data_keys.safe_identifier(v))
-                    .collect()
-            })
-            .unwrap_or_default()),
-        crate::tsh::Reply::Answered { status, .. } => {
-            Err(unavailable(format!("getCardInfo answered HTTP {status}")))
-        }
-        crate::tsh::Reply::TimedOut => Err(unavailable(
-            "getCardInfo: no answer within tsh.timeout_ms".into(),
-        )),
-        crate::tsh::Reply::NoConnection(_) => {
-            Err(unavailable("getCardInfo: cannot reach TSH".into()))
-        }
-    }
+    let tokens = crate::tsh::card_tokens(&state.config.tsh, &state.config.issuer.id, card_ref)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    Ok(tokens
+        .iter()
+        .filter(|t| {
+            t.wallet
+                .as_deref()
+                .is_some_and(|w| w.eq_ignore_ascii_case(wallet))
+                && t.status.eq_ignore_ascii_case("INACTIVE")
+        })
+        .map(|t| state.data_keys.safe_identifier(&t.virtual_card_id))
+        .collect())
 }
 
 /// `GET /v1/activations/{operationId}`: `{"operationId", "state", "enrolmentState"}` of an

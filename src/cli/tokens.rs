@@ -156,49 +156,15 @@ pub async fn list(config: &Config, card: &str, refresh: bool) -> anyhow::Result<
         if !config.tsh.configured() {
             anyhow::bail!("--refresh: tsh.base_url is not set");
         }
-        let client = crate::tsh::TshClient::new(&config.tsh, &config.issuer.id)?;
-        let sent = client
-            .post(
-                "getCardInfo",
-                &crate::store::new_correlation_id(),
-                &serde_json::json!({ "issuerCardRefId": card }),
-            )
-            .await;
-        match sent.reply {
-            crate::tsh::Reply::Answered {
-                status: 200, body, ..
-            } => Some(
-                body.get("virtualCardList")
-                    .and_then(serde_json::Value::as_array)
-                    .map(|l| {
-                        l.iter()
-                            .filter_map(|t| {
-                                Some((
-                                    t.get("virtualCardId")?.as_str()?.to_owned(),
-                                    t.get("status")?.as_str()?.to_owned(),
-                                ))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            ),
-            crate::tsh::Reply::Answered {
-                status,
-                response_code,
-                ..
-            } => anyhow::bail!(
-                "--refresh: getCardInfo answered HTTP {status}{}",
-                response_code
-                    .map(|c| format!(", responseCode {c}"))
-                    .unwrap_or_default()
-            ),
-            crate::tsh::Reply::TimedOut => {
-                anyhow::bail!("--refresh: getCardInfo: no answer within tsh.timeout_ms")
-            }
-            crate::tsh::Reply::NoConnection(e) => {
-                anyhow::bail!("--refresh: getCardInfo: {}", crate::domain::log_safe(&e))
-            }
-        }
+        let tokens = crate::tsh::card_tokens(&config.tsh, &config.issuer.id, card)
+            .await
+            .map_err(|e| anyhow::anyhow!("--refresh: {e}"))?;
+        Some(
+            tokens
+                .into_iter()
+                .map(|t| (t.virtual_card_id, t.status))
+                .collect(),
+        )
     } else {
         None
     };

@@ -827,41 +827,26 @@ async fn thales_states(
     card_ref: &str,
 ) -> Result<std::collections::BTreeMap<String, String>, &'static str> {
     let config = &c.app.config;
-    if !config.tsh.configured() {
-        return Err("tsh.base_url is not set");
-    }
-    let client = crate::tsh::TshClient::new(&config.tsh, &config.issuer.id)
-        .map_err(|_| "the TSH client cannot be made (see the gateway's log)")?;
-    let sent = client
-        .post(
-            "getCardInfo",
-            &crate::store::new_correlation_id(),
-            &serde_json::json!({ "issuerCardRefId": card_ref }),
-        )
-        .await;
-    match sent.reply {
-        crate::tsh::Reply::Answered {
-            status: 200, body, ..
-        } => Ok(body
-            .get("virtualCardList")
-            .and_then(serde_json::Value::as_array)
-            .map(|l| {
-                l.iter()
-                    .filter_map(|t| {
-                        Some((
-                            c.app
-                                .data_keys
-                                .safe_identifier(t.get("virtualCardId")?.as_str()?),
-                            t.get("status")?.as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()),
-        crate::tsh::Reply::Answered { .. } => Err("getCardInfo was refused by TSH"),
-        crate::tsh::Reply::TimedOut => Err("getCardInfo: no answer within tsh.timeout_ms"),
-        crate::tsh::Reply::NoConnection(_) => Err("getCardInfo: TSH cannot be reached"),
-    }
+    let tokens = crate::tsh::card_tokens(&config.tsh, &config.issuer.id, card_ref)
+        .await
+        .map_err(|e| match e {
+            crate::tsh::CardInfoError::NotConfigured => "tsh.base_url is not set",
+            crate::tsh::CardInfoError::Client(_) => {
+                "the TSH client cannot be made (see the gateway's log)"
+            }
+            crate::tsh::CardInfoError::Refused { .. } => "getCardInfo was refused by TSH",
+            crate::tsh::CardInfoError::TimedOut => "getCardInfo: no answer within tsh.timeout_ms",
+            crate::tsh::CardInfoError::NoConnection => "getCardInfo: TSH cannot be reached",
+        })?;
+    Ok(tokens
+        .into_iter()
+        .map(|t| {
+            (
+                c.app.data_keys.safe_identifier(&t.virtual_card_id),
+                t.status,
+            )
+        })
+        .collect())
 }
 
 fn operator_op(

@@ -138,3 +138,81 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// One token of a `getCardInfo` answer, as TSH listed it.
+#[derive(Debug, Clone)]
+pub struct CardToken {
+    pub virtual_card_id: String,
+    pub wallet: Option<String>,
+    /// Thales's own state (`INACTIVE`, `ACTIVE`, `SUSPENDED`, ...).
+    pub status: String,
+}
+
+/// Why `getCardInfo` gave no token list; its text is fit for an operator (no card data).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CardInfoError {
+    #[error("tsh.base_url is not set")]
+    NotConfigured,
+    #[error("the TSH client cannot be made: {0}")]
+    Client(String),
+    #[error("getCardInfo answered HTTP {status}{}", response_code.map(|c| format!(", responseCode {c}")).unwrap_or_default())]
+    Refused {
+        status: u16,
+        response_code: Option<i64>,
+    },
+    #[error("getCardInfo: no answer within tsh.timeout_ms")]
+    TimedOut,
+    #[error("getCardInfo: cannot reach TSH")]
+    NoConnection,
+}
+
+/// Asks TSH for the tokens of a card now (`getCardInfo`), for the admin API, the app API, the
+/// console and the CLI alike. Entries without a `virtualCardId` or `status` are left out.
+pub async fn card_tokens(
+    tsh: &TshConfig,
+    issuer_id: &str,
+    card_ref: &str,
+) -> Result<Vec<CardToken>, CardInfoError> {
+    if !tsh.configured() {
+        return Err(CardInfoError::NotConfigured);
+    }
+    let client =
+        TshClient::new(tsh, issuer_id).map_err(|e| CardInfoError::Client(e.to_string()))?;
+    let sent = client
+        .post(
+            "getCardInfo",
+            &crate::store::new_correlation_id(),
+            &serde_json::json!({ "issuerCardRefId": card_ref }),
+        )
+        .await;
+    match sent.reply {
+        Reply::Answered {
+            status: 200, body, ..
+        } => Ok(body
+            .get("virtualCardList")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|t| {
+                        let text = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_owned);
+                        Some(CardToken {
+                            virtual_card_id: text("virtualCardId")?,
+                            wallet: text("walletProviderId"),
+                            status: text("status")?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()),
+        Reply::Answered {
+            status,
+            response_code,
+            ..
+        } => Err(CardInfoError::Refused {
+            status,
+            response_code,
+        }),
+        Reply::TimedOut => Err(CardInfoError::TimedOut),
+        Reply::NoConnection(_) => Err(CardInfoError::NoConnection),
+    }
+}
