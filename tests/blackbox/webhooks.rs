@@ -473,12 +473,24 @@ async fn a_bad_secret_is_detected_and_rotation_signs_with_both(backend: Backend)
     assert!(old_holder.got().iter().all(|g| g.verified));
     let wrong_got = wrong.got();
     assert!(wrong_got.iter().all(|g| !g.verified && g.answered == 401));
-    let (_, v) = admin(&app.gw, "GET", "/webhooks/events?endpoint=wrong", None).await;
-    let d = &v["deliveries"][0];
-    assert_eq!(d["state"], "waiting", "{v}");
-    assert_eq!(d["lastStatus"], 401);
-    let (_, v) = admin(&app.gw, "GET", "/webhooks/events?endpoint=rotating", None).await;
-    assert_eq!(v["deliveries"][0]["state"], "delivered", "{v}");
+    // The receivers answered; the gateway records each answer just after it, so wait for it.
+    let delivery = |endpoint: &'static str| {
+        let gw = &app.gw;
+        async move {
+            let path = format!("/webhooks/events?endpoint={endpoint}");
+            let (_, v) = admin(gw, "GET", &path, None).await;
+            v["deliveries"][0].clone()
+        }
+    };
+    until("the refusal is recorded", || async {
+        delivery("wrong").await["lastStatus"] == 401
+    })
+    .await;
+    assert_eq!(delivery("wrong").await["state"], "waiting");
+    until("the rotating delivery is recorded", || async {
+        delivery("rotating").await["state"] == "delivered"
+    })
+    .await;
     app.gw.stop().await;
 }
 
