@@ -8,6 +8,13 @@
 //! a bug) is rolled back alone and answered its error, while the others commit. A batch that
 //! cannot commit answers every write of it with the error: none of them was acknowledged.
 //! A lone write (a quiet gateway) takes no savepoint: it is its own transaction, as before.
+//!
+//! Every statement is a hand-off to the writer connection's thread (sqlx runs each SQLite
+//! connection on a thread of its own), and those hand-offs are what a batch costs, not its rows.
+//! So consecutive writes that are only a call record and its enrolment's state (eligibility
+//! answers above all) are written by one multi-row statement per table inside one savepoint;
+//! if that fails, the savepoint is undone and the same writes go one at a time, to refuse only
+//! the one at fault.
 
 use super::{CallRecord, LockKey, NoticeOutcome, StoreError, Write, Written};
 use crate::domain::Millis;
@@ -178,7 +185,24 @@ async fn commit(
         }
         results.push(result);
     } else {
-        for job in jobs {
+        let mut rest = jobs;
+        // Cleared once a run written whole failed: the rest go one by one.
+        let mut whole_runs = true;
+        while let Some((job, after_it)) = rest.split_first() {
+            let run = rest.iter().take_while(|j| written_in_a_run(j)).count();
+            if whole_runs && run >= 2 {
+                let (these, after) = rest.split_at(run);
+                let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+                if write_run(&mut savepoint, these).await.is_ok() {
+                    savepoint.commit().await?;
+                    results.extend(these.iter().map(|_| Ok(Written::Done)));
+                    rest = after;
+                    continue;
+                }
+                // One of them fails: undo the run and find which, one write at a time.
+                savepoint.rollback().await?;
+                whole_runs = false;
+            }
             let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
             let call = job.call.record();
             let result = apply_write!(savepoint, &call, &job.write);
@@ -188,10 +212,61 @@ async fn commit(
                 savepoint.rollback().await?;
             }
             results.push(result);
+            rest = after_it;
         }
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// Whether a write is only its call record and its enrolment's new state (an eligibility
+/// answer, most refusals): consecutive ones are written by two statements for them all
+/// ([`write_run`]) instead of four each (savepoint, enrolment, call, release). Each statement
+/// is a hand-off to the writer connection's thread, and those hand-offs, not the rows, are
+/// what a batch costs.
+fn written_in_a_run(job: &Job) -> bool {
+    matches!(job.write, Write::Nothing) && job.call.state.is_some()
+}
+
+/// The enrolment upserts and call records of consecutive [`written_in_a_run`] writes, as one
+/// multi-row statement each: the same rows as `upsert_enrolment!` and `insert_call!` one write
+/// after the other (SQLite applies a multi-row upsert row by row, in order).
+async fn write_run(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> Result<(), sqlx::Error> {
+    let mut enrolments = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO enrolments (correlation_id, card_ref, wallet_provider_id, state, created_at, updated_at) ",
+    );
+    enrolments.push_values(jobs, |mut row, job| {
+        let c = &job.call;
+        row.push_bind(&c.correlation_id)
+            .push_bind(c.card_ref.as_deref())
+            .push_bind(c.wallet.as_deref())
+            .push_bind(c.state.as_deref())
+            .push_bind(c.at)
+            .push_bind(c.at);
+    });
+    enrolments.push(
+        " ON CONFLICT (correlation_id) DO UPDATE SET \
+         card_ref = COALESCE(enrolments.card_ref, excluded.card_ref), \
+         wallet_provider_id = COALESCE(enrolments.wallet_provider_id, excluded.wallet_provider_id), \
+         state = excluded.state, updated_at = excluded.updated_at",
+    );
+    enrolments.build().execute(&mut *conn).await?;
+    let mut calls = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO calls (correlation_id, operation, card_ref, response_code, outcome, detail, duration_ms, at) ",
+    );
+    calls.push_values(jobs, |mut row, job| {
+        let c = &job.call;
+        row.push_bind(&c.correlation_id)
+            .push_bind(&c.operation)
+            .push_bind(c.card_ref.as_deref())
+            .push_bind(c.response_code)
+            .push_bind(&c.outcome)
+            .push_bind(c.detail.as_deref())
+            .push_bind(c.duration_ms)
+            .push_bind(c.at);
+    });
+    calls.build().execute(&mut *conn).await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -283,6 +358,114 @@ mod tests {
                 assert_eq!((calls.len(), methods.len()), (1, 2), "gc-{i}");
             }
         }
+        store.close().await;
+    }
+
+    /// Consecutive call-only writes go as one multi-row statement per table: the rows are what
+    /// one write after the other leaves (two calls of one enrolment: the first card reference
+    /// kept, the later state taken); and when one of them fails, the run is undone and written
+    /// one write at a time, so that only the failing one is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_of_call_only_writes_is_one_statement_and_a_failure_in_it_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gc.db").display());
+        let store = Store::connect(&url, 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let Backend::Sqlite {
+            writer, batcher, ..
+        } = &store.backend
+        else {
+            panic!("a SQLite store");
+        };
+        // A write the database refuses, as a full disk or a constraint would.
+        sqlx::query(
+            "CREATE TRIGGER refuse_bad BEFORE INSERT ON calls WHEN NEW.correlation_id = 'run-bad' \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END",
+        )
+        .execute(writer)
+        .await
+        .unwrap();
+        let batch = |cids: Vec<&'static str>| async move {
+            let calls: Vec<CallRecord<'static>> = cids
+                .iter()
+                .enumerate()
+                .map(|(i, cid)| CallRecord {
+                    correlation_id: cid,
+                    operation: "checkCardEligibility",
+                    card_ref: (i == 0).then_some("card-1"),
+                    wallet: (i == 1).then_some("wallet-1"),
+                    state: Some(if i == 0 { "eligible" } else { "ineligible" }),
+                    response_code: 200,
+                    outcome: "eligible",
+                    detail: None,
+                    duration_ms: Millis(1),
+                    at: Millis(1_000 + i64::try_from(i).unwrap()),
+                })
+                .collect();
+            let mut writes: Vec<_> = calls
+                .iter()
+                .map(|c| Box::pin(batcher.record(c, &Write::Nothing)))
+                .collect();
+            let mut results: Vec<Option<Result<Written, StoreError>>> =
+                calls.iter().map(|_| None).collect();
+            let mut poll_all = |cx: &mut std::task::Context<'_>| {
+                for (w, r) in writes.iter_mut().zip(results.iter_mut()) {
+                    if r.is_none() {
+                        if let std::task::Poll::Ready(v) = w.as_mut().poll(cx) {
+                            *r = Some(v);
+                        }
+                    }
+                }
+                results.iter().all(Option::is_some)
+            };
+            // The writer connection is busy: the first poll of each write hands it over, in
+            // this order, and all of them wait for the writer, as under load.
+            let held = writer.acquire().await.unwrap();
+            std::future::poll_fn(|cx| {
+                poll_all(cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+            drop(held);
+            std::future::poll_fn(|cx| {
+                if poll_all(cx) {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            results.into_iter().map(Option::unwrap).collect::<Vec<_>>()
+        };
+        let (batches_before, _) = batcher.counts();
+        let results = batch(vec!["run-a", "run-a", "run-b", "run-c"]).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let (batches, writes) = batcher.counts();
+        assert!(
+            batches - batches_before <= 2 && writes >= 4,
+            "batched: {batches} {writes}"
+        );
+        let a = store.enrolment("run-a").await.unwrap().unwrap();
+        assert_eq!(
+            a.card_ref.as_deref(),
+            Some("card-1"),
+            "the first card reference kept"
+        );
+        assert_eq!(a.wallet_provider_id.as_deref(), Some("wallet-1"));
+        assert_eq!(a.state, "ineligible", "the later state");
+        assert_eq!(store.calls("run-a").await.unwrap().len(), 2);
+        assert_eq!(store.calls("run-c").await.unwrap().len(), 1);
+
+        let results = batch(vec!["run-d", "run-e", "run-bad", "run-f"]).await;
+        let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, true, false, true], "{results:?}");
+        for cid in ["run-d", "run-e", "run-f"] {
+            assert_eq!(store.calls(cid).await.unwrap().len(), 1, "{cid}");
+            assert!(store.enrolment(cid).await.unwrap().is_some(), "{cid}");
+        }
+        assert!(store.calls("run-bad").await.unwrap().is_empty());
+        assert!(store.enrolment("run-bad").await.unwrap().is_none());
         store.close().await;
     }
 }
