@@ -285,21 +285,32 @@ mod tests {
         }
     }
 
-    /// Five calls' writes in one batch, one of which breaks a constraint (two methods with one
-    /// id): that one is answered its error and leaves nothing behind; the four others commit.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failing_write_is_rolled_back_alone_and_the_batch_commits() {
+    /// A fresh SQLite store in a folder of its own (kept while the folder is).
+    async fn sqlite_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("gc.db").display());
         let store = Store::connect(&url, 2, Duration::from_secs(5))
             .await
             .unwrap();
+        (dir, store)
+    }
+
+    fn writer_and_batcher(store: &Store) -> (&SqlitePool, &Batcher) {
         let Backend::Sqlite {
             writer, batcher, ..
         } = &store.backend
         else {
             panic!("a SQLite store");
         };
+        (writer, batcher)
+    }
+
+    /// Five calls' writes in one batch, one of which breaks a constraint (two methods with one
+    /// id): that one is answered its error and leaves nothing behind; the four others commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_write_is_rolled_back_alone_and_the_batch_commits() {
+        let (_dir, store) = sqlite_store().await;
+        let (writer, batcher) = writer_and_batcher(&store);
         // The writer connection is busy: the writes queue up behind it, as under load.
         let held = writer.acquire().await.unwrap();
         let mut tasks = Vec::new();
@@ -367,17 +378,8 @@ mod tests {
     /// one write at a time, so that only the failing one is refused.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_run_of_call_only_writes_is_one_statement_and_a_failure_in_it_is_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("gc.db").display());
-        let store = Store::connect(&url, 2, Duration::from_secs(5))
-            .await
-            .unwrap();
-        let Backend::Sqlite {
-            writer, batcher, ..
-        } = &store.backend
-        else {
-            panic!("a SQLite store");
-        };
+        let (_dir, store) = sqlite_store().await;
+        let (writer, batcher) = writer_and_batcher(&store);
         // A write the database refuses, as a full disk or a constraint would.
         sqlx::query(
             "CREATE TRIGGER refuse_bad BEFORE INSERT ON calls WHEN NEW.correlation_id = 'run-bad' \
