@@ -149,8 +149,7 @@ pub struct TokenInfo {
 }
 
 fn open_token_info(state: &AppState, text: &str) -> Result<TokenInfo, ApiError> {
-    let plain = super::resolve_card::off_runtime(|| state.keys.open(text))
-        .map_err(|_| unreadable("tokenInfo"))?;
+    let plain = state.keys.open(text).map_err(|_| unreadable("tokenInfo"))?;
     parse_token_info(&plain)
 }
 
