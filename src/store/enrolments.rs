@@ -101,6 +101,44 @@ pub enum Written {
     Notice(super::NoticeOutcome),
 }
 
+/// The decision of a digitization, on its enrolment ([`bind_decision!`] binds its parameters).
+/// The decision is about the card it names: a later sendOTP must be for that card.
+pub(super) const SET_DECISION: &str = "UPDATE enrolments SET decision = $2, decision_rule = $3, decision_signals = $4, \
+     device_language = COALESCE($5, device_language), card_ref = COALESCE($6, card_ref), \
+     device_name = COALESCE($7, device_name) WHERE correlation_id = $1";
+
+/// Binds the parameters of [`SET_DECISION`] for call `$call` and decision `$d`.
+macro_rules! bind_decision {
+    ($q:expr, $call:expr, $d:expr) => {
+        $q.bind($call.correlation_id)
+            .bind(&$d.decision)
+            .bind(&$d.rule)
+            .bind(&$d.signals_json)
+            .bind(&$d.device_language)
+            .bind($call.card_ref)
+            .bind(&$d.device_name)
+    };
+}
+
+/// The methods of an earlier decision of the enrolment (`$1`) go: a decision replaces them whole.
+pub(super) const DELETE_METHODS: &str = "DELETE FROM enrolment_methods WHERE correlation_id = $1";
+
+/// One ID&V method offered ([`bind_method!`] binds its parameters).
+pub(super) const INSERT_METHOD: &str = "INSERT INTO enrolment_methods (correlation_id, method_id, channel, method_type, masked_value, position) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Binds the parameters of [`INSERT_METHOD`] for method `$m`, the `$i`-th of call `$call`.
+macro_rules! bind_method {
+    ($q:expr, $call:expr, $m:expr, $i:expr) => {
+        $q.bind($call.correlation_id)
+            .bind(&$m.method_id)
+            .bind($m.channel)
+            .bind(&$m.method_type)
+            .bind(&$m.masked_value)
+            .bind(i64::try_from($i).unwrap_or(i64::MAX))
+    };
+}
+
 /// The statements of a digitization decision (with its methods) and its call, on `$tx`.
 ///
 /// Two decisions of one enrolment at once (a retried digitization on another instance) are
@@ -113,31 +151,26 @@ macro_rules! record_decision_in {
             let call = $call;
             let d = $d;
             upsert_enrolment!($tx, call);
-            // The decision is about the card it names: a later sendOTP must be for that card.
-            sqlx::query("UPDATE enrolments SET decision = $2, decision_rule = $3, decision_signals = $4, device_language = COALESCE($5, device_language), card_ref = COALESCE($6, card_ref), device_name = COALESCE($7, device_name) WHERE correlation_id = $1")
-                .bind(call.correlation_id)
-                .bind(&d.decision)
-                .bind(&d.rule)
-                .bind(&d.signals_json)
-                .bind(&d.device_language)
-                .bind(call.card_ref)
-                .bind(&d.device_name)
-                .execute(&mut *$tx)
-                .await?;
-            sqlx::query("DELETE FROM enrolment_methods WHERE correlation_id = $1")
+            bind_decision!(
+                sqlx::query($crate::store::enrolments::SET_DECISION),
+                call,
+                d
+            )
+            .execute(&mut *$tx)
+            .await?;
+            sqlx::query($crate::store::enrolments::DELETE_METHODS)
                 .bind(call.correlation_id)
                 .execute(&mut *$tx)
                 .await?;
             for (i, m) in d.methods.iter().enumerate() {
-                sqlx::query("INSERT INTO enrolment_methods (correlation_id, method_id, channel, method_type, masked_value, position) VALUES ($1, $2, $3, $4, $5, $6)")
-                    .bind(call.correlation_id)
-                    .bind(&m.method_id)
-                    .bind(m.channel)
-                    .bind(&m.method_type)
-                    .bind(&m.masked_value)
-                    .bind(i as i64)
-                    .execute(&mut *$tx)
-                    .await?;
+                bind_method!(
+                    sqlx::query($crate::store::enrolments::INSERT_METHOD),
+                    call,
+                    m,
+                    i
+                )
+                .execute(&mut *$tx)
+                .await?;
             }
             emit_decision_event_in!($tx, call, d);
             insert_call!($tx, call);

@@ -130,43 +130,57 @@ impl LockKey for sqlx::Transaction<'_, sqlx::Postgres> {
     }
 }
 
-/// Inserts the enrolment of a call, or updates its state, card and wallet.
+/// Inserts the enrolment of a call, or updates its state, card and wallet
+/// ([`bind_upsert_enrolment!`] binds its parameters).
+const UPSERT_ENROLMENT: &str = "INSERT INTO enrolments (correlation_id, card_ref, wallet_provider_id, state, created_at, updated_at) \
+     VALUES ($1, $2, $3, COALESCE($4, 'started'), $5, $5) \
+     ON CONFLICT (correlation_id) DO UPDATE SET \
+     card_ref = COALESCE(enrolments.card_ref, $2), \
+     wallet_provider_id = COALESCE(enrolments.wallet_provider_id, $3), \
+     state = COALESCE($4, enrolments.state), updated_at = $5";
+
+/// Binds the parameters of [`UPSERT_ENROLMENT`] for call `$call` to query `$q`.
+macro_rules! bind_upsert_enrolment {
+    ($q:expr, $call:expr) => {
+        $q.bind($call.correlation_id)
+            .bind($call.card_ref)
+            .bind($call.wallet)
+            .bind($call.state)
+            .bind($call.at)
+    };
+}
+
 macro_rules! upsert_enrolment {
     ($tx:ident, $call:expr) => {
-        sqlx::query(
-            "INSERT INTO enrolments (correlation_id, card_ref, wallet_provider_id, state, created_at, updated_at) \
-             VALUES ($1, $2, $3, COALESCE($4, 'started'), $5, $5) \
-             ON CONFLICT (correlation_id) DO UPDATE SET \
-             card_ref = COALESCE(enrolments.card_ref, $2), \
-             wallet_provider_id = COALESCE(enrolments.wallet_provider_id, $3), \
-             state = COALESCE($4, enrolments.state), updated_at = $5",
-        )
-        .bind($call.correlation_id)
-        .bind($call.card_ref)
-        .bind($call.wallet)
-        .bind($call.state)
-        .bind($call.at)
-        .execute(&mut *$tx)
-        .await?
+        bind_upsert_enrolment!(sqlx::query($crate::store::UPSERT_ENROLMENT), $call)
+            .execute(&mut *$tx)
+            .await?
+    };
+}
+
+/// Records one call ([`bind_insert_call!`] binds its parameters).
+const INSERT_CALL: &str = "INSERT INTO calls (correlation_id, operation, card_ref, response_code, outcome, detail, duration_ms, at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Binds the parameters of [`INSERT_CALL`] for call `$call` to query `$q`.
+macro_rules! bind_insert_call {
+    ($q:expr, $call:expr) => {
+        $q.bind($call.correlation_id)
+            .bind($call.operation)
+            .bind($call.card_ref)
+            .bind($call.response_code)
+            .bind($call.outcome)
+            .bind($call.detail)
+            .bind($call.duration_ms)
+            .bind($call.at)
     };
 }
 
 macro_rules! insert_call {
     ($tx:ident, $call:expr) => {
-        sqlx::query(
-            "INSERT INTO calls (correlation_id, operation, card_ref, response_code, outcome, detail, duration_ms, at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind($call.correlation_id)
-        .bind($call.operation)
-        .bind($call.card_ref)
-        .bind($call.response_code)
-        .bind($call.outcome)
-        .bind($call.detail)
-        .bind($call.duration_ms)
-        .bind($call.at)
-        .execute(&mut *$tx)
-        .await?
+        bind_insert_call!(sqlx::query($crate::store::INSERT_CALL), $call)
+            .execute(&mut *$tx)
+            .await?
     };
 }
 
@@ -213,7 +227,8 @@ impl Store {
                 .test_before_acquire(false)
                 .connect_with(opts.read_only(true))
                 .await?;
-            let batcher = group_commit::Batcher::start(writer.clone());
+            let batcher = group_commit::Batcher::start(writer.clone())
+                .map_err(|e| StoreError::Unexpected(format!("cannot start the writer: {e}")))?;
             Store {
                 backend: Backend::Sqlite {
                     writer,

@@ -113,26 +113,33 @@ pub struct SendFinish {
     pub attempts: String,
 }
 
+/// The outcome of claimed send `$1` ([`bind_send_finish!`] binds its parameters).
+pub(super) const FINISH_SEND: &str = "UPDATE sends SET outcome = $2, response_code = $3, provider_message_id = $4, \
+     provider_code = $5, latency_ms = $6, accepted_by = $7, attempts = $8 WHERE id = $1";
+
+/// Binds the parameters of [`FINISH_SEND`] for send `$id`, its call `$call` and outcome `$f`.
+macro_rules! bind_send_finish {
+    ($q:expr, $id:expr, $call:expr, $f:expr) => {
+        $q.bind($id)
+            .bind($f.outcome.as_str())
+            .bind($call.response_code)
+            .bind(&$f.provider_message_id)
+            .bind(&$f.provider_code)
+            .bind($f.latency_ms)
+            .bind(&$f.accepted_by)
+            .bind(&$f.attempts)
+    };
+}
+
 /// The statements of a claimed send's outcome and its call, on `$tx`.
 macro_rules! finish_send_in {
     ($tx:ident, $id:expr, $call:expr, $f:expr) => {
         async {
             let (id, call, f) = ($id, $call, $f);
             upsert_enrolment!($tx, call);
-            sqlx::query(
-                "UPDATE sends SET outcome = $2, response_code = $3, provider_message_id = $4, provider_code = $5, \
-                 latency_ms = $6, accepted_by = $7, attempts = $8 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(f.outcome.as_str())
-            .bind(call.response_code)
-            .bind(&f.provider_message_id)
-            .bind(&f.provider_code)
-            .bind(f.latency_ms)
-            .bind(&f.accepted_by)
-            .bind(&f.attempts)
-            .execute(&mut *$tx)
-            .await?;
+            bind_send_finish!(sqlx::query($crate::store::sends::FINISH_SEND), id, call, f)
+                .execute(&mut *$tx)
+                .await?;
             emit_send_event_in!($tx, id, call, f.outcome);
             insert_call!($tx, call);
             Ok::<(), StoreError>(())
