@@ -208,15 +208,15 @@ async fn commit(
             let run = rest.iter().take_while(|j| written_in_a_run(j)).count();
             if whole_runs && run >= 2 {
                 let (these, after) = rest.split_at(run);
-                let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-                if write_run(&mut savepoint, these).await.is_ok() {
-                    savepoint.commit().await?;
+                if write_run(&mut tx, these).await.is_ok() {
                     results.extend(these.iter().map(|_| Ok(Written::Done)));
                     rest = after;
                     continue;
                 }
                 // One of them fails: undo the run and find which, one write at a time.
-                savepoint.rollback().await?;
+                sqlx::raw_sql("ROLLBACK TO gc_run; RELEASE gc_run")
+                    .execute(&mut *tx)
+                    .await?;
                 whole_runs = false;
             }
             rest = after_it;
@@ -370,12 +370,14 @@ fn written_in_a_run(job: &Job) -> bool {
 
 /// The enrolment upserts and call records of consecutive [`written_in_a_run`] writes, as one
 /// multi-row statement each: the same rows as `upsert_enrolment!` and `insert_call!` one write
-/// after the other (SQLite applies a multi-row upsert row by row, in order).
+/// after the other (SQLite applies a multi-row upsert row by row, in order). Both statements
+/// are one SQL text inside savepoint `gc_run` (one hand-off to the writer connection's thread);
+/// on `Err` the caller undoes the savepoint.
 async fn write_run(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> Result<(), sqlx::Error> {
-    let mut enrolments = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "INSERT INTO enrolments (correlation_id, card_ref, wallet_provider_id, state, created_at, updated_at) ",
+    let mut text = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "SAVEPOINT gc_run; INSERT INTO enrolments (correlation_id, card_ref, wallet_provider_id, state, created_at, updated_at) ",
     );
-    enrolments.push_values(jobs, |mut row, job| {
+    text.push_values(jobs, |mut row, job| {
         let c = &job.call;
         row.push_bind(&c.correlation_id)
             .push_bind(c.card_ref.as_deref())
@@ -384,17 +386,16 @@ async fn write_run(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> Result<()
             .push_bind(c.at)
             .push_bind(c.at);
     });
-    enrolments.push(
+    text.push(
         " ON CONFLICT (correlation_id) DO UPDATE SET \
          card_ref = COALESCE(enrolments.card_ref, excluded.card_ref), \
          wallet_provider_id = COALESCE(enrolments.wallet_provider_id, excluded.wallet_provider_id), \
          state = excluded.state, updated_at = excluded.updated_at",
     );
-    enrolments.build().execute(&mut *conn).await?;
-    let mut calls = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "INSERT INTO calls (correlation_id, operation, card_ref, response_code, outcome, detail, duration_ms, at) ",
+    text.push(
+        "; INSERT INTO calls (correlation_id, operation, card_ref, response_code, outcome, detail, duration_ms, at) ",
     );
-    calls.push_values(jobs, |mut row, job| {
+    text.push_values(jobs, |mut row, job| {
         let c = &job.call;
         row.push_bind(&c.correlation_id)
             .push_bind(&c.operation)
@@ -405,7 +406,8 @@ async fn write_run(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> Result<()
             .push_bind(c.duration_ms)
             .push_bind(c.at);
     });
-    calls.build().execute(&mut *conn).await?;
+    text.push("; RELEASE gc_run");
+    text.build().execute(&mut *conn).await?;
     Ok(())
 }
 
