@@ -60,41 +60,58 @@ pub struct NoticeAttempt {
 /// `None`: never).
 macro_rules! enqueue_activation_notice {
     ($tx:ident, $card_ref:expr, $vcid:expr, $wallet:expr, $correlation_id:expr, $now:expr, $previous_since:expr) => {{
-        sqlx::query(
-            "INSERT INTO cardholder_notices (kind, card_ref, virtual_card_id, wallet_provider_id, correlation_id, target, \
-             state, attempts, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'current', 'waiting', 0, $6, $6, $6) \
-             ON CONFLICT (kind, virtual_card_id, target) DO NOTHING",
+        bind_enqueue_notice!(
+            sqlx::query($crate::store::cardholder_notices::ENQUEUE_CURRENT),
+            $card_ref,
+            $vcid,
+            $wallet,
+            $correlation_id,
+            $now
         )
-        .bind($crate::store::TOKEN_ACTIVATED)
-        .bind($card_ref)
-        .bind($vcid)
-        .bind($wallet)
-        .bind($correlation_id)
-        .bind($now)
         .execute(&mut *$tx)
         .await?;
         let previous_since: Option<$crate::domain::Millis> = $previous_since;
         if let Some(since) = previous_since {
-            sqlx::query(
-                "INSERT INTO cardholder_notices (kind, card_ref, virtual_card_id, wallet_provider_id, correlation_id, target, \
-                 state, attempts, next_attempt_at, created_at, updated_at) \
-                 SELECT $1, $2, $3, $4, $5, 'previous', 'waiting', 0, $6, $6, $6 FROM cards WHERE card_ref = $2 \
-                 AND ((phone_previous_sealed IS NOT NULL AND phone_changed_at > $7) \
-                   OR (email_previous_sealed IS NOT NULL AND email_changed_at > $7)) \
-                 ON CONFLICT (kind, virtual_card_id, target) DO NOTHING",
+            bind_enqueue_notice!(
+                sqlx::query($crate::store::cardholder_notices::ENQUEUE_PREVIOUS),
+                $card_ref,
+                $vcid,
+                $wallet,
+                $correlation_id,
+                $now
             )
-            .bind($crate::store::TOKEN_ACTIVATED)
-            .bind($card_ref)
-            .bind($vcid)
-            .bind($wallet)
-            .bind($correlation_id)
-            .bind($now)
             .bind(since)
             .execute(&mut *$tx)
             .await?;
         }
     }};
+}
+
+/// The activation notice to the card's current destination ([`bind_enqueue_notice!`]).
+pub(super) const ENQUEUE_CURRENT: &str = "INSERT INTO cardholder_notices (kind, card_ref, virtual_card_id, wallet_provider_id, correlation_id, target, \
+     state, attempts, next_attempt_at, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, 'current', 'waiting', 0, $6, $6, $6) \
+     ON CONFLICT (kind, virtual_card_id, target) DO NOTHING";
+
+/// ... and to its previous one, when it changed after `$7` ([`bind_enqueue_notice!`], then
+/// `$7`).
+pub(super) const ENQUEUE_PREVIOUS: &str = "INSERT INTO cardholder_notices (kind, card_ref, virtual_card_id, wallet_provider_id, correlation_id, target, \
+     state, attempts, next_attempt_at, created_at, updated_at) \
+     SELECT $1, $2, $3, $4, $5, 'previous', 'waiting', 0, $6, $6, $6 FROM cards WHERE card_ref = $2 \
+     AND ((phone_previous_sealed IS NOT NULL AND phone_changed_at > $7) \
+       OR (email_previous_sealed IS NOT NULL AND email_changed_at > $7)) \
+     ON CONFLICT (kind, virtual_card_id, target) DO NOTHING";
+
+/// Binds `$1` to `$6` of [`ENQUEUE_CURRENT`] and [`ENQUEUE_PREVIOUS`].
+macro_rules! bind_enqueue_notice {
+    ($q:expr, $card_ref:expr, $vcid:expr, $wallet:expr, $correlation_id:expr, $now:expr) => {
+        $q.bind($crate::store::TOKEN_ACTIVATED)
+            .bind($card_ref)
+            .bind($vcid)
+            .bind($wallet)
+            .bind($correlation_id)
+            .bind($now)
+    };
 }
 
 const CLAIM_SQLITE: &str = "UPDATE cardholder_notices SET attempts = attempts + 1, next_attempt_at = $2, updated_at = $1 \

@@ -345,18 +345,9 @@ async fn write_in_one(
             }
             bind_insert_call!(q, call)
         }
-        Write::Notice(_) => return Ok(None),
+        Write::Notice(n) => return notice_in_one(conn, &call, n).await,
     };
-    match query.execute(&mut *conn).await {
-        Ok(_) => Ok(Some(Ok(Written::Done))),
-        Err(e) => {
-            // What ran of it is undone; the batch goes on without it.
-            sqlx::raw_sql("ROLLBACK TO gc_write; RELEASE gc_write")
-                .execute(&mut *conn)
-                .await?;
-            Ok(Some(Err(StoreError::Db(e))))
-        }
-    }
+    in_savepoint(conn, query, Written::Done).await
 }
 
 /// Whether a write is only its call record and its enrolment's new state (an eligibility
@@ -409,6 +400,152 @@ async fn write_run(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> Result<()
     text.push("; RELEASE gc_run");
     text.build().execute(&mut *conn).await?;
     Ok(())
+}
+
+/// [`CONFIRM_BY_CARD`](super::operations::CONFIRM_BY_CARD) when the statement before it
+/// (`CONFIRM_BY_ID`) confirmed nothing: `confirm_operation!`'s branch, inside one SQL text
+/// (SQLite's `changes()` is the rows of the statement completed last).
+static CONFIRM_BY_CARD_IF_NONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("{} AND changes() = 0", super::operations::CONFIRM_BY_CARD)
+});
+
+/// A token notice (`apply_notice_in!`) in two hand-offs instead of about a dozen: one read of
+/// the token's state and whether the notice is already recorded (the writer connection is the
+/// only writer, so nothing changes in between), then the statements that notice makes, as one
+/// SQL text in a savepoint. The same statement constants, bind macros and decisions
+/// ([`state_after`](super::tokens::state_after), [`NoticeThen`](super::tokens::NoticeThen)) as
+/// the macro's.
+async fn notice_in_one(
+    conn: &mut sqlx::SqliteConnection,
+    call: &CallRecord<'_>,
+    n: &super::NoticeRecord,
+) -> Result<Option<Result<Written, StoreError>>, StoreError> {
+    use super::cardholder_notices::{ENQUEUE_CURRENT, ENQUEUE_PREVIOUS};
+    use super::operations::CONFIRM_BY_ID;
+    use super::tokens::{
+        COMPLETE_ACTIVATED, ENROLMENT_COMPLETE, ENROLMENT_FAILED, INSERT_TOKEN_EVENT, NoticeThen,
+        UPSERT_TOKEN, state_after,
+    };
+    use super::{INSERT_CALL, UPSERT_ENROLMENT};
+    let seen: Result<(Option<String>, bool), sqlx::Error> = sqlx::query_as(
+        "SELECT (SELECT state FROM tokens WHERE virtual_card_id = $1), \
+         EXISTS (SELECT 1 FROM token_events WHERE notice_fp = $2)",
+    )
+    .bind(&n.virtual_card_id)
+    .bind(&n.notice_fp)
+    .fetch_one(&mut *conn)
+    .await;
+    let (before, duplicate) = match seen {
+        Ok(seen) => seen,
+        Err(e) => return Ok(Some(Err(StoreError::Db(e)))),
+    };
+    if duplicate {
+        let dup = CallRecord {
+            outcome: "duplicate",
+            state: None,
+            ..*call
+        };
+        let q = bind_upsert_enrolment!(sqlx::query(SHAPES.nothing.as_str()), dup);
+        let q = bind_insert_call!(q, dup);
+        return in_savepoint(conn, q, Written::Notice(NoticeOutcome::Duplicate)).await;
+    }
+    let (after, failed) = state_after(before.as_deref(), n);
+    let wipe = !failed && matches!(n.action, crate::domain::Action::Erase);
+    let then = NoticeThen::of(n, &after, failed);
+    let previous = then.enqueue_notice && n.previous_destination_since.is_some();
+    let mut parts = vec![
+        INSERT_TOKEN_EVENT,
+        UPSERT_TOKEN,
+        UPSERT_ENROLMENT,
+        CONFIRM_BY_ID,
+        CONFIRM_BY_CARD_IF_NONE.as_str(),
+    ];
+    if then.enqueue_notice {
+        parts.push(ENQUEUE_CURRENT);
+        if previous {
+            parts.push(ENQUEUE_PREVIOUS);
+        }
+    }
+    if then.complete_enrolment {
+        parts.push(ENROLMENT_COMPLETE);
+    }
+    if then.complete_activated {
+        parts.push(COMPLETE_ACTIVATED);
+    }
+    if then.fail_enrolment {
+        parts.push(ENROLMENT_FAILED);
+    }
+    parts.push(INSERT_CALL);
+    let text = in_one(&parts);
+    let q = bind_token_event!(sqlx::query(text.as_str()), call, n, &before, &after);
+    let q = bind_token!(q, call, n, &after, failed, wipe);
+    let q = bind_upsert_enrolment!(q, call);
+    let q = q.bind(call.correlation_id).bind(call.at);
+    let mut q = bind_confirm_by_card!(
+        q,
+        &n.card_ref,
+        &n.virtual_card_id,
+        n.action.as_str(),
+        call.at
+    );
+    if then.enqueue_notice {
+        q = bind_enqueue_notice!(
+            q,
+            &n.card_ref,
+            &n.virtual_card_id,
+            &n.wallet_provider_id,
+            call.correlation_id,
+            call.at
+        );
+        if previous {
+            q = bind_enqueue_notice!(
+                q,
+                &n.card_ref,
+                &n.virtual_card_id,
+                &n.wallet_provider_id,
+                call.correlation_id,
+                call.at
+            )
+            .bind(n.previous_destination_since);
+        }
+    }
+    if then.complete_enrolment {
+        q = q.bind(call.correlation_id).bind(call.at);
+    }
+    if then.complete_activated {
+        q = q
+            .bind(call.correlation_id)
+            .bind(&n.virtual_card_id)
+            .bind(call.at);
+    }
+    if then.fail_enrolment {
+        q = q.bind(call.correlation_id).bind(call.at);
+    }
+    let q = bind_insert_call!(q, call);
+    let recorded = Written::Notice(NoticeOutcome::Recorded {
+        before: before.clone(),
+        after: after.clone(),
+    });
+    in_savepoint(conn, q, recorded).await
+}
+
+/// Runs one SQL text of [`in_one`]: `written` when it all ran, else its error, with what ran
+/// of it undone.
+async fn in_savepoint<'q>(
+    conn: &mut sqlx::SqliteConnection,
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    written: Written,
+) -> Result<Option<Result<Written, StoreError>>, StoreError> {
+    match query.execute(&mut *conn).await {
+        Ok(_) => Ok(Some(Ok(written))),
+        Err(e) => {
+            // What ran of it is undone; the batch goes on without it.
+            sqlx::raw_sql("ROLLBACK TO gc_write; RELEASE gc_write")
+                .execute(&mut *conn)
+                .await?;
+            Ok(Some(Err(StoreError::Db(e))))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -614,13 +751,20 @@ mod tests {
     }
 
     /// Every row of `table`, each as the SQL literals of its columns (`quote`), in rowid order.
+    /// `token_events.id` is left out: a duplicate notice's `INSERT ... ON CONFLICT DO NOTHING`
+    /// uses up an id of the one-at-a-time path, which the one-text path, reading first, does
+    /// not try.
     async fn dump(writer: &SqlitePool, table: &str) -> Vec<String> {
         let columns: Vec<(String,)> =
             sqlx::query_as(&format!("SELECT name FROM pragma_table_info('{table}')"))
                 .fetch_all(writer)
                 .await
                 .unwrap();
-        let row: Vec<String> = columns.iter().map(|(c,)| format!("quote({c})")).collect();
+        let row: Vec<String> = columns
+            .iter()
+            .filter(|(c,)| !(table == "token_events" && c == "id"))
+            .map(|(c,)| format!("quote({c})"))
+            .collect();
         let sql = format!(
             "SELECT {} FROM {table} ORDER BY rowid",
             row.join(" || '|' || ")
@@ -651,6 +795,24 @@ mod tests {
                 device_language: Some("fr".into()),
                 device_name: (methods.len() == 2).then(|| "Pixel".into()),
                 methods,
+            })
+        };
+        use crate::domain::Action;
+        let notice = |vcid: &str, action: Action, fp: &str, error_code: Option<i64>| {
+            Write::Notice(super::super::NoticeRecord {
+                virtual_card_id: vcid.into(),
+                card_ref: "card-4".into(),
+                wallet_provider_id: "wallet-1".into(),
+                token_storage_id: Some("ts-1".into()),
+                is_primary: Some(true),
+                action,
+                source: Some("WALLET".into()),
+                error_code,
+                dpan_last4: Some("1234".into()),
+                dpan_exp: Some("1230".into()),
+                notice_fp: fp.into(),
+                tell_cardholder: true,
+                previous_destination_since: Some(Millis(0)),
             })
         };
         let finish = Write::SendFinished {
@@ -687,6 +849,46 @@ mod tests {
                 decision(vec![method("m3"), method("m4"), method("m5")]),
             ),
             ("one-d", None, Some("card-3"), finish),
+            // Notices: an ACTIVATE telling the cardholder, the same notice again, one
+            // confirming the operation of its card (none has its correlation id), one
+            // confirming the operation of its own correlation id (and not the other one of the
+            // card), a deletion, a failed operation's.
+            (
+                "one-e",
+                None,
+                Some("card-4"),
+                notice("tok-1", Action::Activate, "fp1", None),
+            ),
+            (
+                "one-e",
+                None,
+                Some("card-4"),
+                notice("tok-1", Action::Activate, "fp1", None),
+            ),
+            (
+                "one-f",
+                None,
+                Some("card-4"),
+                notice("tok-1", Action::Suspend, "fp2", None),
+            ),
+            (
+                "op-2",
+                None,
+                Some("card-4"),
+                notice("tok-1", Action::Resume, "fp3", None),
+            ),
+            (
+                "one-g",
+                None,
+                Some("card-4"),
+                notice("tok-2", Action::Delete, "fp4", None),
+            ),
+            (
+                "one-h",
+                None,
+                Some("card-4"),
+                notice("tok-1", Action::Suspend, "fp5", Some(5)),
+            ),
         ];
         let mut dumps = Vec::new();
         for one_text in [true, false] {
@@ -701,7 +903,20 @@ mod tests {
             .execute(writer)
             .await
             .unwrap();
+            for (cid, action) in [("op-1", "SUSPEND"), ("op-2", "RESUME"), ("op-3", "RESUME")] {
+                sqlx::query(
+                    "INSERT INTO lifecycle_operations (card_ref, kind, action, virtual_card_id, cause, \
+                     correlation_id, state, next_attempt_at, created_at, updated_at) \
+                     VALUES ('card-4', 'token', $1, 'tok-1', 'test', $2, 'sent', 0, 1, 1)",
+                )
+                .bind(action)
+                .bind(cid)
+                .execute(writer)
+                .await
+                .unwrap();
+            }
             let mut tx = writer.begin().await.unwrap();
+            let mut outcomes = Vec::new();
             for (i, (cid, state, card, write)) in writes.iter().enumerate() {
                 let (reply, _) = oneshot::channel();
                 let at = Millis(1_000 + i64::try_from(i).unwrap());
@@ -721,29 +936,44 @@ mod tests {
                     write: write.clone(),
                     reply,
                 };
-                if one_text {
-                    let written = write_in_one(&mut tx, &job).await.unwrap();
-                    assert!(
-                        matches!(written, Some(Ok(Written::Done))),
-                        "{cid}: {written:?}"
-                    );
+                let written = if one_text {
+                    write_in_one(&mut tx, &job).await.unwrap().unwrap().unwrap()
                 } else {
                     let call = job.call.record();
-                    apply_write!(tx, &call, &job.write).unwrap();
-                }
+                    apply_write!(tx, &call, &job.write).unwrap()
+                };
+                outcomes.push(written);
             }
             tx.commit().await.unwrap();
             let mut tables = Vec::new();
-            for table in ["enrolments", "enrolment_methods", "calls", "sends"] {
+            for table in [
+                "enrolments",
+                "enrolment_methods",
+                "calls",
+                "sends",
+                "tokens",
+                "token_events",
+                "cardholder_notices",
+                "lifecycle_operations",
+            ] {
                 tables.push(dump(writer, table).await);
             }
-            dumps.push(tables);
+            dumps.push((outcomes, tables));
             store.close().await;
         }
         assert_eq!(dumps[0], dumps[1]);
-        // The rows are there at all (not two empty databases).
-        assert_eq!(dumps[0][1].len(), 4, "{:?}", dumps[0][1]);
-        assert!(dumps[0][3][0].contains("'SM1'"), "{:?}", dumps[0][3]);
+        // The rows are there at all (not two empty databases), and each case did its part.
+        let (outcomes, tables) = &dumps[0];
+        assert_eq!(outcomes[8], Written::Notice(NoticeOutcome::Duplicate));
+        assert_eq!(tables[1].len(), 4, "{:?}", tables[1]);
+        assert!(tables[3][0].contains("'SM1'"), "{:?}", tables[3]);
+        assert_eq!(tables[5].len(), 5, "token events: {:?}", tables[5]);
+        assert_eq!(tables[6].len(), 1, "activation notices: {:?}", tables[6]);
+        let confirmed: Vec<bool> = tables[7]
+            .iter()
+            .map(|r| r.contains("'confirmed'"))
+            .collect();
+        assert_eq!(confirmed, [true, true, false], "{:?}", tables[7]);
     }
 
     #[test]

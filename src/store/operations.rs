@@ -294,31 +294,46 @@ macro_rules! status_change_operations {
 /// its card) with the notice's action.
 macro_rules! confirm_operation {
     ($tx:ident, $correlation_id:expr, $card_ref:expr, $virtual_card_id:expr, $action:expr, $now:expr) => {{
-        let by_id = sqlx::query(
-            "UPDATE lifecycle_operations SET state = CASE WHEN state = 'confirmed' THEN state ELSE 'confirmed' END, \
-             notices = notices + 1, updated_at = $2, sent_at = COALESCE(sent_at, $2), \
-             finished_at = COALESCE(finished_at, $2), fpan_details = NULL \
-             WHERE correlation_id = $1 AND state IN ('waiting', 'sent', 'confirmed')",
-        )
-        .bind($correlation_id)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?
-        .rows_affected();
-        if by_id == 0 {
-            sqlx::query(
-                "UPDATE lifecycle_operations SET state = 'confirmed', notices = notices + 1, updated_at = $4, finished_at = $4 \
-                 WHERE id = (SELECT id FROM lifecycle_operations WHERE state = 'sent' AND card_ref = $1 \
-                   AND action = $3 AND (virtual_card_id = $2 OR virtual_card_id IS NULL) ORDER BY id DESC LIMIT 1)",
-            )
-            .bind($card_ref)
-            .bind($virtual_card_id)
-            .bind($action)
+        let by_id = sqlx::query($crate::store::operations::CONFIRM_BY_ID)
+            .bind($correlation_id)
             .bind($now)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+        if by_id == 0 {
+            bind_confirm_by_card!(
+                sqlx::query($crate::store::operations::CONFIRM_BY_CARD),
+                $card_ref,
+                $virtual_card_id,
+                $action,
+                $now
+            )
             .execute(&mut *$tx)
             .await?;
         }
     }};
+}
+
+/// [`confirm_operation!`]'s first statement: the operation of the notice's correlation id
+/// (`$1`), at `$2`.
+pub(super) const CONFIRM_BY_ID: &str = "UPDATE lifecycle_operations SET state = CASE WHEN state = 'confirmed' THEN state ELSE 'confirmed' END, \
+     notices = notices + 1, updated_at = $2, sent_at = COALESCE(sent_at, $2), \
+     finished_at = COALESCE(finished_at, $2), fpan_details = NULL \
+     WHERE correlation_id = $1 AND state IN ('waiting', 'sent', 'confirmed')";
+
+/// [`confirm_operation!`]'s second statement, when the first confirmed nothing
+/// ([`bind_confirm_by_card!`] binds its parameters).
+pub(super) const CONFIRM_BY_CARD: &str = "UPDATE lifecycle_operations SET state = 'confirmed', notices = notices + 1, updated_at = $4, finished_at = $4 \
+     WHERE id = (SELECT id FROM lifecycle_operations WHERE state = 'sent' AND card_ref = $1 \
+       AND action = $3 AND (virtual_card_id = $2 OR virtual_card_id IS NULL) ORDER BY id DESC LIMIT 1)";
+
+macro_rules! bind_confirm_by_card {
+    ($q:expr, $card_ref:expr, $virtual_card_id:expr, $action:expr, $now:expr) => {
+        $q.bind($card_ref)
+            .bind($virtual_card_id)
+            .bind($action)
+            .bind($now)
+    };
 }
 
 const CLAIM_SQLITE: &str = "UPDATE lifecycle_operations SET attempts = attempts + 1, next_attempt_at = $2, updated_at = $1 \
