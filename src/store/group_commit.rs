@@ -16,7 +16,9 @@
 //! if that fails, the savepoint is undone and the same writes go one at a time, to refuse only
 //! the one at fault.
 
-use super::{CallRecord, LockKey, NoticeOutcome, StoreError, Write, Written};
+use super::{
+    CallRecord, Claim, LockKey, NoticeOutcome, SendClaim, SendLimit, StoreError, Write, Written,
+};
 use crate::domain::Millis;
 use sqlx::SqlitePool;
 use std::sync::Arc;
@@ -80,6 +82,98 @@ struct Job {
     reply: oneshot::Sender<Result<Written, StoreError>>,
 }
 
+/// A send's claim that owns its text, to hand over to the writer task.
+struct OwnedClaim {
+    correlation_id: String,
+    card_ref: String,
+    method_id: String,
+    channel: crate::domain::Channel,
+    provider: String,
+    destination_masked: String,
+    destination_fp: String,
+    retry_fp: String,
+    at: Millis,
+    stale_after: Millis,
+    limits: Vec<SendLimit>,
+}
+
+impl OwnedClaim {
+    fn of(c: &SendClaim<'_>) -> OwnedClaim {
+        OwnedClaim {
+            correlation_id: c.correlation_id.to_owned(),
+            card_ref: c.card_ref.to_owned(),
+            method_id: c.method_id.to_owned(),
+            channel: c.channel,
+            provider: c.provider.to_owned(),
+            destination_masked: c.destination_masked.to_owned(),
+            destination_fp: c.destination_fp.to_owned(),
+            retry_fp: c.retry_fp.to_owned(),
+            at: c.at,
+            stale_after: c.stale_after,
+            limits: c.limits.to_vec(),
+        }
+    }
+
+    fn claim(&self) -> SendClaim<'_> {
+        SendClaim {
+            correlation_id: &self.correlation_id,
+            card_ref: &self.card_ref,
+            method_id: &self.method_id,
+            channel: self.channel,
+            provider: &self.provider,
+            destination_masked: &self.destination_masked,
+            destination_fp: &self.destination_fp,
+            retry_fp: &self.retry_fp,
+            at: self.at,
+            stale_after: self.stale_after,
+            limits: &self.limits,
+        }
+    }
+}
+
+/// What the writer task is handed: a call's write, or a send's claim (`Store::claim_send`),
+/// which thus shares the batch's fsync instead of taking one of its own. Tasks are moved once,
+/// into the queue and out: boxing the larger variant would only add an allocation per call.
+#[allow(clippy::large_enum_variant)]
+enum Task {
+    Call(Job),
+    Claim {
+        claim: OwnedClaim,
+        reply: oneshot::Sender<Result<Claim, StoreError>>,
+    },
+}
+
+/// A task's result.
+enum Done {
+    Call(Result<Written, StoreError>),
+    Claim(Result<Claim, StoreError>),
+}
+
+impl Task {
+    fn answer(self, done: Done) {
+        match (self, done) {
+            (Task::Call(job), Done::Call(result)) => {
+                let _ = job.reply.send(result);
+            }
+            (Task::Claim { reply, .. }, Done::Claim(result)) => {
+                let _ = reply.send(result);
+            }
+            (task, _) => task.fail(StoreError::Unexpected("a result of another task".into())),
+        }
+    }
+
+    fn fail(self, e: StoreError) {
+        match self {
+            Task::Call(job) => {
+                let _ = job.reply.send(Err(e));
+            }
+            Task::Claim { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
+
 /// Batches committed and the writes they held, since start (read for the metrics).
 #[derive(Default)]
 struct Counts {
@@ -90,7 +184,7 @@ struct Counts {
 /// The handle of the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct Batcher {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Task>,
     counts: Arc<Counts>,
 }
 
@@ -134,12 +228,26 @@ impl Batcher {
             write: write.clone(),
             reply,
         };
-        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        self.jobs
+            .send(Task::Call(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Hands a send's claim over and waits for the commit that holds it.
+    pub async fn claim(&self, claim: &SendClaim<'_>) -> Result<Claim, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let task = Task::Claim {
+            claim: OwnedClaim::of(claim),
+            reply,
+        };
+        self.jobs.send(task).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
-async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, counts: Arc<Counts>) {
+async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Task>, counts: Arc<Counts>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.recv().await {
         // The transaction first: while it waits for the writer connection (another write of
@@ -149,7 +257,7 @@ async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, counts: Arc<Cou
         let tx = match writer.begin_with("BEGIN IMMEDIATE").await {
             Ok(tx) => tx,
             Err(e) => {
-                let _ = first.reply.send(Err(StoreError::Db(e)));
+                first.fail(StoreError::Db(e));
                 continue;
             }
         };
@@ -167,27 +275,27 @@ async fn run(writer: SqlitePool, mut queue: mpsc::Receiver<Job>, counts: Arc<Cou
         );
         match commit(tx, &jobs).await {
             Ok(results) => {
-                for (job, result) in jobs.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
+                for (task, done) in jobs.drain(..).zip(results) {
+                    task.answer(done);
                 }
             }
             Err(e) => {
                 let cause = e.to_string();
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Commit(cause.clone())));
+                for task in jobs.drain(..) {
+                    task.fail(StoreError::Commit(cause.clone()));
                 }
             }
         }
     }
 }
 
-/// One transaction for the batch: each write's result, or the error that stopped the batch.
+/// One transaction for the batch: each task's result, or the error that stopped the batch.
 async fn commit(
     mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    jobs: &[Job],
-) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
-    let mut results = Vec::with_capacity(jobs.len());
-    if let [job] = jobs {
+    tasks: &[Task],
+) -> Result<Vec<Done>, StoreError> {
+    let mut results = Vec::with_capacity(tasks.len());
+    if let [Task::Call(job)] = tasks {
         let result = match write_in_one(&mut tx, job).await? {
             Some(result) => result,
             None => {
@@ -197,19 +305,22 @@ async fn commit(
         };
         if result.is_err() {
             tx.rollback().await?;
-            return Ok(vec![result]);
+            return Ok(vec![Done::Call(result)]);
         }
-        results.push(result);
+        results.push(Done::Call(result));
     } else {
-        let mut rest = jobs;
+        let mut rest = tasks;
         // Cleared once a run written whole failed: the rest go one by one.
         let mut whole_runs = true;
-        while let Some((job, after_it)) = rest.split_first() {
-            let run = rest.iter().take_while(|j| written_in_a_run(j)).count();
+        while let Some((task, after_it)) = rest.split_first() {
+            let run = rest
+                .iter()
+                .take_while(|t| matches!(t, Task::Call(j) if written_in_a_run(j)))
+                .count();
             if whole_runs && run >= 2 {
                 let (these, after) = rest.split_at(run);
                 if write_run(&mut tx, these).await.is_ok() {
-                    results.extend(these.iter().map(|_| Ok(Written::Done)));
+                    results.extend(these.iter().map(|_| Done::Call(Ok(Written::Done))));
                     rest = after;
                     continue;
                 }
@@ -220,8 +331,23 @@ async fn commit(
                 whole_runs = false;
             }
             rest = after_it;
+            let job = match task {
+                Task::Call(job) => job,
+                Task::Claim { claim, .. } => {
+                    let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+                    let claim = claim.claim();
+                    let result = claim_send_in!(savepoint, &claim);
+                    if result.is_ok() {
+                        savepoint.commit().await?;
+                    } else {
+                        savepoint.rollback().await?;
+                    }
+                    results.push(Done::Claim(result));
+                    continue;
+                }
+            };
             if let Some(result) = write_in_one(&mut tx, job).await? {
-                results.push(result);
+                results.push(Done::Call(result));
                 continue;
             }
             let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
@@ -232,7 +358,7 @@ async fn commit(
             } else {
                 savepoint.rollback().await?;
             }
-            results.push(result);
+            results.push(Done::Call(result));
         }
     }
     tx.commit().await?;
@@ -364,11 +490,17 @@ fn written_in_a_run(job: &Job) -> bool {
 /// after the other (SQLite applies a multi-row upsert row by row, in order). Both statements
 /// are one SQL text inside savepoint `gc_run` (one hand-off to the writer connection's thread);
 /// on `Err` the caller undoes the savepoint.
-async fn write_run(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> Result<(), sqlx::Error> {
+async fn write_run(conn: &mut sqlx::SqliteConnection, tasks: &[Task]) -> Result<(), sqlx::Error> {
+    let jobs = || {
+        tasks.iter().filter_map(|t| match t {
+            Task::Call(job) => Some(job),
+            Task::Claim { .. } => None,
+        })
+    };
     let mut text = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "SAVEPOINT gc_run; INSERT INTO enrolments (correlation_id, card_ref, wallet_provider_id, state, created_at, updated_at) ",
     );
-    text.push_values(jobs, |mut row, job| {
+    text.push_values(jobs(), |mut row, job| {
         let c = &job.call;
         row.push_bind(&c.correlation_id)
             .push_bind(c.card_ref.as_deref())
@@ -386,7 +518,7 @@ async fn write_run(conn: &mut sqlx::SqliteConnection, jobs: &[Job]) -> Result<()
     text.push(
         "; INSERT INTO calls (correlation_id, operation, card_ref, response_code, outcome, detail, duration_ms, at) ",
     );
-    text.push_values(jobs, |mut row, job| {
+    text.push_values(jobs(), |mut row, job| {
         let c = &job.call;
         row.push_bind(&c.correlation_id)
             .push_bind(&c.operation)
@@ -992,5 +1124,74 @@ mod tests {
             in_one(&["A $1 $2", "B $1"]),
             "SAVEPOINT gc_write; A $1 $2; B $3; RELEASE gc_write"
         );
+    }
+
+    /// Claims queued together are one batch, applied in order: the second claim of one OTP sees
+    /// the first one's pending send (in flight), a third send to the same enrolment finds the
+    /// limit that the first two reached, and a claim of another card goes ahead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn claims_in_one_batch_see_each_other() {
+        let (_dir, store) = sqlite_store().await;
+        let (writer, batcher) = writer_and_batcher(&store);
+        let limits = [SendLimit {
+            name: "sends per enrolment",
+            scope: super::super::LimitScope::Enrolment,
+            window: None,
+            max: 2,
+        }];
+        let claim = |cid: &'static str, card: &'static str, retry: &'static str| SendClaim {
+            correlation_id: cid,
+            card_ref: card,
+            method_id: "m1",
+            channel: crate::domain::Channel::Sms,
+            provider: "sms-main",
+            destination_masked: "+44*****0123",
+            destination_fp: "fp",
+            retry_fp: retry,
+            at: Millis(10_000),
+            stale_after: Millis(60_000),
+            limits: &limits,
+        };
+        let claims = [
+            claim("cl-a", "card-1", "otp-1"),
+            claim("cl-a", "card-1", "otp-1"),
+            claim("cl-a", "card-1", "otp-2"),
+            claim("cl-a", "card-1", "otp-3"),
+            claim("cl-b", "card-2", "otp-4"),
+        ];
+        let held = writer.acquire().await.unwrap();
+        let (batches_before, _) = batcher.counts();
+        let mut pending: Vec<_> = claims.iter().map(|c| Box::pin(batcher.claim(c))).collect();
+        // The first poll of each hands it over, in this order, behind the busy writer.
+        std::future::poll_fn(|cx| {
+            for p in &mut pending {
+                assert!(p.as_mut().poll(cx).is_pending());
+            }
+            std::task::Poll::Ready(())
+        })
+        .await;
+        drop(held);
+        let mut results = Vec::new();
+        for p in pending {
+            results.push(p.await.unwrap());
+        }
+        assert!(matches!(results[0], Claim::Claimed(_)), "{results:?}");
+        assert_eq!(results[1], Claim::InFlight);
+        assert!(matches!(results[2], Claim::Claimed(_)), "{results:?}");
+        assert_eq!(results[3], Claim::Limited("sends per enrolment"));
+        assert!(matches!(results[4], Claim::Claimed(_)), "{results:?}");
+        let (batches, _) = batcher.counts();
+        assert!(
+            batches - batches_before <= 2,
+            "{} batches",
+            batches - batches_before
+        );
+        let (pending_rows,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM sends WHERE outcome = 'pending'")
+                .fetch_one(writer)
+                .await
+                .unwrap();
+        assert_eq!(pending_rows, 3);
+        store.close().await;
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 /// Sends that count against the limits: those that went out, or may have (`pending`: under way
 /// or interrupted by a crash; `timeout`: the provider may have delivered it). Refusals do not
 /// count, so nobody can use failures to lock a cardholder out.
-const COUNTED: &str = "('pending', 'accepted', 'timeout')";
+pub(super) const COUNTED: &str = "('pending', 'accepted', 'timeout')";
 
 /// What a limit counts sends by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub enum LimitScope {
 
 impl LimitScope {
     /// The column of `sends` that holds this scope's key.
-    fn column(self) -> &'static str {
+    pub(super) fn column(self) -> &'static str {
         match self {
             LimitScope::Enrolment => "correlation_id",
             LimitScope::Card => "card_ref",
@@ -148,64 +148,66 @@ macro_rules! finish_send_in {
     };
 }
 
-impl Store {
-    /// Claims a send: checks the retry rule and every limit, and records a pending send, atomically.
-    pub async fn claim_send(&self, c: &SendClaim<'_>) -> Result<Claim, StoreError> {
-        // Always the same order (card, destination, channel), so two claims never deadlock.
-        let keys = [
-            format!("send-card:{}", c.card_ref),
-            format!("send-destination:{}", c.destination_fp),
-            format!("send-channel:{}", c.channel.as_str()),
-        ];
-        with_pool!(self, write, |pool| {
-            let mut tx = pool.begin().await?;
+/// The statements of a send's claim (`Store::claim_send`) on `$tx`: `Result<Claim, StoreError>`.
+/// A claim that is refused writes nothing.
+macro_rules! claim_send_in {
+    ($tx:ident, $c:expr) => {
+        async {
+            let c: &$crate::store::SendClaim<'_> = $c;
+            // Always the same order (card, destination, channel), so two claims never deadlock.
+            let keys = [
+                format!("send-card:{}", c.card_ref),
+                format!("send-destination:{}", c.destination_fp),
+                format!("send-channel:{}", c.channel.as_str()),
+            ];
             for key in &keys {
-                tx.lock_key(key).await?;
+                $tx.lock_key(key).await?;
             }
-            let previous: Vec<(SendOutcome, Millis)> =
+            let previous: Vec<($crate::domain::SendOutcome, $crate::domain::Millis)> =
                 sqlx::query_as("SELECT outcome, at FROM sends WHERE retry_fp = $1 AND outcome IN ('accepted', 'pending', 'timeout')")
                     .bind(c.retry_fp)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(&mut *$tx)
                     .await?;
-            if previous.iter().any(|(o, _)| *o == SendOutcome::Accepted) {
-                return Ok(Claim::AlreadyAccepted);
+            if previous.iter().any(|(o, _)| *o == $crate::domain::SendOutcome::Accepted) {
+                return Ok($crate::store::Claim::AlreadyAccepted);
             }
             if previous
                 .iter()
-                .any(|(o, at)| *o == SendOutcome::Pending && *at > c.at.minus(c.stale_after))
+                .any(|(o, at)| *o == $crate::domain::SendOutcome::Pending && *at > c.at.minus(c.stale_after))
             {
-                return Ok(Claim::InFlight);
+                return Ok($crate::store::Claim::InFlight);
             }
             // Unclear outcomes (a timeout, a crash mid-send): the same OTP goes out once more,
             // not again and again (the same code twice is harmless, an endless stream is not).
             let unclear = previous
                 .iter()
-                .filter(|(o, _)| matches!(o, SendOutcome::Timeout | SendOutcome::Pending))
+                .filter(|(o, _)| matches!(o, $crate::domain::SendOutcome::Timeout | $crate::domain::SendOutcome::Pending))
                 .count();
             if unclear >= 2 {
-                return Ok(Claim::RetriedOnce);
+                return Ok($crate::store::Claim::RetriedOnce);
             }
             for limit in c.limits {
                 let key = match limit.scope {
-                    LimitScope::Enrolment => c.correlation_id,
-                    LimitScope::Card => c.card_ref,
-                    LimitScope::Destination => c.destination_fp,
-                    LimitScope::Channel => c.channel.as_str(),
+                    $crate::store::LimitScope::Enrolment => c.correlation_id,
+                    $crate::store::LimitScope::Card => c.card_ref,
+                    $crate::store::LimitScope::Destination => c.destination_fp,
+                    $crate::store::LimitScope::Channel => c.channel.as_str(),
                 };
                 let sql = format!(
-                    "SELECT COUNT(*) FROM sends WHERE {} = $1 AND outcome IN {COUNTED} AND at > $2",
-                    limit.scope.column()
+                    "SELECT COUNT(*) FROM sends WHERE {} = $1 AND outcome IN {} AND at > $2",
+                    limit.scope.column(),
+                    $crate::store::sends::COUNTED
                 );
                 // A send at time t counts while now < t + window: the window reopens exactly
                 // `window` after the send.
-                let since = limit.window.map_or(Millis(i64::MIN), |w| c.at.minus(w));
+                let since = limit.window.map_or($crate::domain::Millis(i64::MIN), |w| c.at.minus(w));
                 let (n,): (i64,) = sqlx::query_as(&sql)
                     .bind(key)
                     .bind(since)
-                    .fetch_one(&mut *tx)
+                    .fetch_one(&mut *$tx)
                     .await?;
                 if n >= limit.max {
-                    return Ok(Claim::Limited(limit.name));
+                    return Ok($crate::store::Claim::Limited(limit.name));
                 }
             }
             let (id,): (i64,) = sqlx::query_as(
@@ -222,11 +224,28 @@ impl Store {
             .bind(c.destination_fp)
             .bind(c.retry_fp)
             .bind(c.at)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *$tx)
             .await?;
-            tx.commit().await?;
-            Ok(Claim::Claimed(id))
-        })
+            Ok::<$crate::store::Claim, $crate::store::StoreError>($crate::store::Claim::Claimed(id))
+        }
+        .await
+    };
+}
+
+impl Store {
+    /// Claims a send: checks the retry rule and every limit, and records a pending send, atomically.
+    /// On SQLite the claim joins the group commit (`super::group_commit`): it shares the batch's
+    /// fsync, and is answered only once that is on disk.
+    pub async fn claim_send(&self, c: &SendClaim<'_>) -> Result<Claim, StoreError> {
+        match &self.backend {
+            Backend::Sqlite { batcher, .. } => batcher.claim(c).await,
+            Backend::Postgres(pg) => {
+                let mut tx = pg.begin().await?;
+                let claim = claim_send_in!(tx, c)?;
+                tx.commit().await?;
+                Ok(claim)
+            }
+        }
     }
 
     /// The outcome of the newest send with this retry fingerprint, if any.
