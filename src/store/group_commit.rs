@@ -1,20 +1,22 @@
-//! Group commit on SQLite: the calls' writes (`Store::record`) go to one writer task, which puts
-//! the writes that are waiting together into one transaction and one fsync, and answers each
-//! call only once the commit that holds its write is on disk (`synchronous = FULL`): durability
-//! exactly as with one transaction per call, at the cost of one fsync per batch instead of one
-//! per call.
+//! Group commit on SQLite: the calls' writes (`Store::record`) and the sends' claims
+//! (`Store::claim_send`) go to one writer task, on a thread of its own, which puts the tasks that
+//! are waiting together into one transaction and one fsync, and answers each only once the commit
+//! that holds it is on disk (`synchronous = FULL`): durability exactly as with one transaction
+//! per call, at the cost of one fsync per batch instead of one per call.
 //!
 //! Each write of a batch runs inside its own savepoint, so that a write that fails (a constraint,
 //! a bug) is rolled back alone and answered its error, while the others commit. A batch that
-//! cannot commit answers every write of it with the error: none of them was acknowledged.
-//! A lone write (a quiet gateway) takes no savepoint: it is its own transaction, as before.
+//! cannot commit answers every task of it with the error: none of them was acknowledged.
 //!
 //! Every statement is a hand-off to the writer connection's thread (sqlx runs each SQLite
 //! connection on a thread of its own), and those hand-offs are what a batch costs, not its rows.
-//! So consecutive writes that are only a call record and its enrolment's state (eligibility
-//! answers above all) are written by one multi-row statement per table inside one savepoint;
-//! if that fails, the savepoint is undone and the same writes go one at a time, to refuse only
-//! the one at fault.
+//! So each write is one SQL text of several statements, savepoint and release included
+//! ([`write_in_one`]; a token notice first reads what it needs), and consecutive writes that are
+//! only a call record and its enrolment's state (eligibility answers above all) are one text of
+//! one multi-row statement per table ([`write_run`]); if a run fails, it is undone and the same
+//! writes go one at a time, to refuse only the one at fault. The texts are built from the same
+//! statement constants and bind macros as `apply_write!`, which writes one statement at a time
+//! (PostgreSQL's path, and SQLite's while webhook endpoints may be configured).
 
 use super::{
     CallRecord, Claim, LockKey, NoticeOutcome, SendClaim, SendLimit, StoreError, Write, Written,
