@@ -114,6 +114,29 @@ macro_rules! bind_enqueue_notice {
     };
 }
 
+/// Records an attempt of a notice ([`bind_finish_notice!`]); changes it only if it is still that
+/// attempt's (not claimed again meanwhile).
+pub(super) const FINISH_NOTICE: &str = "UPDATE cardholder_notices SET state = $3, next_attempt_at = $4, last_error = $5, \
+     channel = COALESCE($6, channel), provider = COALESCE($7, provider), \
+     destination_masked = COALESCE($8, destination_masked), updated_at = $9, finished_at = $10 \
+     WHERE id = $1 AND attempts = $2 AND state = 'waiting'";
+
+/// Binds [`FINISH_NOTICE`] for attempt number `$attempt` of notice `$id`, which came to `$a`.
+macro_rules! bind_finish_notice {
+    ($q:expr, $id:expr, $attempt:expr, $a:expr) => {
+        $q.bind($id)
+            .bind($attempt)
+            .bind($a.state)
+            .bind($a.next)
+            .bind(&$a.error)
+            .bind($a.channel)
+            .bind(&$a.provider)
+            .bind(&$a.destination_masked)
+            .bind($a.at)
+            .bind(($a.state != "waiting").then_some($a.at))
+    };
+}
+
 const CLAIM_SQLITE: &str = "UPDATE cardholder_notices SET attempts = attempts + 1, next_attempt_at = $2, updated_at = $1 \
      WHERE id IN (SELECT id FROM cardholder_notices WHERE state = 'waiting' AND next_attempt_at <= $1 ORDER BY id LIMIT $3) \
      RETURNING *";
@@ -161,28 +184,17 @@ impl Store {
         attempt: i64,
         a: &NoticeAttempt,
     ) -> Result<(), StoreError> {
-        let finished = (a.state != "waiting").then_some(a.at);
-        with_pool!(self, write, |pool| {
-            sqlx::query(
-                "UPDATE cardholder_notices SET state = $3, next_attempt_at = $4, last_error = $5, \
-                 channel = COALESCE($6, channel), provider = COALESCE($7, provider), \
-                 destination_masked = COALESCE($8, destination_masked), updated_at = $9, finished_at = $10 \
-                 WHERE id = $1 AND attempts = $2 AND state = 'waiting'",
-            )
-            .bind(id)
-            .bind(attempt)
-            .bind(a.state)
-            .bind(a.next)
-            .bind(&a.error)
-            .bind(a.channel)
-            .bind(&a.provider)
-            .bind(&a.destination_masked)
-            .bind(a.at)
-            .bind(finished)
-            .execute(pool)
-            .await?;
-            Ok(())
-        })
+        match &self.backend {
+            // In the group commit: one fsync for many, instead of one of its own on the writer
+            // connection, which the calls' writes would wait behind.
+            Backend::Sqlite { batcher, .. } => batcher.finish_notice(id, attempt, a).await,
+            Backend::Postgres(pg) => {
+                bind_finish_notice!(sqlx::query(FINISH_NOTICE), id, attempt, a)
+                    .execute(pg)
+                    .await?;
+                Ok(())
+            }
+        }
     }
 
     /// The card's destinations before their last change, sealed: (phone, e-mail).

@@ -143,12 +143,20 @@ enum Task {
         claim: OwnedClaim,
         reply: oneshot::Sender<Result<Claim, StoreError>>,
     },
+    /// An attempt of a cardholder notice (`Store::finish_cardholder_notice`).
+    NoticeFinished {
+        id: i64,
+        attempt: i64,
+        outcome: super::NoticeAttempt,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// A task's result.
 enum Done {
     Call(Result<Written, StoreError>),
     Claim(Result<Claim, StoreError>),
+    NoticeFinished(Result<(), StoreError>),
 }
 
 impl Task {
@@ -158,6 +166,9 @@ impl Task {
                 let _ = job.reply.send(result);
             }
             (Task::Claim { reply, .. }, Done::Claim(result)) => {
+                let _ = reply.send(result);
+            }
+            (Task::NoticeFinished { reply, .. }, Done::NoticeFinished(result)) => {
                 let _ = reply.send(result);
             }
             (task, _) => task.fail(StoreError::Unexpected("a result of another task".into())),
@@ -170,6 +181,9 @@ impl Task {
                 let _ = job.reply.send(Err(e));
             }
             Task::Claim { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Task::NoticeFinished { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
         }
@@ -242,6 +256,24 @@ impl Batcher {
         let (reply, answer) = oneshot::channel();
         let task = Task::Claim {
             claim: OwnedClaim::of(claim),
+            reply,
+        };
+        self.jobs.send(task).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Hands a cardholder notice's attempt over and waits for the commit that holds it.
+    pub async fn finish_notice(
+        &self,
+        id: i64,
+        attempt: i64,
+        outcome: &super::NoticeAttempt,
+    ) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let task = Task::NoticeFinished {
+            id,
+            attempt,
+            outcome: outcome.clone(),
             reply,
         };
         self.jobs.send(task).await.map_err(|_| StoreError::Closed)?;
@@ -335,6 +367,21 @@ async fn commit(
             rest = after_it;
             let job = match task {
                 Task::Call(job) => job,
+                Task::NoticeFinished {
+                    id,
+                    attempt,
+                    outcome,
+                    ..
+                } => {
+                    let q = sqlx::query(FINISH_NOTICE_IN_ONE.as_str());
+                    let q = bind_finish_notice!(q, *id, *attempt, outcome);
+                    let result = match in_savepoint(&mut tx, q, ()).await? {
+                        Some(result) => result,
+                        None => Ok(()),
+                    };
+                    results.push(Done::NoticeFinished(result));
+                    continue;
+                }
                 Task::Claim { claim, .. } => {
                     let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
                     let claim = claim.claim();
@@ -366,6 +413,10 @@ async fn commit(
     tx.commit().await?;
     Ok(results)
 }
+
+/// A cardholder notice's attempt, as one SQL text in a savepoint.
+static FINISH_NOTICE_IN_ONE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| in_one(&[super::cardholder_notices::FINISH_NOTICE]));
 
 /// Decisions offering more methods than this take the statements one by one.
 const MAX_METHODS_IN_ONE: usize = 8;
@@ -496,7 +547,7 @@ async fn write_run(conn: &mut sqlx::SqliteConnection, tasks: &[Task]) -> Result<
     let jobs = || {
         tasks.iter().filter_map(|t| match t {
             Task::Call(job) => Some(job),
-            Task::Claim { .. } => None,
+            Task::Claim { .. } | Task::NoticeFinished { .. } => None,
         })
     };
     let mut text = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -665,11 +716,11 @@ async fn notice_in_one(
 
 /// Runs one SQL text of [`in_one`]: `written` when it all ran, else its error, with what ran
 /// of it undone.
-async fn in_savepoint<'q>(
+async fn in_savepoint<'q, T>(
     conn: &mut sqlx::SqliteConnection,
     query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    written: Written,
-) -> Result<Option<Result<Written, StoreError>>, StoreError> {
+    written: T,
+) -> Result<Option<Result<T, StoreError>>, StoreError> {
     match query.execute(&mut *conn).await {
         Ok(_) => Ok(Some(Ok(written))),
         Err(e) => {
