@@ -1,7 +1,7 @@
-//! Group commit on SQLite: the calls' writes (`Store::record`) and the sends' claims
-//! (`Store::claim_send`) go to one writer task, on a thread of its own, which puts the tasks that
-//! are waiting together into one transaction and one fsync, and answers each only once the commit
-//! that holds it is on disk (`synchronous = FULL`): durability exactly as with one transaction
+//! Group commit on SQLite: the calls' writes (`Store::record`), the sends' claims
+//! (`Store::claim_send`) and the cardholder notices' attempts go to one writer task, on a thread
+//! of its own, which puts the tasks that are waiting together into one transaction and one
+//! fsync, and answers each only once the commit that holds it is on disk (`synchronous = FULL`): durability exactly as with one transaction
 //! per call, at the cost of one fsync per batch instead of one per call.
 //!
 //! Each write of a batch runs inside its own savepoint, so that a write that fails (a constraint,
