@@ -375,10 +375,7 @@ async fn commit(
                 } => {
                     let q = sqlx::query(FINISH_NOTICE_IN_ONE.as_str());
                     let q = bind_finish_notice!(q, *id, *attempt, outcome);
-                    let result = match in_savepoint(&mut tx, q, ()).await? {
-                        Some(result) => result,
-                        None => Ok(()),
-                    };
+                    let result = in_savepoint(&mut tx, q, ()).await?;
                     results.push(Done::NoticeFinished(result));
                     continue;
                 }
@@ -427,6 +424,8 @@ struct Shapes {
     send_finished: String,
     /// By the number of methods the decision offers.
     decisions: Vec<String>,
+    /// A recorded token notice's, by [`notice_shape`].
+    notices: Vec<String>,
 }
 
 static SHAPES: std::sync::LazyLock<Shapes> = std::sync::LazyLock::new(|| {
@@ -443,8 +442,51 @@ static SHAPES: std::sync::LazyLock<Shapes> = std::sync::LazyLock::new(|| {
                 in_one(&parts)
             })
             .collect(),
+        notices: (0..32).map(|shape| in_one(&notice_parts(shape))).collect(),
     }
 });
+
+/// What a recorded token notice writes besides its fixed statements, as an index of
+/// [`Shapes::notices`]: one bit per statement it adds.
+fn notice_shape(then: &super::tokens::NoticeThen, previous: bool) -> usize {
+    usize::from(then.enqueue_notice)
+        | usize::from(then.enqueue_notice && previous) << 1
+        | usize::from(then.complete_enrolment) << 2
+        | usize::from(then.complete_activated) << 3
+        | usize::from(then.fail_enrolment) << 4
+}
+
+/// The statements of a recorded token notice of shape `shape` ([`notice_shape`]), in
+/// `apply_notice_in!`'s order.
+fn notice_parts(shape: usize) -> Vec<&'static str> {
+    use super::cardholder_notices::{ENQUEUE_CURRENT, ENQUEUE_PREVIOUS};
+    use super::tokens::{
+        COMPLETE_ACTIVATED, ENROLMENT_COMPLETE, ENROLMENT_FAILED, INSERT_TOKEN_EVENT, UPSERT_TOKEN,
+    };
+    let mut parts = vec![
+        INSERT_TOKEN_EVENT,
+        UPSERT_TOKEN,
+        super::UPSERT_ENROLMENT,
+        super::operations::CONFIRM_BY_ID,
+        CONFIRM_BY_CARD_IF_NONE.as_str(),
+    ];
+    for (bit, part) in [
+        ENQUEUE_CURRENT,
+        ENQUEUE_PREVIOUS,
+        ENROLMENT_COMPLETE,
+        COMPLETE_ACTIVATED,
+        ENROLMENT_FAILED,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if shape & (1 << bit) != 0 {
+            parts.push(part);
+        }
+    }
+    parts.push(super::INSERT_CALL);
+    parts
+}
 
 /// The statements `parts`, each numbering its parameters from `$1`, as one SQL text inside a
 /// savepoint of their own, the parameters numbered on from one statement to the next.
@@ -526,7 +568,7 @@ async fn write_in_one(
         }
         Write::Notice(n) => return notice_in_one(conn, &call, n).await,
     };
-    in_savepoint(conn, query, Written::Done).await
+    in_savepoint(conn, query, Written::Done).await.map(Some)
 }
 
 /// Whether a write is only its call record and its enrolment's new state (an eligibility
@@ -605,13 +647,7 @@ async fn notice_in_one(
     call: &CallRecord<'_>,
     n: &super::NoticeRecord,
 ) -> Result<Option<Result<Written, StoreError>>, StoreError> {
-    use super::cardholder_notices::{ENQUEUE_CURRENT, ENQUEUE_PREVIOUS};
-    use super::operations::CONFIRM_BY_ID;
-    use super::tokens::{
-        COMPLETE_ACTIVATED, ENROLMENT_COMPLETE, ENROLMENT_FAILED, INSERT_TOKEN_EVENT, NoticeThen,
-        UPSERT_TOKEN, state_after,
-    };
-    use super::{INSERT_CALL, UPSERT_ENROLMENT};
+    use super::tokens::{NoticeThen, state_after};
     let seen: Result<(Option<String>, bool), sqlx::Error> = sqlx::query_as(
         "SELECT (SELECT state FROM tokens WHERE virtual_card_id = $1), \
          EXISTS (SELECT 1 FROM token_events WHERE notice_fp = $2)",
@@ -632,36 +668,17 @@ async fn notice_in_one(
         };
         let q = bind_upsert_enrolment!(sqlx::query(SHAPES.nothing.as_str()), dup);
         let q = bind_insert_call!(q, dup);
-        return in_savepoint(conn, q, Written::Notice(NoticeOutcome::Duplicate)).await;
+        return in_savepoint(conn, q, Written::Notice(NoticeOutcome::Duplicate))
+            .await
+            .map(Some);
     }
     let (after, failed) = state_after(before.as_deref(), n);
     let wipe = !failed && matches!(n.action, crate::domain::Action::Erase);
     let then = NoticeThen::of(n, &after, failed);
     let previous = then.enqueue_notice && n.previous_destination_since.is_some();
-    let mut parts = vec![
-        INSERT_TOKEN_EVENT,
-        UPSERT_TOKEN,
-        UPSERT_ENROLMENT,
-        CONFIRM_BY_ID,
-        CONFIRM_BY_CARD_IF_NONE.as_str(),
-    ];
-    if then.enqueue_notice {
-        parts.push(ENQUEUE_CURRENT);
-        if previous {
-            parts.push(ENQUEUE_PREVIOUS);
-        }
-    }
-    if then.complete_enrolment {
-        parts.push(ENROLMENT_COMPLETE);
-    }
-    if then.complete_activated {
-        parts.push(COMPLETE_ACTIVATED);
-    }
-    if then.fail_enrolment {
-        parts.push(ENROLMENT_FAILED);
-    }
-    parts.push(INSERT_CALL);
-    let text = in_one(&parts);
+    let Some(text) = SHAPES.notices.get(notice_shape(&then, previous)) else {
+        return Ok(None);
+    };
     let q = bind_token_event!(sqlx::query(text.as_str()), call, n, &before, &after);
     let q = bind_token!(q, call, n, &after, failed, wipe);
     let q = bind_upsert_enrolment!(q, call);
@@ -711,7 +728,7 @@ async fn notice_in_one(
         before: before.clone(),
         after: after.clone(),
     });
-    in_savepoint(conn, q, recorded).await
+    in_savepoint(conn, q, recorded).await.map(Some)
 }
 
 /// Runs one SQL text of [`in_one`]: `written` when it all ran, else its error, with what ran
@@ -720,15 +737,15 @@ async fn in_savepoint<'q, T>(
     conn: &mut sqlx::SqliteConnection,
     query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
     written: T,
-) -> Result<Option<Result<T, StoreError>>, StoreError> {
+) -> Result<Result<T, StoreError>, StoreError> {
     match query.execute(&mut *conn).await {
-        Ok(_) => Ok(Some(Ok(written))),
+        Ok(_) => Ok(Ok(written)),
         Err(e) => {
             // What ran of it is undone; the batch goes on without it.
             sqlx::raw_sql("ROLLBACK TO gc_write; RELEASE gc_write")
                 .execute(&mut *conn)
                 .await?;
-            Ok(Some(Err(StoreError::Db(e))))
+            Ok(Err(StoreError::Db(e)))
         }
     }
 }
